@@ -1,0 +1,69 @@
+package v1alpha1
+
+// Platform is the operating system family of a device. It decides which
+// actions a device can run and how it enrolls.
+// +kubebuilder:validation:Enum=Android;AndroidAOSP;IOS;ChromeOS;Windows;Linux
+type Platform string
+
+const (
+	// PlatformAndroid is Android with Google Mobile Services.
+	PlatformAndroid Platform = "Android"
+	// PlatformAndroidAOSP is Android without Google Mobile Services.
+	PlatformAndroidAOSP Platform = "AndroidAOSP"
+	// PlatformIOS is iOS and iPadOS.
+	PlatformIOS Platform = "IOS"
+	// PlatformChromeOS is ChromeOS.
+	PlatformChromeOS Platform = "ChromeOS"
+	// PlatformWindows is Windows.
+	PlatformWindows Platform = "Windows"
+	// PlatformLinux is a Linux host running the reference agent.
+	PlatformLinux Platform = "Linux"
+)
+
+// IsAndroid reports whether p is one of the Android platforms.
+func (p Platform) IsAndroid() bool {
+	return p == PlatformAndroid || p == PlatformAndroidAOSP
+}
+
+// Condition types shared by the kinds. Ready, Reconciling and Stalled follow
+// kstatus so that kubectl wait, Argo CD and Flux read health without plugins.
+const (
+	// ConditionReady is True when the object has reached its desired state.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the controller is still working
+	// towards the desired state. It is removed when it would be False.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when the controller cannot make progress
+	// without a change to the object or its environment. It is removed when
+	// it would be False.
+	ConditionStalled = "Stalled"
+)
+
+// Finalizer is the finalizer every kubemdm controller puts on the objects
+// whose deletion needs work first.
+const Finalizer = "mdm.kubemdm.io/finalizer"
+
+// LabelManagedBy with ManagedByValue marks the objects kubemdm creates. The
+// manager caches only the Secrets that carry it, so a cluster full of other
+// Secrets costs it no memory.
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedByValue = "kubemdm"
+)
+
+// SecretKeyRef names a key in a Secret of the object's namespace.
+type SecretKeyRef struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+
+	// key within the Secret's data.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+}

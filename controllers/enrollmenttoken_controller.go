@@ -1,0 +1,228 @@
+// Package controllers holds one reconciler per kubemdm kind.
+package controllers
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/conditions"
+	"github.com/kubemdm/kubemdm/internal/patch"
+)
+
+// defaultWifiSecretRetry is how often a token waiting for its Wi-Fi password
+// Secret looks again. That Secret belongs to the user and carries none of our
+// labels, so it is read directly rather than watched.
+const defaultWifiSecretRetry = 15 * time.Second
+
+// EnrollmentTokenReconciler issues token values into owned Secrets and moves
+// tokens through Pending, Expired and Deleted. The gateway moves them through
+// Processing and Done as devices enroll.
+type EnrollmentTokenReconciler struct {
+	client.Client
+	// APIReader reads Secrets the manager does not cache (the Wi-Fi password).
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	// EnrollmentHost is the gateway address put into every payload.
+	EnrollmentHost string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// WifiSecretRetry overrides defaultWifiSecretRetry when positive.
+	WifiSecretRetry time.Duration
+}
+
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=enrollmenttokens,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=enrollmenttokens/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=enrollmenttokens/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one EnrollmentToken to its desired state.
+func (r *EnrollmentTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	token := &mdmv1alpha1.EnrollmentToken{}
+	if err := r.Get(ctx, req.NamespacedName, token); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	patcher := patch.NewHelper(token)
+	before := token.Status.Phase
+	destroyed := false
+	defer func() {
+		if err := patcher.Patch(ctx, r.Client, token); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("patching EnrollmentToken %s: %w", klog.KObj(token), err))
+			return
+		}
+		if token.Status.Phase != before || destroyed {
+			r.recordTransition(ctx, token, before)
+		}
+	}()
+
+	if !token.DeletionTimestamp.IsZero() {
+		destroyed, retErr = r.reconcileDelete(ctx, token)
+		return ctrl.Result{}, retErr
+	}
+	if controllerutil.AddFinalizer(token, mdmv1alpha1.Finalizer) {
+		// The deferred patch adds the finalizer; its watch event brings us back.
+		return ctrl.Result{}, nil
+	}
+	return r.reconcileNormal(ctx, token, &destroyed)
+}
+
+func (r *EnrollmentTokenReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// reconcileNormal sets *destroyed when it deleted the token's value.
+func (r *EnrollmentTokenReconciler) reconcileNormal(ctx context.Context, token *mdmv1alpha1.EnrollmentToken, destroyed *bool) (ctrl.Result, error) {
+	expiresAt := tokenExpiry(token)
+	token.Status.ExpiresAt = &expiresAt
+	token.Status.EnrollmentHost = r.EnrollmentHost
+
+	switch phase := nextTokenPhase(token, r.now()); phase {
+	case mdmv1alpha1.TokenPending, mdmv1alpha1.TokenProcessing:
+		token.Status.Phase = phase
+	default:
+		token.Status.Phase = phase
+		var err error
+		*destroyed, err = r.retire(ctx, token)
+		return ctrl.Result{}, err
+	}
+
+	wifiPassword, err := r.wifiPassword(ctx, token)
+	if err != nil {
+		var missing *missingSecretError
+		if errors.As(err, &missing) {
+			conditions.MarkReconciling(token, mdmv1alpha1.TokenReasonWifiSecretUnavailable, missing.Error())
+			return ctrl.Result{RequeueAfter: cmp.Or(r.WifiSecretRetry, defaultWifiSecretRetry)}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if err := r.ensureSecret(ctx, token, wifiPassword); err != nil {
+		var conflict *secretConflictError
+		if errors.As(err, &conflict) {
+			conditions.MarkStalled(token, "SecretConflict", conflict.Error())
+			token.Status.ObservedGeneration = token.Generation
+			return ctrl.Result{}, reconcile.TerminalError(err)
+		}
+		return ctrl.Result{}, err
+	}
+
+	conditions.MarkReady(token, mdmv1alpha1.TokenReasonIssued,
+		fmt.Sprintf("Token enrolls devices until %s", expiresAt.UTC().Format(time.RFC3339)))
+	token.Status.ObservedGeneration = token.Generation
+	// Wake up at the instant of expiry rather than polling for it.
+	return ctrl.Result{RequeueAfter: max(expiresAt.Sub(r.now()), time.Millisecond)}, nil
+}
+
+// retire destroys the value of a token that can no longer enroll and settles
+// its conditions. The object itself stays for audit.
+func (r *EnrollmentTokenReconciler) retire(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) (destroyed bool, err error) {
+	if destroyed, err = r.destroySecret(ctx, token); err != nil {
+		return false, err
+	}
+	reason, message := tokenPhaseReason(token)
+	conditions.MarkNotReady(token, reason, message)
+	token.Status.ObservedGeneration = token.Generation
+	return destroyed, nil
+}
+
+func (r *EnrollmentTokenReconciler) reconcileDelete(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) (destroyed bool, err error) {
+	token.Status.Phase = mdmv1alpha1.TokenDeleted
+	if destroyed, err = r.destroySecret(ctx, token); err != nil {
+		return false, err
+	}
+	conditions.MarkNotReady(token, mdmv1alpha1.TokenReasonDeleting, "Token is being deleted; its value is destroyed")
+	controllerutil.RemoveFinalizer(token, mdmv1alpha1.Finalizer)
+	return destroyed, nil
+}
+
+// tokenExpiry is spec.expiresAt, or creation plus spec.ttl (default 24h).
+func tokenExpiry(token *mdmv1alpha1.EnrollmentToken) metav1.Time {
+	if token.Spec.ExpiresAt != nil {
+		return *token.Spec.ExpiresAt
+	}
+	ttl := mdmv1alpha1.DefaultTokenTTL
+	if token.Spec.TTL != nil {
+		ttl = token.Spec.TTL.Duration
+	}
+	return metav1.NewTime(token.CreationTimestamp.Add(ttl))
+}
+
+// nextTokenPhase decides the phase the controller owns. Processing and Done
+// are set by the gateway; the controller keeps them, except that revocation
+// and expiry end any token that is not already Done.
+func nextTokenPhase(token *mdmv1alpha1.EnrollmentToken, now time.Time) mdmv1alpha1.EnrollmentTokenPhase {
+	current := token.Status.Phase
+	switch {
+	case token.Spec.Revoked || current == mdmv1alpha1.TokenDeleted:
+		return mdmv1alpha1.TokenDeleted
+	case current == mdmv1alpha1.TokenDone, current == mdmv1alpha1.TokenExpired:
+		return current
+	case !now.Before(tokenExpiry(token).Time):
+		return mdmv1alpha1.TokenExpired
+	case current == mdmv1alpha1.TokenProcessing:
+		return current
+	}
+	return mdmv1alpha1.TokenPending
+}
+
+func tokenPhaseReason(token *mdmv1alpha1.EnrollmentToken) (reason, message string) {
+	switch token.Status.Phase {
+	case mdmv1alpha1.TokenDone:
+		return mdmv1alpha1.TokenReasonConsumed, "One-time token enrolled its device; its value is destroyed"
+	case mdmv1alpha1.TokenExpired:
+		return mdmv1alpha1.TokenReasonExpired, fmt.Sprintf("Token expired at %s; its value is destroyed. Create a new EnrollmentToken to enroll more devices",
+			token.Status.ExpiresAt.UTC().Format(time.RFC3339))
+	default:
+		return mdmv1alpha1.TokenReasonRevoked, "Token was revoked; its value is destroyed"
+	}
+}
+
+// recordTransition emits one event per phase change or destroyed value, after
+// it was written. Notes name the Secret, never the value in it.
+func (r *EnrollmentTokenReconciler) recordTransition(ctx context.Context, token *mdmv1alpha1.EnrollmentToken, before mdmv1alpha1.EnrollmentTokenPhase) {
+	after := token.Status.Phase
+	if after == mdmv1alpha1.TokenProcessing {
+		// Processing belongs to the gateway, which records each enrollment.
+		return
+	}
+	var reason, note string
+	switch {
+	case !token.DeletionTimestamp.IsZero():
+		reason, note = mdmv1alpha1.TokenReasonDeleting, "Token is being deleted; its value is destroyed"
+	case after.Terminal():
+		reason, note = tokenPhaseReason(token)
+	case token.Status.SecretRef != nil:
+		reason, note = mdmv1alpha1.TokenReasonIssued, "Token issued; its value is in Secret "+token.Status.SecretRef.Name
+	default:
+		return
+	}
+	if r.Recorder != nil {
+		r.Recorder.Eventf(token, nil, corev1.EventTypeNormal, reason, string(after), "%s", note)
+	}
+	ctrl.LoggerFrom(ctx).Info("EnrollmentToken phase changed", "from", before, "to", after, "reason", reason)
+}
+
+// SetupWithManager registers the reconciler; it owns the token Secrets so
+// that a deleted or edited Secret is put right at once.
+func (r *EnrollmentTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&mdmv1alpha1.EnrollmentToken{}).
+		Owns(&corev1.Secret{}).
+		Named("enrollmenttoken").
+		Complete(r)
+}

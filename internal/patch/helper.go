@@ -1,0 +1,83 @@
+// Package patch writes a reconciler's changes back in one deferred step, in the
+// shape of cluster-api's util/patch: the status through the status
+// subresource and the finalizers through the main resource, each only when
+// it changed and each guarded by the resourceVersion the reconciler read.
+//
+// Controllers never write spec, labels or annotations through this helper,
+// which is what keeps GitOps tools the only owners of those fields.
+package patch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Helper remembers an object as it was read.
+type Helper struct {
+	before client.Object
+}
+
+// NewHelper snapshots obj; call it right after reading obj.
+func NewHelper(obj client.Object) *Helper {
+	return &Helper{before: obj.DeepCopyObject().(client.Object)}
+}
+
+// Patch writes what changed in obj since NewHelper. A NotFound answer is not
+// an error: removing the last finalizer may already have deleted the object.
+func (h *Helper) Patch(ctx context.Context, c client.Client, obj client.Object) error {
+	desiredFinalizers := slices.Clone(obj.GetFinalizers())
+	changed, err := statusChanged(h.before, obj)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if changed {
+		// The status subresource ignores metadata, so the finalizer change in
+		// the computed patch is harmless here and sent separately below.
+		err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(h.before, client.MergeFromWithOptimisticLock{}))
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("patching status: %w", err))
+		}
+	}
+	if !slices.Equal(h.before.GetFinalizers(), desiredFinalizers) && len(errs) == 0 {
+		if err := patchFinalizers(ctx, c, obj, desiredFinalizers); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("patching finalizers: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func patchFinalizers(ctx context.Context, c client.Client, obj client.Object, finalizers []string) error {
+	if finalizers == nil {
+		finalizers = []string{}
+	}
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"finalizers":      finalizers,
+		"resourceVersion": obj.GetResourceVersion(),
+	}})
+	if err != nil {
+		return err
+	}
+	return c.Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
+}
+
+func statusChanged(before, after runtime.Object) (bool, error) {
+	b, err := runtime.DefaultUnstructuredConverter.ToUnstructured(before)
+	if err != nil {
+		return false, fmt.Errorf("converting object: %w", err)
+	}
+	a, err := runtime.DefaultUnstructuredConverter.ToUnstructured(after)
+	if err != nil {
+		return false, fmt.Errorf("converting object: %w", err)
+	}
+	return !equality.Semantic.DeepEqual(b["status"], a["status"]), nil
+}
