@@ -5,7 +5,7 @@ CONTAINER_TOOL ?= docker
 
 # Pinned tool versions; each is installed into ./bin by the Makefile itself.
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
-KUSTOMIZE_VERSION ?= v5.8.3
+KUSTOMIZE_VERSION ?= v5.8.2
 
 LOCALBIN ?= $(shell pwd)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
@@ -41,7 +41,7 @@ generate: controller-gen ## Generate deepcopy code.
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail when committed generated files are stale.
-	@git diff --exit-code -- api config || { echo "Generated files are stale: run 'make generate manifests' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api config)" || { git status --porcelain -- api config; git diff -- api config | head -40; echo "Generated files are stale: run 'make generate manifests' and commit"; exit 1; }
 
 .PHONY: fmt
 fmt: ## Run go fmt.
@@ -56,7 +56,7 @@ envtest: ## Build the local control plane into the cache (first run only).
 	@hack/envtest.sh >/dev/null
 
 .PHONY: test
-test: vet envtest ## Run unit and envtest suites against a real kube-apiserver and etcd.
+test: manifests generate vet envtest ## Run unit and envtest suites against a real kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./... -coverprofile cover.out
 
 .PHONY: dev

@@ -327,7 +327,7 @@ type LocalObjectReference struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Perpetual",type=boolean,JSONPath=`.spec.perpetual`
 // +kubebuilder:printcolumn:name="Enrolled",type=integer,JSONPath=`.status.enrollmentCount`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Owner",type=string,JSONPath=`.spec.owner`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type EnrollmentToken struct {

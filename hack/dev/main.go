@@ -1,0 +1,190 @@
+// Command kubemdm-dev runs the whole system on one machine for `make dev`: a
+// local control plane (kube-apiserver and etcd built by hack/envtest.sh) with
+// the CRDs installed, the manager as a child process, and a demo
+// EnrollmentToken. It writes a kubeconfig and prints the line to use it.
+// Ctrl-C stops everything.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+)
+
+func main() {
+	stateDir := flag.String("state-dir", ".dev", "Directory for the kubeconfig and logs.")
+	manager := flag.String("manager", "bin/manager", "Path of the manager binary.")
+	enrollmentHost := flag.String("enrollment-host", "localhost:8443", "Gateway address put into enrollment payloads.")
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.Level(zapcore.WarnLevel)))
+
+	if err := run(*stateDir, *manager, *enrollmentHost); err != nil {
+		fmt.Fprintln(os.Stderr, "kubemdm-dev:", err)
+		os.Exit(1)
+	}
+}
+
+func run(stateDir, managerBin, enrollmentHost string) error {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return errors.New("KUBEBUILDER_ASSETS is not set; run `make dev`, which builds the control plane first")
+	}
+	stateDir, err := filepath.Abs(stateDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	fmt.Println("Starting the local control plane (kube-apiserver, etcd)")
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("starting the control plane: %w", err)
+	}
+	defer func() {
+		fmt.Println("Stopping the local control plane")
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
+		}
+	}()
+
+	admin, err := env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, cfg)
+	if err != nil {
+		return fmt.Errorf("adding the admin user: %w", err)
+	}
+	kubeconfig, err := admin.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("writing the kubeconfig: %w", err)
+	}
+	kubeconfigPath := filepath.Join(stateDir, "kubeconfig")
+	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+		return err
+	}
+
+	// A fresh machine has no kubectl: offer the one built with the control plane.
+	binDir := filepath.Join(stateDir, "bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(binDir, "kubectl"))
+	if err := os.Symlink(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), filepath.Join(binDir, "kubectl")); err != nil {
+		return fmt.Errorf("linking kubectl: %w", err)
+	}
+
+	logPath := filepath.Join(stateDir, "manager.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(managerBin,
+		"--kubeconfig", kubeconfigPath,
+		"--metrics-bind-address", "0",
+		"--health-probe-bind-address", "127.0.0.1:18081",
+		"--enrollment-host", enrollmentHost,
+		"--zap-devel",
+	)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the manager: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	}()
+
+	if err := createDemo(ctx, admin.Config()); err != nil {
+		return err
+	}
+
+	fmt.Printf(`
+kubemdm is running. In another shell:
+
+  export KUBECONFIG=%s PATH=%s:$PATH
+  kubectl get enrollmenttokens,devices,deviceactions
+  kubectl apply -f config/samples/
+
+The manager logs to %s. Press Ctrl-C to stop.
+`, kubeconfigPath, binDir, logPath)
+
+	select {
+	case <-ctx.Done():
+		fmt.Println("\nShutting down")
+		return nil
+	case err := <-exited:
+		return fmt.Errorf("the manager exited (see %s): %w", logPath, err)
+	}
+}
+
+// createDemo creates the demo EnrollmentToken and waits for the manager to
+// issue it, which also proves the manager is up.
+func createDemo(ctx context.Context, cfg *rest.Config) error {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := mdmv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	token := &mdmv1alpha1.EnrollmentToken{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "demo"},
+		Spec: mdmv1alpha1.EnrollmentTokenSpec{
+			Platform:       mdmv1alpha1.PlatformLinux,
+			Perpetual:      true,
+			TTL:            &metav1.Duration{Duration: 720 * time.Hour},
+			DisplayName:    "make dev demo fleet",
+			DeviceTemplate: &mdmv1alpha1.DeviceTemplate{Labels: map[string]string{"fleet": "demo"}},
+		},
+	}
+	if err := c.Create(ctx, token); err != nil {
+		return fmt.Errorf("creating the demo EnrollmentToken: %w", err)
+	}
+	fmt.Println("Waiting for the manager to issue the demo EnrollmentToken")
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(token), token); err == nil && token.Status.Phase == mdmv1alpha1.TokenPending {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the manager did not issue the demo EnrollmentToken: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
