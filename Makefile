@@ -6,10 +6,16 @@ CONTAINER_TOOL ?= docker
 # Pinned tool versions; each is installed into ./bin by the Makefile itself.
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.8.2
+BUF_VERSION ?= v1.75.0
+PROTOC_GEN_GO_VERSION ?= v1.36.12
+PROTOC_GEN_CONNECT_GO_VERSION ?= v1.21.1
 
 LOCALBIN ?= $(shell pwd)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+BUF ?= $(LOCALBIN)/buf-$(BUF_VERSION)
+PROTOC_GEN_GO ?= $(LOCALBIN)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
+PROTOC_GEN_CONNECT_GO ?= $(LOCALBIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_GO_VERSION)
 
 # The local control plane (kube-apiserver, etcd, kubectl) is built from Go
 # modules into a cache outside the checkout; see hack/envtest.sh.
@@ -36,8 +42,14 @@ manifests: controller-gen ## Generate CRDs, RBAC and webhook configuration.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
 
 .PHONY: generate
-generate: controller-gen ## Generate deepcopy code.
+generate: controller-gen protoc-plugins ## Generate deepcopy code and the agent protocol's Go and Connect code.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+	$(BUF) generate
+
+.PHONY: protoc-plugins
+protoc-plugins: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_CONNECT_GO)
+	@ln -sf $(notdir $(PROTOC_GEN_GO)) $(LOCALBIN)/protoc-gen-go
+	@ln -sf $(notdir $(PROTOC_GEN_CONNECT_GO)) $(LOCALBIN)/protoc-gen-connect-go
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail when committed generated files are stale.
@@ -115,6 +127,21 @@ $(CONTROLLER_GEN):
 	mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(LOCALBIN)/controller-gen $@
+
+$(BUF):
+	mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	mv $(LOCALBIN)/buf $@
+
+$(PROTOC_GEN_GO):
+	mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	mv $(LOCALBIN)/protoc-gen-go $@
+
+$(PROTOC_GEN_CONNECT_GO):
+	mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(PROTOC_GEN_CONNECT_GO_VERSION)
+	mv $(LOCALBIN)/protoc-gen-connect-go $@
 
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE)

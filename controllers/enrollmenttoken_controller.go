@@ -37,6 +37,9 @@ type EnrollmentTokenReconciler struct {
 	Recorder  events.EventRecorder
 	// EnrollmentHost is the gateway address put into every payload.
 	EnrollmentHost string
+	// GatewayCABundle returns the PEM bundle that verifies the gateway; it
+	// goes into the token Secret as ca.crt and, as a pin, into the payload.
+	GatewayCABundle func() []byte
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// WifiSecretRetry overrides defaultWifiSecretRetry when positive.
@@ -214,7 +217,7 @@ func (r *EnrollmentTokenReconciler) recordTransition(ctx context.Context, token 
 	if r.Recorder != nil {
 		r.Recorder.Eventf(token, nil, corev1.EventTypeNormal, reason, string(after), "%s", note)
 	}
-	ctrl.LoggerFrom(ctx).Info("EnrollmentToken phase changed", "from", before, "to", after, "reason", reason)
+	ctrl.LoggerFrom(ctx).Info("EnrollmentToken transition", "from", before, "to", after, "reason", reason)
 }
 
 // SetupWithManager registers the reconciler; it owns the token Secrets so

@@ -337,7 +337,7 @@ var _ = Describe("EnrollmentToken", Ordered, func() {
 		eventText, err := json.Marshal(events)
 		Expect(err).NotTo(HaveOccurred())
 		logText := logs.String()
-		Expect(logText).To(ContainSubstring("EnrollmentToken phase changed"), "the log capture must be working")
+		Expect(logText).To(ContainSubstring("EnrollmentToken transition"), "the log capture must be working")
 		for _, v := range issuedValues {
 			Expect(v).To(HavePrefix(enrollment.TokenPrefix))
 			Expect(string(statuses)).NotTo(ContainSubstring(v))

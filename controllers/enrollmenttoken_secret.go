@@ -16,6 +16,7 @@ import (
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/enrollment"
+	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
 // TokenSecretType marks the Secrets that hold enrollment token values.
@@ -92,12 +93,17 @@ func (r *EnrollmentTokenReconciler) ensureSecret(ctx context.Context, token *mdm
 			return err
 		}
 	}
+	var caBundle []byte
+	if r.GatewayCABundle != nil {
+		caBundle = r.GatewayCABundle()
+	}
 	payload, err := enrollment.Payload(enrollment.PayloadInput{
 		Token:          value,
 		EnrollmentHost: r.EnrollmentHost,
 		Namespace:      token.Namespace,
 		Spec:           token.Spec,
 		WifiPassword:   wifiPassword,
+		GatewayCAPin:   pinOf(caBundle),
 	})
 	if err != nil {
 		return err
@@ -105,6 +111,9 @@ func (r *EnrollmentTokenReconciler) ensureSecret(ctx context.Context, token *mdm
 	want := map[string][]byte{
 		mdmv1alpha1.TokenSecretKey:       []byte(value),
 		mdmv1alpha1.TokenSecretQRJSONKey: payload,
+	}
+	if len(caBundle) > 0 {
+		want[mdmv1alpha1.TokenSecretCAKey] = caBundle
 	}
 	if old := secret.Data; bytes.Equal(old[mdmv1alpha1.TokenSecretKey], want[mdmv1alpha1.TokenSecretKey]) &&
 		bytes.Equal(old[mdmv1alpha1.TokenSecretQRJSONKey], payload) && len(old[mdmv1alpha1.TokenSecretQRPNGKey]) > 0 {
@@ -186,4 +195,13 @@ func secretDataEqual(a, b map[string][]byte) bool {
 		}
 	}
 	return true
+}
+
+// pinOf is the SHA-256 pin of a PEM bundle's first certificate, or "".
+func pinOf(bundle []byte) string {
+	cert, err := pki.ParseCertificatePEM(bundle)
+	if err != nil {
+		return ""
+	}
+	return pki.Fingerprint(cert)
 }

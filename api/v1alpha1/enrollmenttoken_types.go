@@ -247,6 +247,8 @@ const (
 	TokenSecretQRJSONKey = "qr.json"
 	// TokenSecretQRPNGKey holds the provisioning payload as a QR code PNG.
 	TokenSecretQRPNGKey = "qr.png"
+	// TokenSecretCAKey holds the CA bundle that verifies the gateway.
+	TokenSecretCAKey = "ca.crt"
 )
 
 // EnrolledDevice records one enrollment made with a token.

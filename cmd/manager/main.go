@@ -4,14 +4,18 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
+	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -25,6 +29,8 @@ import (
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/controllers"
+	"github.com/kubemdm/kubemdm/gateway"
+	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
 var scheme = runtime.NewScheme()
@@ -47,6 +53,15 @@ type options struct {
 	webhookCertDir    string
 	enrollmentHost    string
 	enableHTTP2       bool
+
+	namespace           string
+	gatewayAddr         string
+	deviceCASecret      string
+	gatewayCASecret     string
+	gatewayTLSSecret    string
+	gatewayTLSHosts     string
+	certificateLifetime time.Duration
+	statusFlushInterval time.Duration
 }
 
 func main() {
@@ -58,11 +73,19 @@ func main() {
 	flag.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the pod's namespace.")
 	flag.BoolVar(&o.enableControllers, "enable-controllers", true, "Run the Device, EnrollmentToken and DeviceAction controllers.")
 	flag.BoolVar(&o.enableWebhooks, "enable-webhooks", false, "Serve the admission webhooks.")
-	flag.BoolVar(&o.enableGateway, "enable-gateway", false, "Serve the device-facing gateway.")
+	flag.BoolVar(&o.enableGateway, "enable-gateway", true, "Serve the device-facing gateway on every replica.")
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port the admission webhook server listens on.")
 	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the webhook server.")
 	flag.StringVar(&o.enrollmentHost, "enrollment-host", "", "Gateway address (host:port) that enrollment payloads and QR codes send devices to.")
 	flag.BoolVar(&o.enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics and webhook servers (off by default against HTTP/2 rapid-reset attacks).")
+	flag.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "kubemdm-system"), "Namespace of the manager's own Secrets (device CA, gateway CA).")
+	flag.StringVar(&o.gatewayAddr, "gateway-bind-address", ":7443", "Address the device gateway listens on.")
+	flag.StringVar(&o.deviceCASecret, "device-ca-secret", "kubemdm-device-ca", "Secret holding the CA that signs device certificates; created on first start.")
+	flag.StringVar(&o.gatewayCASecret, "gateway-ca-secret", "kubemdm-gateway-ca", "Secret holding the CA of the self-signed gateway certificate; created on first start.")
+	flag.StringVar(&o.gatewayTLSSecret, "gateway-tls-secret", "", "kubernetes.io/tls Secret (with ca.crt, as cert-manager writes it) to serve the gateway with, instead of a self-signed certificate.")
+	flag.StringVar(&o.gatewayTLSHosts, "gateway-tls-hosts", "localhost,127.0.0.1", "Comma-separated DNS names and IPs of the self-signed gateway certificate.")
+	flag.DurationVar(&o.certificateLifetime, "device-certificate-lifetime", 30*24*time.Hour, "Lifetime of device identity certificates; agents renew them before expiry.")
+	flag.DurationVar(&o.statusFlushInterval, "status-flush-interval", 5*time.Minute, "How often at most a connected device's lastSeen is written to its status.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -76,10 +99,10 @@ func main() {
 
 func run(o options) error {
 	log := ctrl.Log.WithName("setup")
-	if o.enableWebhooks || o.enableGateway {
-		// These parts arrive with their own changes; refusing the flag is
-		// better than starting without the part that was asked for.
-		return fmt.Errorf("--enable-webhooks and --enable-gateway are not available in this version")
+	if o.enableWebhooks {
+		// Webhooks arrive with their own change; refusing the flag is better
+		// than starting without the part that was asked for.
+		return fmt.Errorf("--enable-webhooks is not available in this version")
 	}
 
 	var tlsOpts []func(*tls.Config)
@@ -109,14 +132,40 @@ func run(o options) error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 
+	ctx := ctrl.SetupSignalHandler()
+	// The gateway's certificate is needed by the gateway and, as the trust
+	// anchor put into enrollment payloads, by the EnrollmentToken controller.
+	serving, err := servingCertificate(ctx, mgr, o)
+	if err != nil {
+		return err
+	}
+	if o.enableGateway {
+		deviceCA, err := pki.EnsureCA(ctx, mgr.GetAPIReader(), mgr.GetClient(),
+			types.NamespacedName{Namespace: o.namespace, Name: o.deviceCASecret}, "kubemdm device CA")
+		if err != nil {
+			return err
+		}
+		if _, err := gateway.Setup(ctx, mgr, deviceCA, gateway.Options{
+			BindAddress:         o.gatewayAddr,
+			CertificateLifetime: o.certificateLifetime,
+			StatusFlushInterval: o.statusFlushInterval,
+			Serving:             serving,
+		}); err != nil {
+			return fmt.Errorf("setting up gateway: %w", err)
+		}
+	}
 	if o.enableControllers {
 		if err := (&controllers.EnrollmentTokenReconciler{
-			Client:         mgr.GetClient(),
-			APIReader:      mgr.GetAPIReader(),
-			Recorder:       mgr.GetEventRecorder("enrollmenttoken-controller"),
-			EnrollmentHost: o.enrollmentHost,
+			Client:          mgr.GetClient(),
+			APIReader:       mgr.GetAPIReader(),
+			Recorder:        mgr.GetEventRecorder("enrollmenttoken-controller"),
+			EnrollmentHost:  o.enrollmentHost,
+			GatewayCABundle: serving.CABundle,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up EnrollmentToken controller: %w", err)
+		}
+		if err := (&controllers.DeviceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up Device controller: %w", err)
 		}
 	}
 
@@ -127,6 +176,21 @@ func run(o options) error {
 		return fmt.Errorf("adding readiness check: %w", err)
 	}
 
-	log.Info("Starting manager", "controllers", o.enableControllers, "enrollmentHost", o.enrollmentHost)
-	return mgr.Start(ctrl.SetupSignalHandler())
+	log.Info("Starting manager", "controllers", o.enableControllers, "gateway", o.enableGateway, "enrollmentHost", o.enrollmentHost)
+	return mgr.Start(ctx)
+}
+
+func servingCertificate(ctx context.Context, mgr ctrl.Manager, o options) (*gateway.ServingCertificate, error) {
+	if o.gatewayTLSSecret != "" {
+		return gateway.ServingFromSecret(ctx, mgr.GetAPIReader(), types.NamespacedName{Namespace: o.namespace, Name: o.gatewayTLSSecret})
+	}
+	return gateway.SelfSignedServing(ctx, mgr.GetAPIReader(), mgr.GetClient(),
+		types.NamespacedName{Namespace: o.namespace, Name: o.gatewayCASecret}, strings.Split(o.gatewayTLSHosts, ","))
+}
+
+func envOr(key, fallback string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return fallback
 }

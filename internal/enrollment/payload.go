@@ -29,6 +29,10 @@ const (
 	ExtraNamespace      = "io.kubemdm.NAMESPACE"
 	ExtraDPCBuildTag    = "io.kubemdm.DPC_BUILD_TAG"
 	ExtraManagementMode = "io.kubemdm.MANAGEMENT_MODE"
+	// ExtraGatewayCAPin is the hex SHA-256 of the gateway's CA certificate:
+	// the device trusts a self-signed gateway from its first call without
+	// ever skipping verification.
+	ExtraGatewayCAPin = "io.kubemdm.GATEWAY_CA_SHA256"
 )
 
 // PayloadInput is what a provisioning payload is built from.
@@ -39,6 +43,8 @@ type PayloadInput struct {
 	Spec           mdmv1alpha1.EnrollmentTokenSpec
 	// WifiPassword is the value behind spec.provisioning.wifi.passwordSecretRef.
 	WifiPassword string
+	// GatewayCAPin is the SHA-256 pin of the gateway's CA, when known.
+	GatewayCAPin string
 }
 
 // Payload builds the JSON a device scans to enroll. Android tokens with
@@ -50,6 +56,9 @@ func Payload(in PayloadInput) ([]byte, error) {
 		ExtraToken:          in.Token,
 		ExtraEnrollmentHost: in.EnrollmentHost,
 		ExtraNamespace:      in.Namespace,
+	}
+	if in.GatewayCAPin != "" {
+		extras[ExtraGatewayCAPin] = in.GatewayCAPin
 	}
 	if in.Spec.DPCBuildTag != "" {
 		extras[ExtraDPCBuildTag] = in.Spec.DPCBuildTag

@@ -1,0 +1,273 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/go-logr/logr"
+
+	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
+	"github.com/kubemdm/kubemdm/api/agent/v1/agentv1connect"
+)
+
+// Options configure an agent.
+type Options struct {
+	// Gateway is host:port of the gateway.
+	Gateway string
+	// Token is the enrollment token, needed only until the agent enrolled.
+	Token string
+	// Trust verifies the gateway before enrollment; afterwards the CA bundle
+	// received at enrollment is used.
+	Trust Trust
+	// Heartbeat is how often the agent reports while connected.
+	Heartbeat time.Duration
+	// MaxBackoff caps the wait between reconnects.
+	MaxBackoff time.Duration
+}
+
+// Agent is one device's agent.
+type Agent struct {
+	opts     Options
+	state    *State
+	platform Platform
+	log      logr.Logger
+}
+
+// New creates an agent that keeps its state in state.
+func New(opts Options, state *State, platform Platform, log logr.Logger) *Agent {
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = time.Minute
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	return &Agent{opts: opts, state: state, platform: platform, log: log}
+}
+
+// ErrReleased means the gateway no longer manages this device.
+var ErrReleased = errors.New("the device is no longer managed")
+
+func (a *Agent) client(withIdentity bool) (agentv1connect.AgentServiceClient, *http.Transport, error) {
+	trust := a.opts.Trust
+	if ca := a.state.GatewayCA(); withIdentity && len(ca) > 0 {
+		trust = Trust{CABundle: ca}
+	}
+	var cert *tls.Certificate
+	if withIdentity {
+		c, err := a.state.Certificate()
+		if err != nil {
+			return nil, nil, fmt.Errorf("loading the agent certificate: %w", err)
+		}
+		cert = &c
+	}
+	cfg, err := trust.tlsConfig(a.opts.Gateway, cert)
+	if err != nil {
+		return nil, nil, err
+	}
+	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second}
+	return agentv1connect.NewAgentServiceClient(&http.Client{Transport: tr}, "https://"+a.opts.Gateway), tr, nil
+}
+
+// Enroll enrolls the agent if it has no identity yet.
+func (a *Agent) Enroll(ctx context.Context) error {
+	if a.state.Enrolled() {
+		return nil
+	}
+	if a.opts.Token == "" {
+		return errors.New("the agent is not enrolled: give an enrollment token")
+	}
+	c, tr, err := a.client(false)
+	if err != nil {
+		return err
+	}
+	defer tr.CloseIdleConnections()
+	keyPEM, csrPEM, err := a.state.NewKeyAndCSR()
+	if err != nil {
+		return err
+	}
+	resp, err := c.Enroll(ctx, connect.NewRequest(&agentv1.EnrollRequest{
+		Token: a.opts.Token, CsrPem: string(csrPEM), DeviceInfo: a.platform.Info(),
+	}))
+	if err != nil {
+		return fmt.Errorf("enrolling: %w", err)
+	}
+	if err := a.state.StoreCredentials(keyPEM, []byte(resp.Msg.GetCertificatePem()), []byte(resp.Msg.GetCaBundlePem())); err != nil {
+		return err
+	}
+	a.state.Identity = Identity{Name: resp.Msg.GetDeviceName(), Namespace: resp.Msg.GetNamespace(), UID: resp.Msg.GetDeviceUid()}
+	a.log.Info("Enrolled", "device", resp.Msg.GetNamespace()+"/"+resp.Msg.GetDeviceName())
+	return a.state.Save()
+}
+
+// Identity is the Device the agent enrolled as.
+func (a *Agent) Identity() Identity { return a.state.Identity }
+
+// Run enrolls if needed and keeps a stream to the gateway until ctx ends or
+// the device is released, reconnecting with capped, jittered backoff.
+func (a *Agent) Run(ctx context.Context) error {
+	backoff := 250 * time.Millisecond
+	for {
+		err := a.Enroll(ctx)
+		if err == nil {
+			err = a.session(ctx)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		switch connect.CodeOf(err) {
+		case connect.CodePermissionDenied:
+			return fmt.Errorf("%w: %v", ErrReleased, err)
+		case connect.CodeUnauthenticated, connect.CodeInvalidArgument, connect.CodeFailedPrecondition, connect.CodeAlreadyExists:
+			if !a.state.Enrolled() {
+				return err // the token was refused: retrying cannot help
+			}
+		}
+		if err != nil {
+			a.log.V(1).Info("Reconnecting", "error", err.Error(), "after", backoff)
+		}
+		// Full jitter spreads a fleet's reconnects after a gateway restart.
+		wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, a.opts.MaxBackoff)
+	}
+}
+
+// session holds one stream open and handles what arrives on it.
+func (a *Agent) session(ctx context.Context) error {
+	if err := a.renewIfDue(ctx); err != nil {
+		a.log.Error(err, "Renewing the certificate")
+	}
+	c, tr, err := a.client(true)
+	if err != nil {
+		return err
+	}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.Subscribe(ctx, connect.NewRequest(&agentv1.SubscribeRequest{ConfigGeneration: a.state.ConfigGeneration}))
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	go a.heartbeat(ctx, c)
+	for stream.Receive() {
+		switch m := stream.Msg().GetMessage().(type) {
+		case *agentv1.SubscribeResponse_Config:
+			a.apply(ctx, c, m.Config)
+		case *agentv1.SubscribeResponse_Command:
+			a.execute(ctx, c, m.Command)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		return err
+	}
+	return errors.New("the gateway closed the stream")
+}
+
+func (a *Agent) heartbeat(ctx context.Context, c agentv1connect.AgentServiceClient) {
+	t := time.NewTicker(a.opts.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{ObservedGeneration: a.state.ConfigGeneration}))
+		}
+	}
+}
+
+func (a *Agent) apply(ctx context.Context, c agentv1connect.AgentServiceClient, cfg *agentv1.DesiredConfig) {
+	facts := a.platform.Apply(ctx, cfg)
+	if facts.DeviceInfo == nil {
+		facts.DeviceInfo = a.platform.Info()
+	}
+	if _, err := c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{ObservedGeneration: cfg.GetGeneration(), Facts: facts})); err != nil {
+		a.log.Error(err, "Reporting status")
+		return
+	}
+	if err := a.state.SetConfigGeneration(cfg.GetGeneration()); err != nil {
+		a.log.Error(err, "Saving state")
+	}
+}
+
+// execute runs a command once. A redelivered command is not run again: its
+// recorded result is reported again, which the gateway treats as a repeat.
+func (a *Agent) execute(ctx context.Context, c agentv1connect.AgentServiceClient, cmd *agentv1.Command) {
+	res := Result{}
+	if done, ok := a.state.Completion(cmd.GetId()); ok {
+		res = Result{Code: done.Code, Message: done.Message}
+	} else {
+		if exec := a.platform.Executors()[cmd.GetAction()]; exec != nil {
+			res = exec(ctx, cmd)
+		} else {
+			res = Result{Code: CodeUnimplemented, Message: fmt.Sprintf("%s is not supported on this platform", cmd.GetAction())}
+		}
+		if err := a.state.MarkCompleted(cmd.GetId(), res); err != nil {
+			a.log.Error(err, "Saving state")
+		}
+	}
+	outcome := agentv1.Outcome_OUTCOME_SUCCEEDED
+	if res.Code != CodeOK {
+		outcome = agentv1.Outcome_OUTCOME_FAILED
+	}
+	_, err := c.CompleteCommand(ctx, connect.NewRequest(&agentv1.CompleteCommandRequest{
+		CommandId: cmd.GetId(), Outcome: outcome, Code: res.Code, Message: res.Message, Steps: res.Steps,
+	}))
+	if err != nil && connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		// The command will be sent again on reconnect and reported then.
+		a.log.Error(err, "Reporting a command result", "command", cmd.GetId())
+	}
+}
+
+// renewIfDue renews the certificate once two thirds of its life are gone.
+func (a *Agent) renewIfDue(ctx context.Context) error {
+	cert, err := a.state.Certificate()
+	if err != nil {
+		return err
+	}
+	life := cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore)
+	if time.Until(cert.Leaf.NotAfter) > life/3 {
+		return nil
+	}
+	return a.Renew(ctx)
+}
+
+// Renew replaces the agent's certificate and key with new ones.
+func (a *Agent) Renew(ctx context.Context) error {
+	c, tr, err := a.client(true)
+	if err != nil {
+		return err
+	}
+	defer tr.CloseIdleConnections()
+	keyPEM, csrPEM, err := a.state.NewKeyAndCSR()
+	if err != nil {
+		return err
+	}
+	resp, err := c.RenewCertificate(ctx, connect.NewRequest(&agentv1.RenewCertificateRequest{CsrPem: string(csrPEM)}))
+	if err != nil {
+		return err
+	}
+	return a.state.StoreCredentials(keyPEM, []byte(resp.Msg.GetCertificatePem()), nil)
+}
+
+// Client is a client of the gateway that presents the agent's certificate,
+// for callers that speak the protocol directly. Call the returned function
+// when done.
+func (a *Agent) Client() (agentv1connect.AgentServiceClient, func(), error) {
+	c, tr, err := a.client(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, tr.CloseIdleConnections, nil
+}

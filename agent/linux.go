@@ -1,0 +1,138 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
+)
+
+// Version is the agent's version, reported in deviceInfo.
+var Version = "v0.1.0-dev"
+
+// Linux manages the host it runs on, but acts only inside its own directory:
+// managed configurations, kiosk and lost-mode flags and messages are files
+// there. Reboot, wipe and logout touch the host, so they are refused unless
+// AllowDestructive is set.
+type Linux struct {
+	// Dir is the managed directory, inside the agent's state directory.
+	Dir              string
+	AllowDestructive bool
+}
+
+// Info reads the host's identity.
+func (l *Linux) Info() *agentv1.DeviceInfo {
+	info := &agentv1.DeviceInfo{Platform: "Linux", AgentVersion: Version, Manufacturer: "Linux", Model: runtime.GOARCH}
+	if b, err := os.ReadFile("/etc/machine-id"); err == nil {
+		info.SerialNumber = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		info.OsVersion = strings.TrimSpace(string(b))
+	}
+	return info
+}
+
+// Apply writes each configuration as a file and removes excluded ones.
+func (l *Linux) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv1.Facts {
+	facts := &agentv1.Facts{Owner: cfg.GetOwner(), Kiosk: cfg.GetKiosk(), LostMode: cfg.GetLostMode()}
+	dir := filepath.Join(l.Dir, "configurations")
+	_ = os.MkdirAll(dir, 0o700)
+	for _, c := range cfg.GetConfigurations() {
+		path := filepath.Join(dir, filepath.Base(c.GetName()))
+		st := &agentv1.ConfigurationState{Name: c.GetName(), State: "Installed"}
+		if c.GetExcluded() {
+			st.State = "Excluded"
+			_ = os.Remove(path)
+		} else if err := os.WriteFile(path, []byte(fmt.Sprintf("priority=%d\n", c.GetPriority())), 0o600); err != nil {
+			st.State, st.Message = "Failed", err.Error()
+		}
+		facts.Configurations = append(facts.Configurations, st)
+	}
+	return facts
+}
+
+// Executors are the commands that make sense on a Linux host.
+func (l *Linux) Executors() map[string]Executor {
+	flag := func(name string, on bool) Executor {
+		return func(context.Context, *agentv1.Command) Result {
+			return l.setFlag(name, on)
+		}
+	}
+	ok := func(context.Context, *agentv1.Command) Result { return Result{Code: CodeOK} }
+	return map[string]Executor{
+		"Lock":           flag("locked", true),
+		"Unlock":         flag("locked", false),
+		"Disable":        flag("disabled", true),
+		"Reenable":       flag("disabled", false),
+		"Sync":           ok,
+		"SyncCompliance": ok,
+		"SendMessage":    l.message,
+		"Restart":        l.destructive("reboot", "systemctl", "reboot"),
+		"LogoutUser":     l.destructive("logout", "loginctl", "terminate-seat", "seat0"),
+		"Wipe":           l.destructive("wipe"),
+		"Retire":         l.release,
+		"Unenroll":       l.release,
+		"Deprovision":    l.release,
+		"ReinstallConfiguration": func(_ context.Context, cmd *agentv1.Command) Result {
+			return Result{Code: CodeOK, Message: fmt.Sprintf("reinstalled %s", strings.Join(cmd.GetParameters().GetConfigurations(), ", "))}
+		},
+	}
+}
+
+func (l *Linux) setFlag(name string, on bool) Result {
+	path := filepath.Join(l.Dir, name)
+	var err error
+	if on {
+		err = os.WriteFile(path, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)
+	} else if err = os.Remove(path); os.IsNotExist(err) {
+		err = nil
+	}
+	if err != nil {
+		return Result{Code: CodeInternal, Message: err.Error()}
+	}
+	return Result{Code: CodeOK}
+}
+
+func (l *Linux) message(_ context.Context, cmd *agentv1.Command) Result {
+	f, err := os.OpenFile(filepath.Join(l.Dir, "messages.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return Result{Code: CodeInternal, Message: err.Error()}
+	}
+	defer f.Close()
+	p := cmd.GetParameters()
+	if _, err := fmt.Fprintf(f, "%s %s: %s\n", time.Now().UTC().Format(time.RFC3339), p.GetMessageTitle(), p.GetMessageBody()); err != nil {
+		return Result{Code: CodeInternal, Message: err.Error()}
+	}
+	return Result{Code: CodeOK}
+}
+
+// destructive runs a host command only when allowed; without a command
+// (wipe) it clears the managed directory, which is all the agent owns.
+func (l *Linux) destructive(what string, argv ...string) Executor {
+	return func(ctx context.Context, _ *agentv1.Command) Result {
+		if !l.AllowDestructive {
+			return Result{Code: CodeFailedPrecondition, Message: what + " is refused: start the agent with --allow-destructive to allow it"}
+		}
+		if len(argv) == 0 {
+			return l.release(ctx, nil)
+		}
+		if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			return Result{Code: CodeInternal, Message: fmt.Sprintf("%s: %v: %s", what, err, out)}
+		}
+		return Result{Code: CodeOK}
+	}
+}
+
+// release removes everything the agent manages from the host.
+func (l *Linux) release(context.Context, *agentv1.Command) Result {
+	if err := os.RemoveAll(l.Dir); err != nil {
+		return Result{Code: CodeInternal, Message: err.Error()}
+	}
+	return Result{Code: CodeOK, Message: "managed files removed"}
+}

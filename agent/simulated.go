@@ -1,0 +1,120 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
+)
+
+// allActions are the DeviceAction action names.
+var allActions = []string{"Lock", "Unlock", "Wipe", "Retire", "Unenroll", "Restart", "Sync", "SendMessage",
+	"LogoutUser", "UpdateOS", "ReinstallConfiguration", "SyncCompliance", "EnterKiosk", "ExitKiosk",
+	"EnableLostMode", "DisableLostMode", "Relinquish", "CancelRelinquish", "Disable", "Reenable", "Deprovision"}
+
+// UnenrollSteps are the steps of Unenroll, in the order the source API runs them.
+var UnenrollSteps = []string{"DisableKioskMode", "DeleteDownloadedFiles", "UninstallManagedApps", "UninstallMDMService"}
+
+// Simulated is a virtual device: it records what it was asked to do, takes
+// Delay to do it, and fails a FailureRate share of commands. It touches
+// nothing on the host, so tests and `make dev` use it.
+type Simulated struct {
+	Serial       string
+	PlatformName string
+	Model        string
+	OSVersion    string
+	Delay        time.Duration
+	FailureRate  float64
+	// FailConfigurations names configurations that fail to install.
+	FailConfigurations map[string]bool
+	// FailStep names an Unenroll step that fails.
+	FailStep string
+
+	mu       sync.Mutex
+	executed []*agentv1.Command
+	config   *agentv1.DesiredConfig
+}
+
+// Info describes the simulated device.
+func (s *Simulated) Info() *agentv1.DeviceInfo {
+	return &agentv1.DeviceInfo{SerialNumber: s.Serial, Platform: s.PlatformName, Model: s.Model,
+		Manufacturer: "kubemdm simulator", OsVersion: s.OSVersion, AgentVersion: Version, StorageBytes: 64 << 30}
+}
+
+// Executed returns the commands the device ran, in order.
+func (s *Simulated) Executed() []*agentv1.Command {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*agentv1.Command(nil), s.executed...)
+}
+
+// Config returns the last configuration applied.
+func (s *Simulated) Config() *agentv1.DesiredConfig {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.config
+}
+
+// Apply records the configuration and reports it installed, except the
+// configurations set to fail.
+func (s *Simulated) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv1.Facts {
+	s.mu.Lock()
+	s.config = cfg
+	s.mu.Unlock()
+	facts := &agentv1.Facts{Owner: cfg.GetOwner(), Kiosk: cfg.GetKiosk(), LostMode: cfg.GetLostMode()}
+	for _, c := range cfg.GetConfigurations() {
+		st := &agentv1.ConfigurationState{Name: c.GetName(), State: "Installed"}
+		switch {
+		case c.GetExcluded():
+			st.State = "Excluded"
+		case s.FailConfigurations[c.GetName()]:
+			st.State, st.Message = "Failed", "simulated installation failure"
+		}
+		facts.Configurations = append(facts.Configurations, st)
+	}
+	return facts
+}
+
+// Executors handle every action by recording it.
+func (s *Simulated) Executors() map[string]Executor {
+	out := map[string]Executor{}
+	for _, a := range allActions {
+		out[a] = s.run
+	}
+	return out
+}
+
+func (s *Simulated) run(ctx context.Context, cmd *agentv1.Command) Result {
+	if s.Delay > 0 {
+		select {
+		case <-ctx.Done():
+			return Result{Code: CodeUnknown, Message: "interrupted"}
+		case <-time.After(s.Delay):
+		}
+	}
+	s.mu.Lock()
+	s.executed = append(s.executed, cmd)
+	s.mu.Unlock()
+	if cmd.GetAction() == "Unenroll" {
+		return s.unenroll()
+	}
+	if s.FailureRate > 0 && rand.Float64() < s.FailureRate {
+		return Result{Code: CodeInternal, Message: fmt.Sprintf("simulated failure of %s", cmd.GetAction())}
+	}
+	return Result{Code: CodeOK, Message: fmt.Sprintf("%s done", cmd.GetAction())}
+}
+
+func (s *Simulated) unenroll() Result {
+	var steps []*agentv1.Step
+	for _, name := range UnenrollSteps {
+		if name == s.FailStep {
+			steps = append(steps, &agentv1.Step{Name: name, Outcome: agentv1.Outcome_OUTCOME_FAILED, Message: "simulated failure"})
+			return Result{Code: CodeInternal, Message: "unenroll failed at " + name, Steps: steps}
+		}
+		steps = append(steps, &agentv1.Step{Name: name, Outcome: agentv1.Outcome_OUTCOME_SUCCEEDED})
+	}
+	return Result{Code: CodeOK, Message: "unenrolled", Steps: steps}
+}

@@ -1,0 +1,90 @@
+// Command kubemdm-agent is the reference device agent. It enrolls with an
+// enrollment token, keeps its key and certificate in a state directory and
+// holds a stream to the gateway. --simulate N runs N virtual devices in one
+// process instead of managing the host.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/kubemdm/kubemdm/agent"
+)
+
+func main() {
+	var (
+		gateway          = flag.String("gateway", "", "Gateway address, host:port.")
+		token            = flag.String("token", os.Getenv("KUBEMDM_TOKEN"), "Enrollment token (or $KUBEMDM_TOKEN); needed only until enrolled.")
+		caFile           = flag.String("ca-file", "", "PEM bundle that verifies the gateway (ca.crt of the token's Secret).")
+		caPin            = flag.String("ca-pin", "", "SHA-256 of the gateway CA certificate, as in the enrollment payload.")
+		stateDir         = flag.String("state-dir", "/var/lib/kubemdm-agent", "Directory for the key, certificate and state.")
+		platform         = flag.String("platform", "linux", "linux (manage this host, inside the state directory) or simulated.")
+		simulate         = flag.Int("simulate", 0, "Run this many simulated devices in one process.")
+		simPlatform      = flag.String("simulate-platform", "Linux", "Platform the simulated devices claim.")
+		simPrefix        = flag.String("simulate-prefix", "SIM-", "Serial-number prefix of simulated devices.")
+		simDelay         = flag.Duration("simulate-delay", 0, "How long a simulated command takes.")
+		simFailure       = flag.Float64("simulate-failure-rate", 0, "Share of simulated commands that fail (0-1).")
+		heartbeat        = flag.Duration("heartbeat", time.Minute, "How often a connected agent reports.")
+		allowDestructive = flag.Bool("allow-destructive", false, "Allow reboot, wipe and logout on this host (linux platform).")
+	)
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	log := zap.New(zap.UseFlagOptions(&opts))
+	ctrl.SetLogger(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := func() error {
+		if *gateway == "" {
+			return errors.New("--gateway is required")
+		}
+		trust := agent.Trust{Pin: *caPin}
+		if *caFile != "" {
+			b, err := os.ReadFile(*caFile)
+			if err != nil {
+				return err
+			}
+			trust.CABundle = b
+		}
+		o := agent.Options{Gateway: *gateway, Token: *token, Trust: trust, Heartbeat: *heartbeat}
+		if *simulate > 0 {
+			fleet, err := agent.NewFleet(agent.FleetOptions{Options: o, StateDir: *stateDir, Size: *simulate,
+				Platform: *simPlatform, Prefix: *simPrefix, Delay: *simDelay, FailureRate: *simFailure}, log)
+			if err != nil {
+				return err
+			}
+			log.Info("Running simulated devices", "count", *simulate)
+			return errors.Join(fleet.Run(ctx, 2*time.Second)...)
+		}
+		state, err := agent.LoadState(*stateDir)
+		if err != nil {
+			return err
+		}
+		var p agent.Platform
+		switch *platform {
+		case "linux":
+			p = &agent.Linux{Dir: filepath.Join(*stateDir, "managed"), AllowDestructive: *allowDestructive}
+		case "simulated":
+			host, _ := os.Hostname()
+			p = &agent.Simulated{Serial: host, PlatformName: *simPlatform, Model: "Simulated", OSVersion: "1.0"}
+		default:
+			return fmt.Errorf("--platform %q is not linux or simulated", *platform)
+		}
+		return agent.New(o, state, p, log).Run(ctx)
+	}()
+	if err != nil {
+		log.Error(err, "Agent stopped")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,82 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/conditions"
+	"github.com/kubemdm/kubemdm/internal/patch"
+)
+
+// Reasons of the Device's Ready and Enrolled conditions.
+const (
+	// DeviceReasonAwaitingEnrollment means no agent enrolled yet.
+	DeviceReasonAwaitingEnrollment = "AwaitingEnrollment"
+	// DeviceReasonEnrolled means an agent enrolled and the device is managed.
+	DeviceReasonEnrolled = "Enrolled"
+	// DeviceReasonReleased means the device left management (wiped,
+	// retired, unenrolled or deprovisioned).
+	DeviceReasonReleased = "Released"
+)
+
+// DeviceReconciler keeps a Device's phase and its Enrolled and Ready
+// conditions. The gateway writes what the agent reports (facts, lastSeen,
+// Connected) under its own field managers.
+type DeviceReconciler struct {
+	client.Client
+}
+
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=devices,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=devices/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=devices/finalizers,verbs=update
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=deviceactions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=deviceactions/status,verbs=get;update;patch
+
+// Reconcile settles one Device's conditions.
+func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	device := &mdmv1alpha1.Device{}
+	if err := r.Get(ctx, req.NamespacedName, device); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	patcher := patch.NewHelper(device)
+	defer func() {
+		if err := patcher.Patch(ctx, r.Client, device); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("patching Device %s: %w", klog.KObj(device), err))
+		}
+	}()
+
+	if device.Status.Phase == "" {
+		device.Status.Phase = mdmv1alpha1.DeviceRegistered
+	}
+	switch phase := device.Status.Phase; {
+	case phase == mdmv1alpha1.DeviceRegistered:
+		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionFalse, DeviceReasonAwaitingEnrollment,
+			"No agent has enrolled as this device yet")
+		conditions.MarkNotReady(device, DeviceReasonAwaitingEnrollment, "Waiting for an agent to enroll with an EnrollmentToken")
+	case !phase.Managed():
+		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionFalse, DeviceReasonReleased,
+			fmt.Sprintf("Device is %s and no longer managed", phase))
+		conditions.MarkNotReady(device, DeviceReasonReleased, fmt.Sprintf("Device is %s and no longer managed", phase))
+	default:
+		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionTrue, DeviceReasonEnrolled,
+			fmt.Sprintf("Enrolled with EnrollmentToken %s", device.Status.EnrollmentToken))
+		conditions.MarkReady(device, DeviceReasonEnrolled, fmt.Sprintf("Device is %s and managed", phase))
+	}
+	device.Status.ObservedGeneration = device.Generation
+	return ctrl.Result{}, nil
+}
+
+// SetupWithManager registers the reconciler.
+func (r *DeviceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&mdmv1alpha1.Device{}).
+		Named("device").
+		Complete(r)
+}

@@ -1,0 +1,323 @@
+package gateway
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/enrollment"
+	"github.com/kubemdm/kubemdm/internal/pki"
+)
+
+// enrollManager is the field manager of the status fields enrollment sets.
+const enrollManager = "kubemdm-gateway-enroll"
+
+// LabelEnrollmentToken names, on a Device, the token it enrolled with.
+const LabelEnrollmentToken = "mdm.kubemdm.io/enrollment-token"
+
+var errTokenRefused = errors.New("enrollment token is unknown, expired, revoked or already used")
+
+// Enroll exchanges an enrollment token and a CSR for a device certificate.
+func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.EnrollRequest]) (*connect.Response[agentv1.EnrollResponse], error) {
+	msg := req.Msg
+	// Every refused token gets the same answer, so that the answer tells an
+	// attacker nothing about which tokens exist.
+	if !enrollment.WellFormed(msg.GetToken()) {
+		return nil, connect.NewError(connect.CodeUnauthenticated, errTokenRefused)
+	}
+	csr, err := pki.ParseCSR([]byte(msg.GetCsrPem()))
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("csr_pem: %w", err))
+	}
+	info := msg.GetDeviceInfo()
+	if err := validateDeviceInfo(info, true); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+
+	token, err := s.findToken(ctx, msg.GetToken())
+	if err != nil {
+		return nil, err
+	}
+	if string(token.Spec.Platform) != info.GetPlatform() {
+		return nil, connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("this enrollment token enrolls %s devices, not %s", token.Spec.Platform, info.GetPlatform()))
+	}
+	log := s.log.WithValues("enrollmentToken", klog.KObj(token))
+
+	if !token.Spec.Perpetual {
+		if err := s.claimOneTime(ctx, token); err != nil {
+			return nil, err
+		}
+	}
+	device, err := s.findOrCreateDevice(ctx, token, info)
+	if err != nil {
+		s.releaseOneTime(ctx, token)
+		return nil, err
+	}
+	id := pki.DeviceIdentity{Namespace: device.Namespace, Name: device.Name, UID: device.UID}
+	certPEM, cert, err := s.deviceCA.SignDevice(csr, id, s.opts.CertificateLifetime)
+	if err != nil {
+		s.releaseOneTime(ctx, token)
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	now := s.now()
+	if err := s.recordEnrollment(ctx, token, device.Name, now); err != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, err)
+	}
+	if err := s.markEnrolled(ctx, device, token.Name, info, cert, now); err != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, err)
+	}
+	if s.recorder != nil {
+		s.recorder.Eventf(device, token, corev1.EventTypeNormal, "Enrolled", "Enroll", "Device enrolled with EnrollmentToken %s", token.Name)
+		s.recorder.Eventf(token, device, corev1.EventTypeNormal, "DeviceEnrolled", "Enroll", "Device %s enrolled", device.Name)
+	}
+	log.Info("Device enrolled", "device", klog.KObj(device))
+	return connect.NewResponse(&agentv1.EnrollResponse{
+		DeviceName:          device.Name,
+		Namespace:           device.Namespace,
+		DeviceUid:           string(device.UID),
+		CertificatePem:      string(certPEM),
+		CertificateNotAfter: timestamppb.New(cert.NotAfter),
+		CaBundlePem:         string(s.opts.Serving.CABundle()),
+	}), nil
+}
+
+var serialPattern = regexp.MustCompile(`^[A-Za-z0-9][-A-Za-z0-9_.:/]*$`)
+
+// validateDeviceInfo checks what an agent says about itself; the platform
+// matters only when enrolling.
+func validateDeviceInfo(info *agentv1.DeviceInfo, enrolling bool) error {
+	if info == nil {
+		return errors.New("device_info is required")
+	}
+	valid := []string{"Android", "AndroidAOSP", "IOS", "ChromeOS", "Windows", "Linux"}
+	if enrolling && !slices.Contains(valid, info.GetPlatform()) {
+		return fmt.Errorf("device_info.platform %q is not one of %s", info.GetPlatform(), strings.Join(valid, ", "))
+	}
+	if sn := info.GetSerialNumber(); sn != "" && (len(sn) > 128 || !serialPattern.MatchString(sn)) {
+		return fmt.Errorf("device_info.serial_number %q must be at most 128 letters, digits and -_.:/", sn)
+	}
+	for name, v := range map[string]string{"model": info.GetModel(), "manufacturer": info.GetManufacturer(),
+		"os_version": info.GetOsVersion(), "agent_version": info.GetAgentVersion()} {
+		if len(v) > 256 {
+			return fmt.Errorf("device_info.%s is longer than 256 characters", name)
+		}
+	}
+	if info.GetStorageBytes() < 0 {
+		return errors.New("device_info.storage_bytes must not be negative")
+	}
+	return nil
+}
+
+// findToken finds a usable token by the hash of the presented value, from
+// the cache index.
+func (s *Server) findToken(ctx context.Context, value string) (*mdmv1alpha1.EnrollmentToken, error) {
+	list := &mdmv1alpha1.EnrollmentTokenList{}
+	if err := s.cache.List(ctx, list, client.MatchingFields{IndexTokenHash: enrollment.Hash(value)}); err != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("looking up token: %w", err))
+	}
+	now := s.now()
+	for i := range list.Items {
+		t := &list.Items[i]
+		if enrollment.Matches(value, t.Status.TokenHash) && tokenUsable(t, now) {
+			return t, nil
+		}
+	}
+	return nil, connect.NewError(connect.CodeUnauthenticated, errTokenRefused)
+}
+
+func tokenUsable(t *mdmv1alpha1.EnrollmentToken, now time.Time) bool {
+	if t.Spec.Revoked || !t.DeletionTimestamp.IsZero() || t.Status.ExpiresAt == nil || !now.Before(t.Status.ExpiresAt.Time) {
+		return false
+	}
+	return t.Status.Phase == mdmv1alpha1.TokenPending ||
+		(t.Spec.Perpetual && t.Status.Phase == mdmv1alpha1.TokenProcessing)
+}
+
+// claimOneTime moves a one-time token from Pending to Processing, guarded by
+// the resourceVersion of a fresh read: of many devices enrolling at once,
+// exactly one wins and the others are refused.
+func (s *Server) claimOneTime(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) error {
+	if err := s.apiReader.Get(ctx, client.ObjectKeyFromObject(token), token); err != nil {
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("reading token: %w", err))
+	}
+	if !tokenUsable(token, s.now()) || token.Status.Phase != mdmv1alpha1.TokenPending {
+		return connect.NewError(connect.CodeUnauthenticated, errTokenRefused)
+	}
+	before := token.DeepCopy()
+	token.Status.Phase = mdmv1alpha1.TokenProcessing
+	err := s.cache.Status().Patch(ctx, token, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	if apierrors.IsConflict(err) {
+		return connect.NewError(connect.CodeUnauthenticated, errTokenRefused)
+	}
+	if err != nil {
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("claiming token: %w", err))
+	}
+	return nil
+}
+
+// releaseOneTime puts a claimed one-time token back to Pending after a
+// failed enrollment, so that the device can try again.
+func (s *Server) releaseOneTime(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) {
+	if token.Spec.Perpetual {
+		return
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		fresh := &mdmv1alpha1.EnrollmentToken{}
+		if err := s.apiReader.Get(ctx, client.ObjectKeyFromObject(token), fresh); err != nil {
+			return err
+		}
+		if fresh.Status.Phase != mdmv1alpha1.TokenProcessing {
+			return nil
+		}
+		before := fresh.DeepCopy()
+		fresh.Status.Phase = mdmv1alpha1.TokenPending
+		return s.cache.Status().Patch(ctx, fresh, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	})
+	if err != nil {
+		s.log.Error(err, "Releasing one-time token after a failed enrollment", "enrollmentToken", klog.KObj(token))
+	}
+}
+
+// recordEnrollment counts the enrollment on the token and, for a one-time
+// token, marks it Done.
+func (s *Server) recordEnrollment(ctx context.Context, token *mdmv1alpha1.EnrollmentToken, device string, now time.Time) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		fresh := &mdmv1alpha1.EnrollmentToken{}
+		if err := s.apiReader.Get(ctx, client.ObjectKeyFromObject(token), fresh); err != nil {
+			return fmt.Errorf("reading token: %w", err)
+		}
+		before := fresh.DeepCopy()
+		fresh.Status.EnrollmentCount++
+		at := metav1.NewTime(now)
+		fresh.Status.EnrolledDevices = slices.DeleteFunc(fresh.Status.EnrolledDevices, func(d mdmv1alpha1.EnrolledDevice) bool { return d.Name == device })
+		fresh.Status.EnrolledDevices = append(fresh.Status.EnrolledDevices, mdmv1alpha1.EnrolledDevice{Name: device, EnrolledAt: &at})
+		if n := len(fresh.Status.EnrolledDevices); n > mdmv1alpha1.MaxEnrolledDevices {
+			fresh.Status.EnrolledDevices = fresh.Status.EnrolledDevices[n-mdmv1alpha1.MaxEnrolledDevices:]
+		}
+		if !fresh.Spec.Perpetual {
+			fresh.Status.Phase = mdmv1alpha1.TokenDone
+		}
+		return s.cache.Status().Patch(ctx, fresh, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	})
+}
+
+// findOrCreateDevice claims the pre-registered Device with the agent's
+// serial number, or creates a Device from the token's template.
+func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.EnrollmentToken, info *agentv1.DeviceInfo) (*mdmv1alpha1.Device, error) {
+	serial := info.GetSerialNumber()
+	if serial != "" {
+		list := &mdmv1alpha1.DeviceList{}
+		if err := s.cache.List(ctx, list, client.InNamespace(token.Namespace), client.MatchingFields{IndexSerialNumber: serial}); err != nil {
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("looking up serial number: %w", err))
+		}
+		for i := range list.Items {
+			d := &list.Items[i]
+			if d.Spec.Platform != token.Spec.Platform {
+				continue
+			}
+			// Only a Device that never enrolled can be claimed. A Device
+			// that was enrolled keeps its identity; re-enrolling needs a new
+			// Device object, whose new UID voids every old certificate.
+			if d.Status.Phase != "" && d.Status.Phase != mdmv1alpha1.DeviceRegistered {
+				return nil, connect.NewError(connect.CodeAlreadyExists,
+					fmt.Errorf("device %s with serial number %s was already enrolled (phase %s); delete it to enroll the hardware again", d.Name, serial, d.Status.Phase))
+			}
+			return d, nil
+		}
+	}
+	device := newDeviceFromTemplate(token, serial)
+	err := s.cache.Create(ctx, device)
+	if apierrors.IsAlreadyExists(err) && device.GenerateName == "" {
+		// The serial-derived name is taken by a Device with another serial.
+		device = newDeviceFromTemplate(token, serial)
+		device.Name, device.GenerateName = "", generateNamePrefix(token.Spec.Platform)
+		err = s.cache.Create(ctx, device)
+	}
+	if err != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("creating device: %w", err))
+	}
+	return device, nil
+}
+
+func newDeviceFromTemplate(token *mdmv1alpha1.EnrollmentToken, serial string) *mdmv1alpha1.Device {
+	d := &mdmv1alpha1.Device{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: token.Namespace,
+			Labels:    map[string]string{LabelEnrollmentToken: token.Name},
+		},
+		Spec: mdmv1alpha1.DeviceSpec{
+			Platform:     token.Spec.Platform,
+			SerialNumber: serial,
+			Owner:        token.Spec.Owner,
+		},
+	}
+	if name := deviceNameFromSerial(serial); name != "" {
+		d.Name = name
+	} else {
+		d.GenerateName = generateNamePrefix(token.Spec.Platform)
+	}
+	if t := token.Spec.DeviceTemplate; t != nil {
+		for k, v := range t.Labels {
+			d.Labels[k] = v
+		}
+		d.Spec.Attributes = t.Attributes
+		for _, p := range t.Policies {
+			d.Spec.Configurations = append(d.Spec.Configurations, mdmv1alpha1.ConfigurationAssignment{Name: p.Name, Priority: p.Priority})
+		}
+	}
+	return d
+}
+
+var nonNameChars = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// deviceNameFromSerial makes a readable, valid object name of a serial
+// number, or "" when nothing usable is left.
+func deviceNameFromSerial(serial string) string {
+	name := strings.Trim(nonNameChars.ReplaceAllString(strings.ToLower(serial), "-"), "-")
+	if len(name) > 63 {
+		name = strings.Trim(name[:63], "-")
+	}
+	return name
+}
+
+func generateNamePrefix(p mdmv1alpha1.Platform) string {
+	return strings.ToLower(string(p)) + "-"
+}
+
+// markEnrolled writes the enrollment into the Device's status: phase and
+// dates as the enrollment manager, the reported facts as the report manager.
+func (s *Server) markEnrolled(ctx context.Context, device *mdmv1alpha1.Device, token string, info *agentv1.DeviceInfo, cert *x509.Certificate, now time.Time) error {
+	key := client.ObjectKeyFromObject(device)
+	if err := applyDeviceStatus(ctx, s.cache, key, device.UID, enrollManager, map[string]any{
+		"phase":           string(mdmv1alpha1.DeviceEnrolled),
+		"enrolledAt":      metav1.NewTime(now).ToUnstructured(),
+		"enrollmentToken": token,
+	}); err != nil {
+		return fmt.Errorf("marking device enrolled: %w", err)
+	}
+	facts, err := reportedStatus(&agentv1.Facts{DeviceInfo: info}, cert)
+	if err != nil {
+		return err
+	}
+	if err := applyDeviceStatus(ctx, s.cache, key, device.UID, reportManager, facts); err != nil {
+		return fmt.Errorf("writing device facts: %w", err)
+	}
+	return nil
+}

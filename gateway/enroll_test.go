@@ -1,0 +1,198 @@
+package gateway_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
+	"github.com/kubemdm/kubemdm/api/agent/v1/agentv1connect"
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/gateway"
+	"github.com/kubemdm/kubemdm/internal/enrollment"
+	"github.com/kubemdm/kubemdm/internal/pki"
+)
+
+// plainClient speaks to the gateway without a client certificate, trusting
+// it through the CA bundle.
+func plainClient() agentv1connect.AgentServiceClient {
+	tlsCfg := &tls.Config{RootCAs: pki.PoolFromPEM(env.CABundle), ServerName: "127.0.0.1"}
+	return agentv1connect.NewAgentServiceClient(&http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true}},
+		"https://"+env.GatewayAddr)
+}
+
+func enrollRequest(token, serial string) *connect.Request[agentv1.EnrollRequest] {
+	st, err := agentStateForCSR()
+	Expect(err).NotTo(HaveOccurred())
+	return connect.NewRequest(&agentv1.EnrollRequest{Token: token, CsrPem: st,
+		DeviceInfo: &agentv1.DeviceInfo{SerialNumber: serial, Platform: "Linux"}})
+}
+
+var _ = Describe("Enrollment", func() {
+	ctx := context.Background()
+	var ns string
+	BeforeEach(func() { ns = newNamespace(ctx) })
+
+	It("creates the Device from the token's template and connects it", func() {
+		token := linuxToken(ns, "one", false)
+		token.Spec.Owner = "bob@example.com"
+		token.Spec.DeviceTemplate = &mdmv1alpha1.DeviceTemplate{
+			Labels:     map[string]string{"fleet": "lab"},
+			Attributes: map[string]string{"costCenter": "42"},
+			Policies:   []mdmv1alpha1.PolicyAssignment{{Name: "baseline", Priority: 10}},
+		}
+		value, pin := issuedToken(ctx, token)
+		a, _ := newAgent(value, pin, "SN-0001")
+		Expect(a.Enroll(ctx)).To(Succeed())
+
+		device := &mdmv1alpha1.Device{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "sn-0001"}, device)).To(Succeed())
+		Expect(a.Identity().UID).To(Equal(string(device.UID)))
+		Expect(device.Labels).To(SatisfyAll(HaveKeyWithValue("fleet", "lab"), HaveKeyWithValue(gateway.LabelEnrollmentToken, "one")))
+		Expect(device.Spec.Owner).To(Equal("bob@example.com"))
+		Expect(device.Spec.SerialNumber).To(Equal("SN-0001"))
+		Expect(device.Spec.Attributes).To(HaveKeyWithValue("costCenter", "42"))
+		Expect(device.Spec.Configurations).To(ConsistOf(mdmv1alpha1.ConfigurationAssignment{Name: "baseline", Priority: 10}))
+		Expect(device.Status.Phase).To(Equal(mdmv1alpha1.DeviceEnrolled))
+		Expect(device.Status.EnrollmentToken).To(Equal("one"))
+		Expect(device.Status.DeviceInfo.Model).To(Equal("Sim 1"))
+		Expect(device.Status.Certificates).To(ContainElement(HaveField("Source", "identity")))
+
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(token), token)).To(Succeed())
+			g.Expect(token.Status.Phase).To(Equal(mdmv1alpha1.TokenDone))
+			g.Expect(token.Status.EnrollmentCount).To(Equal(int32(1)))
+			g.Expect(token.Status.EnrolledDevices).To(ConsistOf(HaveField("Name", "sn-0001")))
+			g.Expect(token.Status.SecretRef).To(BeNil(), "a consumed one-time token loses its value")
+		}).Should(Succeed())
+
+		stop := run(a)
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
+			g.Expect(meta.IsStatusConditionTrue(device.Status.Conditions, mdmv1alpha1.DeviceConditionConnected)).To(BeTrue())
+			g.Expect(meta.IsStatusConditionTrue(device.Status.Conditions, mdmv1alpha1.ConditionReady)).To(BeTrue())
+			g.Expect(meta.IsStatusConditionTrue(device.Status.Conditions, mdmv1alpha1.DeviceConditionEnrolled)).To(BeTrue())
+			g.Expect(device.Status.LastSeen).NotTo(BeNil())
+			g.Expect(device.Status.ObservedGeneration).To(Equal(device.Generation))
+		}).Should(Succeed())
+		stop()
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
+			g.Expect(meta.IsStatusConditionFalse(device.Status.Conditions, mdmv1alpha1.DeviceConditionConnected)).To(BeTrue())
+		}).Should(Succeed())
+	})
+
+	It("claims a pre-registered Device with the same serial number and leaves its spec alone", func() {
+		pre := &mdmv1alpha1.Device{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "desk-7"},
+			Spec:       mdmv1alpha1.DeviceSpec{Platform: mdmv1alpha1.PlatformLinux, SerialNumber: "DESK-7", Owner: "from-git"},
+		}
+		Expect(k8sClient.Create(ctx, pre)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pre), pre)).To(Succeed())
+			g.Expect(pre.Status.Phase).To(Equal(mdmv1alpha1.DeviceRegistered))
+		}).Should(Succeed())
+		token := linuxToken(ns, "claim", false)
+		token.Spec.Owner = "from-token"
+		value, pin := issuedToken(ctx, token)
+		a, _ := newAgent(value, pin, "DESK-7")
+		Expect(a.Enroll(ctx)).To(Succeed())
+		Expect(a.Identity().Name).To(Equal("desk-7"))
+		Expect(a.Identity().UID).To(Equal(string(pre.UID)))
+		after := &mdmv1alpha1.Device{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pre), after)).To(Succeed())
+		Expect(after.Spec).To(Equal(pre.Spec))
+		Expect(after.Status.Phase).To(Equal(mdmv1alpha1.DeviceEnrolled))
+		list := &mdmv1alpha1.DeviceList{}
+		Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		Expect(list.Items).To(HaveLen(1))
+	})
+
+	It("enrolls exactly one device when 20 race for a one-time token", func() {
+		value, _ := issuedToken(ctx, linuxToken(ns, "race", false))
+		c := plainClient()
+		var wg sync.WaitGroup
+		errs := make([]error, 20)
+		for i := range errs {
+			req := enrollRequest(value, "")
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = c.Enroll(ctx, req)
+			}()
+		}
+		wg.Wait()
+		ok, refused := 0, 0
+		var codes []string
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case connect.CodeOf(err) == connect.CodeUnauthenticated:
+				refused++
+			}
+			codes = append(codes, connect.CodeOf(err).String())
+		}
+		Expect(ok).To(Equal(1), "codes: %v", codes)
+		Expect(refused).To(Equal(19), "codes: %v", codes)
+		list := &mdmv1alpha1.DeviceList{}
+		Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		Expect(list.Items).To(HaveLen(1))
+	})
+
+	It("refuses unknown, expired and revoked tokens, malformed CSRs and the wrong platform", func() {
+		c := plainClient()
+		unknown, err := enrollment.NewToken()
+		Expect(err).NotTo(HaveOccurred())
+		_, err = c.Enroll(ctx, enrollRequest(unknown, ""))
+		Expect(connect.CodeOf(err)).To(Equal(connect.CodeUnauthenticated))
+		_, err = c.Enroll(ctx, enrollRequest("not-a-token", ""))
+		Expect(connect.CodeOf(err)).To(Equal(connect.CodeUnauthenticated))
+
+		short := linuxToken(ns, "short", true)
+		short.Spec.TTL = &metav1.Duration{Duration: 2 * time.Second}
+		shortValue, _ := issuedToken(ctx, short)
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(short), short)).To(Succeed())
+			g.Expect(short.Status.Phase).To(Equal(mdmv1alpha1.TokenExpired))
+		}).Should(Succeed())
+		_, err = c.Enroll(ctx, enrollRequest(shortValue, ""))
+		Expect(connect.CodeOf(err)).To(Equal(connect.CodeUnauthenticated))
+
+		revoked := linuxToken(ns, "revoked", true)
+		revokedValue, _ := issuedToken(ctx, revoked)
+		before := revoked.DeepCopy()
+		revoked.Spec.Revoked = true
+		Expect(k8sClient.Patch(ctx, revoked, client.MergeFrom(before))).To(Succeed())
+		Eventually(func(g Gomega) {
+			_, err := c.Enroll(ctx, enrollRequest(revokedValue, ""))
+			g.Expect(connect.CodeOf(err)).To(Equal(connect.CodeUnauthenticated))
+		}).Should(Succeed())
+
+		good, _ := issuedToken(ctx, linuxToken(ns, "good", true))
+		bad := enrollRequest(good, "")
+		bad.Msg.CsrPem = "-----BEGIN CERTIFICATE REQUEST-----\nnonsense\n-----END CERTIFICATE REQUEST-----\n"
+		_, err = c.Enroll(ctx, bad)
+		Expect(connect.CodeOf(err)).To(Equal(connect.CodeInvalidArgument))
+		Expect(err.Error()).To(ContainSubstring("csr_pem"))
+
+		wrong := enrollRequest(good, "")
+		wrong.Msg.DeviceInfo.Platform = "IOS"
+		_, err = c.Enroll(ctx, wrong)
+		Expect(connect.CodeOf(err)).To(Equal(connect.CodeFailedPrecondition))
+		Expect(err.Error()).To(ContainSubstring("enrolls Linux devices, not IOS"))
+
+		list := &mdmv1alpha1.DeviceList{}
+		Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		Expect(list.Items).To(BeEmpty(), "no refused enrollment may leave a Device behind")
+	})
+})

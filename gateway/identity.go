@@ -1,0 +1,73 @@
+package gateway
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"connectrpc.com/connect"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/pki"
+)
+
+type identityKey struct{}
+
+// identityResult is what the TLS layer said about the caller.
+type identityResult struct {
+	id   pki.DeviceIdentity
+	cert *x509.Certificate
+	err  error
+	// present is false when the caller sent no client certificate.
+	present bool
+}
+
+// withIdentity reads the device identity from the verified client
+// certificate. The TLS layer has already refused certificates of other CAs;
+// this only names the device.
+func withIdentity(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res := identityResult{}
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+			res.present, res.cert = true, r.TLS.VerifiedChains[0][0]
+			res.id, res.err = pki.IdentityFromCertificate(res.cert)
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, res)))
+	})
+}
+
+// authenticate returns the calling device from the cache, refusing callers
+// without a certificate, certificates of deleted or re-created Devices, and
+// devices no longer under management.
+func (s *Server) authenticate(ctx context.Context) (*mdmv1alpha1.Device, error) {
+	device, _, err := s.authenticateWithCert(ctx)
+	return device, err
+}
+
+// authenticateWithCert is authenticate that also returns the certificate.
+func (s *Server) authenticateWithCert(ctx context.Context) (*mdmv1alpha1.Device, *x509.Certificate, error) {
+	res, _ := ctx.Value(identityKey{}).(identityResult)
+	if !res.present {
+		return nil, nil, connect.NewError(connect.CodeUnauthenticated, errors.New("a client certificate from Enroll is required"))
+	}
+	if res.err != nil {
+		return nil, nil, connect.NewError(connect.CodeUnauthenticated, res.err)
+	}
+	device := &mdmv1alpha1.Device{}
+	if err := s.cache.Get(ctx, res.id.Key(), device); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("device %s no longer exists", res.id))
+		}
+		return nil, nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("reading device: %w", err))
+	}
+	if device.UID != res.id.UID {
+		return nil, nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("certificate belongs to an earlier device named %s", res.id))
+	}
+	if !device.Status.Phase.Managed() {
+		return nil, nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("device %s is %s and no longer managed", res.id, device.Status.Phase))
+	}
+	return device, res.cert, nil
+}

@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+
+	"connectrpc.com/connect"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+)
+
+// reportManager is the field manager of the facts agents report.
+const reportManager = "kubemdm-gateway-report"
+
+// ReportStatus records what the device observed. Facts are written only when
+// they differ from what Device.status already says; the call itself is a
+// heartbeat kept in memory.
+func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.ReportStatusRequest]) (*connect.Response[agentv1.ReportStatusResponse], error) {
+	device, cert, err := s.authenticateWithCert(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := client.ObjectKeyFromObject(device)
+	s.presence.seen(key, device.UID)
+	facts := req.Msg.GetFacts()
+	if facts == nil {
+		return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
+	}
+	if err := validateFacts(facts); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	want, err := reportedStatus(facts, cert)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	if !factsChanged(device, want) {
+		return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
+	}
+	if err := applyDeviceStatus(ctx, s.cache, key, device.UID, reportManager, want); err != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("writing device facts: %w", err))
+	}
+	return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
+}
+
+func validateFacts(f *agentv1.Facts) error {
+	if info := f.GetDeviceInfo(); info != nil {
+		// The platform is the Device's; a report cannot change it.
+		if err := validateDeviceInfo(info, false); err != nil {
+			return err
+		}
+	}
+	if len(f.GetConfigurations()) > 64 || len(f.GetCertificates()) > 63 {
+		return errors.New("facts: at most 64 configurations and 63 certificates")
+	}
+	valid := map[string]bool{"Installed": true, "Pending": true, "Excluded": true, "Failed": true}
+	for i, c := range f.GetConfigurations() {
+		if c.GetName() == "" || !valid[c.GetState()] {
+			return fmt.Errorf("facts.configurations[%d]: name is required and state must be Installed, Pending, Excluded or Failed", i)
+		}
+	}
+	return nil
+}
+
+// reportedStatus is the status the report manager applies: the facts plus
+// the identity certificate the device presented.
+func reportedStatus(f *agentv1.Facts, identity *x509.Certificate) (map[string]any, error) {
+	st := mdmv1alpha1.DeviceStatus{}
+	if info := f.GetDeviceInfo(); info != nil {
+		st.DeviceInfo = &mdmv1alpha1.DeviceInfo{
+			Model: info.GetModel(), Manufacturer: info.GetManufacturer(),
+			OSVersion: info.GetOsVersion(), AgentVersion: info.GetAgentVersion(),
+		}
+		if b := info.GetStorageBytes(); b > 0 {
+			st.DeviceInfo.Capacity = resource.NewQuantity(b, resource.BinarySI)
+		}
+	}
+	if k := f.GetKiosk(); k != nil {
+		st.Kiosk = &mdmv1alpha1.KioskSpec{Enabled: k.GetEnabled(), App: k.GetApp()}
+	}
+	if l := f.GetLostMode(); l != nil {
+		st.LostMode = &mdmv1alpha1.LostModeSpec{Enabled: l.GetEnabled(), Message: l.GetMessage(), PhoneNumber: l.GetPhoneNumber(), Footnote: l.GetFootnote()}
+	}
+	seen := map[string]bool{}
+	for _, c := range f.GetConfigurations() {
+		if seen[c.GetName()] {
+			continue
+		}
+		seen[c.GetName()] = true
+		st.Configurations = append(st.Configurations, mdmv1alpha1.ConfigurationStatus{
+			Name: c.GetName(), State: mdmv1alpha1.ConfigurationState(c.GetState()), Message: c.GetMessage()})
+	}
+	if identity != nil {
+		st.Certificates = append(st.Certificates, mdmv1alpha1.CertificateInfo{
+			Subject: identity.Subject.String(), SerialNumber: serialHex(identity.SerialNumber),
+			NotAfter: &metav1.Time{Time: identity.NotAfter}, Source: "identity"})
+	}
+	for _, c := range f.GetCertificates() {
+		ci := mdmv1alpha1.CertificateInfo{Subject: c.GetSubject(), SerialNumber: c.GetSerialNumber(), Source: c.GetSource()}
+		if c.GetNotAfter() != nil {
+			ci.NotAfter = &metav1.Time{Time: c.GetNotAfter().AsTime()}
+		}
+		st.Certificates = append(st.Certificates, ci)
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&st)
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// factsChanged compares the wanted facts with the Device's status as the
+// cache has it, at the second precision the apiserver stores times with.
+func factsChanged(device *mdmv1alpha1.Device, want map[string]any) bool {
+	have, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&device.Status)
+	if err != nil {
+		return true
+	}
+	for _, k := range []string{"deviceInfo", "kiosk", "lostMode", "configurations", "certificates"} {
+		if !equality.Semantic.DeepEqual(have[k], want[k]) {
+			return true
+		}
+	}
+	return false
+}
+
+func serialHex(n *big.Int) string {
+	return fmt.Sprintf("%x", n)
+}

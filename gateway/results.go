@@ -1,0 +1,219 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+)
+
+// resultBatchWindow is how long updates of one DeviceAction gather before
+// they are written as one patch.
+const resultBatchWindow = 50 * time.Millisecond
+
+// rowUpdate moves one device's row of a DeviceAction forward.
+type rowUpdate struct {
+	device  string
+	phase   mdmv1alpha1.DeviceCommandPhase
+	code    int32
+	message string
+	at      time.Time
+	// done, when set, receives the outcome of the write.
+	done chan error
+}
+
+// resultWriter merges row updates per DeviceAction into one JSON patch. Each
+// changed row carries test operations on its name and current phase, so a
+// patch never lands on a moved row or moves a row backwards, and no
+// resourceVersion conflict arises from unrelated changes to the action.
+type resultWriter struct {
+	client    client.Client
+	apiReader client.Reader
+	log       logr.Logger
+
+	mu      sync.Mutex
+	pending map[types.NamespacedName][]rowUpdate
+	wakeup  chan struct{}
+}
+
+func newResultWriter(c client.Client, apiReader client.Reader, log logr.Logger) *resultWriter {
+	return &resultWriter{client: c, apiReader: apiReader, log: log,
+		pending: map[types.NamespacedName][]rowUpdate{}, wakeup: make(chan struct{}, 1)}
+}
+
+func (w *resultWriter) enqueue(action types.NamespacedName, u rowUpdate) {
+	w.mu.Lock()
+	w.pending[action] = append(w.pending[action], u)
+	w.mu.Unlock()
+	select {
+	case w.wakeup <- struct{}{}:
+	default:
+	}
+}
+
+func (w *resultWriter) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			w.fail(ctx.Err())
+			return
+		case <-w.wakeup:
+		}
+		// Let the updates that arrive close together join one patch.
+		select {
+		case <-ctx.Done():
+		case <-time.After(resultBatchWindow):
+		}
+		w.mu.Lock()
+		batch := w.pending
+		w.pending = map[types.NamespacedName][]rowUpdate{}
+		w.mu.Unlock()
+		for key, updates := range batch {
+			err := w.flush(ctx, key, updates)
+			if err != nil {
+				w.log.Error(err, "Writing command results", "deviceAction", key)
+			}
+			for _, u := range updates {
+				if u.done != nil {
+					u.done <- err
+				}
+			}
+		}
+	}
+}
+
+func (w *resultWriter) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, updates := range w.pending {
+		for _, u := range updates {
+			if u.done != nil {
+				u.done <- err
+			}
+		}
+	}
+	w.pending = nil
+}
+
+// flush writes the updates of one action, re-reading it from the apiserver
+// when the cache was behind and a test operation failed.
+func (w *resultWriter) flush(ctx context.Context, key types.NamespacedName, updates []rowUpdate) error {
+	action := &mdmv1alpha1.DeviceAction{}
+	var reader client.Reader = w.client
+	for attempt := 0; attempt < 3; attempt++ {
+		if err := reader.Get(ctx, key, action); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil // the action is gone; nothing to record
+			}
+			return err
+		}
+		ops := patchOps(action, updates)
+		if len(ops) == 0 {
+			return nil
+		}
+		body, err := json.Marshal(ops)
+		if err != nil {
+			return err
+		}
+		err = w.client.Status().Patch(ctx, action, client.RawPatch(types.JSONPatchType, body))
+		if err == nil || apierrors.IsNotFound(err) {
+			return nil
+		}
+		if !apierrors.IsConflict(err) && !isTestFailed(err) {
+			return fmt.Errorf("patching DeviceAction status: %w", err)
+		}
+		reader = w.apiReader
+	}
+	return fmt.Errorf("patching DeviceAction status: rows kept changing")
+}
+
+// isTestFailed recognises a JSON patch whose test operation did not hold.
+func isTestFailed(err error) bool {
+	var status apierrors.APIStatus
+	return apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) ||
+		(errors.As(err, &status) && status.Status().Code == http.StatusUnprocessableEntity)
+}
+
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// patchOps turns updates into JSON patch operations against the action as
+// read. An update that would move a row backwards is dropped: a result never
+// turns back into Delivered, and an Expired row stays Expired.
+func patchOps(action *mdmv1alpha1.DeviceAction, updates []rowUpdate) []jsonPatchOp {
+	latest := map[string]rowUpdate{}
+	var order []string
+	for _, u := range updates {
+		if prev, ok := latest[u.device]; !ok || rank(u.phase) >= rank(prev.phase) {
+			if !ok {
+				order = append(order, u.device)
+			}
+			latest[u.device] = u
+		}
+	}
+	var ops []jsonPatchOp
+	for _, name := range order {
+		u := latest[name]
+		i, row := rowOf(action, name)
+		if row == nil || rank(u.phase) <= rank(row.Phase) || isFinal(row.Phase) {
+			continue
+		}
+		base := fmt.Sprintf("/status/devices/%d", i)
+		at := metav1.NewTime(u.at).ToUnstructured()
+		ops = append(ops,
+			jsonPatchOp{Op: "test", Path: base + "/name", Value: name},
+			jsonPatchOp{Op: "test", Path: base + "/phase", Value: string(row.Phase)},
+			jsonPatchOp{Op: "replace", Path: base + "/phase", Value: string(u.phase)},
+		)
+		switch u.phase {
+		case mdmv1alpha1.CommandDelivered:
+			ops = append(ops, jsonPatchOp{Op: "add", Path: base + "/deliveredAt", Value: at})
+		default:
+			if row.DeliveredAt == nil {
+				ops = append(ops, jsonPatchOp{Op: "add", Path: base + "/deliveredAt", Value: at})
+			}
+			ops = append(ops,
+				jsonPatchOp{Op: "add", Path: base + "/completedAt", Value: at},
+				jsonPatchOp{Op: "add", Path: base + "/code", Value: u.code},
+				jsonPatchOp{Op: "add", Path: base + "/message", Value: u.message},
+			)
+		}
+	}
+	return ops
+}
+
+// rank orders row phases along the way a command travels.
+func rank(p mdmv1alpha1.DeviceCommandPhase) int {
+	switch p {
+	case mdmv1alpha1.CommandQueued:
+		return 1
+	case mdmv1alpha1.CommandDelivered:
+		return 2
+	case mdmv1alpha1.CommandSucceeded, mdmv1alpha1.CommandFailed:
+		return 3
+	}
+	return 0
+}
+
+func isFinal(p mdmv1alpha1.DeviceCommandPhase) bool {
+	switch p {
+	case mdmv1alpha1.CommandSucceeded, mdmv1alpha1.CommandFailed, mdmv1alpha1.CommandExpired,
+		mdmv1alpha1.CommandCanceled, mdmv1alpha1.CommandIneligible:
+		return true
+	}
+	return false
+}

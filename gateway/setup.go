@@ -1,0 +1,53 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/pki"
+)
+
+// Setup creates the gateway on a manager: its cache indexes, the informer
+// handlers that push changes to open streams, and the server itself as a
+// runnable on every replica.
+func Setup(ctx context.Context, mgr ctrl.Manager, deviceCA *pki.CA, opts Options) (*Server, error) {
+	if err := SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
+	s := New(mgr.GetClient(), mgr.GetAPIReader(), deviceCA, mgr.GetEventRecorder("kubemdm-gateway"), ctrl.Log.WithName("gateway"), opts)
+
+	actions, err := mgr.GetCache().GetInformer(ctx, &mdmv1alpha1.DeviceAction{})
+	if err != nil {
+		return nil, fmt.Errorf("getting DeviceAction informer: %w", err)
+	}
+	if _, err := actions.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { s.onActionChange(o.(*mdmv1alpha1.DeviceAction)) },
+		UpdateFunc: func(_, o any) { s.onActionChange(o.(*mdmv1alpha1.DeviceAction)) },
+	}); err != nil {
+		return nil, err
+	}
+	devices, err := mgr.GetCache().GetInformer(ctx, &mdmv1alpha1.Device{})
+	if err != nil {
+		return nil, fmt.Errorf("getting Device informer: %w", err)
+	}
+	if _, err := devices.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(_, o any) { s.onDeviceChange(o.(*mdmv1alpha1.Device)) },
+		DeleteFunc: func(o any) {
+			if d, ok := o.(*mdmv1alpha1.Device); ok {
+				s.closeStreams(client.ObjectKeyFromObject(d))
+			}
+		},
+	}); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+

@@ -1,0 +1,113 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/kubemdm/kubemdm/agent"
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/enrollment"
+	"github.com/kubemdm/kubemdm/internal/testenv"
+)
+
+var (
+	env       *testenv.Env
+	k8sClient client.Client
+)
+
+func TestGateway(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Gateway Suite")
+}
+
+var _ = BeforeSuite(func() {
+	SetDefaultEventuallyTimeout(15 * time.Second)
+	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	var err error
+	env, err = testenv.Start(testenv.Options{})
+	Expect(err).NotTo(HaveOccurred())
+	k8sClient = env.Client
+})
+
+var _ = AfterSuite(func() {
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
+})
+
+func newNamespace(ctx context.Context) string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "gw-"}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+// issuedToken creates a token, waits until it is issued and returns its
+// value and the gateway pin from its payload, as a device would scan them.
+func issuedToken(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) (value, pin string) {
+	Expect(k8sClient.Create(ctx, token)).To(Succeed())
+	secret := &corev1.Secret{}
+	Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(token), token)).To(Succeed())
+		g.Expect(token.Status.Phase).To(Equal(mdmv1alpha1.TokenPending))
+		g.Expect(token.Status.SecretRef).NotTo(BeNil())
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: token.Namespace, Name: token.Status.SecretRef.Name}, secret)).To(Succeed())
+	}).Should(Succeed())
+	var payload map[string]map[string]string
+	Expect(json.Unmarshal(secret.Data[mdmv1alpha1.TokenSecretQRJSONKey], &payload)).To(Succeed())
+	extras := payload["android.app.extra.PROVISIONING_ADMIN_EXTRAS_BUNDLE"]
+	Expect(extras).To(HaveKey(enrollment.ExtraGatewayCAPin))
+	Expect(secret.Data).To(HaveKeyWithValue(mdmv1alpha1.TokenSecretCAKey, env.CABundle))
+	return string(secret.Data[mdmv1alpha1.TokenSecretKey]), extras[enrollment.ExtraGatewayCAPin]
+}
+
+func linuxToken(ns, name string, perpetual bool) *mdmv1alpha1.EnrollmentToken {
+	return &mdmv1alpha1.EnrollmentToken{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       mdmv1alpha1.EnrollmentTokenSpec{Platform: mdmv1alpha1.PlatformLinux, Perpetual: perpetual},
+	}
+}
+
+// newAgent is a simulated device that trusts the gateway through the pin.
+func newAgent(token, pin, serial string) (*agent.Agent, *agent.Simulated) {
+	state, err := agent.LoadState(GinkgoT().TempDir())
+	Expect(err).NotTo(HaveOccurred())
+	dev := &agent.Simulated{Serial: serial, PlatformName: "Linux", Model: "Sim 1", OSVersion: "6.1"}
+	return agent.New(agent.Options{Gateway: env.GatewayAddr, Token: token, Trust: agent.Trust{Pin: pin},
+		Heartbeat: time.Hour, MaxBackoff: 200 * time.Millisecond}, state, dev, GinkgoLogr), dev
+}
+
+// run runs an agent until the returned stop function is called.
+func run(a *agent.Agent) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(a.Run(ctx)).To(Succeed())
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// agentStateForCSR makes a fresh key and returns a PEM CSR for it.
+func agentStateForCSR() (string, error) {
+	st, err := agent.LoadState(GinkgoT().TempDir())
+	if err != nil {
+		return "", err
+	}
+	_, csr, err := st.NewKeyAndCSR()
+	return string(csr), err
+}

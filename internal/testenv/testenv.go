@@ -1,0 +1,156 @@
+// Package testenv runs what the suites test against: a real kube-apiserver
+// and etcd (envtest, from KUBEBUILDER_ASSETS) with the CRDs, and a manager
+// with the controllers and the gateway serving on loopback with real TLS.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/controllers"
+	"github.com/kubemdm/kubemdm/gateway"
+	"github.com/kubemdm/kubemdm/internal/pki"
+)
+
+// Namespace holds the manager's own Secrets in tests.
+const Namespace = "kubemdm-system"
+
+// Env is a running control plane, manager and gateway.
+type Env struct {
+	Config  *rest.Config
+	Client  client.Client
+	Scheme  *k8sruntime.Scheme
+	Gateway *gateway.Server
+	// GatewayAddr is host:port of the gateway.
+	GatewayAddr string
+	// CABundle verifies the gateway.
+	CABundle []byte
+	DeviceCA *pki.CA
+
+	env    *envtest.Environment
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Options tune the manager for a test.
+type Options struct {
+	StatusFlushInterval time.Duration
+	// Wrap, when set, wraps the manager's client, for counting writes.
+	Wrap func(client.Client) client.Client
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Start starts everything and waits until the gateway listens.
+func Start(o Options) (*Env, error) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set; run the tests with make test")
+	}
+	e := &Env{Scheme: k8sruntime.NewScheme(), done: make(chan error, 1)}
+	if err := clientgoscheme.AddToScheme(e.Scheme); err != nil {
+		return nil, err
+	}
+	if err := mdmv1alpha1.AddToScheme(e.Scheme); err != nil {
+		return nil, err
+	}
+	e.env = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := e.env.Start()
+	if err != nil {
+		return nil, err
+	}
+	e.Config = cfg
+	if e.Client, err = client.New(cfg, client.Options{Scheme: e.Scheme}); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
+		return nil, err
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 e.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{mdmv1alpha1.LabelManagedBy: mdmv1alpha1.ManagedByValue})},
+		}},
+		NewClient: func(config *rest.Config, options client.Options) (client.Client, error) {
+			c, err := client.New(config, options)
+			if err != nil || o.Wrap == nil {
+				return c, err
+			}
+			return o.Wrap(c), nil
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	serving, err := gateway.SelfSignedServing(ctx, mgr.GetAPIReader(), mgr.GetClient(),
+		types.NamespacedName{Namespace: Namespace, Name: "gateway-ca"}, []string{"localhost", "127.0.0.1"})
+	if err != nil {
+		return nil, err
+	}
+	e.CABundle = serving.CABundle()
+	if e.DeviceCA, err = pki.EnsureCA(ctx, mgr.GetAPIReader(), mgr.GetClient(),
+		types.NamespacedName{Namespace: Namespace, Name: "device-ca"}, "test device CA"); err != nil {
+		return nil, err
+	}
+	flush := o.StatusFlushInterval
+	if flush == 0 {
+		flush = 5 * time.Minute
+	}
+	if e.Gateway, err = gateway.Setup(ctx, mgr, e.DeviceCA, gateway.Options{
+		BindAddress: "127.0.0.1:0", CertificateLifetime: time.Hour, StatusFlushInterval: flush, Serving: serving,
+	}); err != nil {
+		return nil, err
+	}
+	if err := (&controllers.EnrollmentTokenReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("enrollmenttoken-controller"),
+		EnrollmentHost: "127.0.0.1", GatewayCABundle: serving.CABundle, WifiSecretRetry: 500 * time.Millisecond,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := (&controllers.DeviceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	go func() { e.done <- mgr.Start(ctx) }()
+	e.GatewayAddr = e.Gateway.Addr().String()
+	return e, nil
+}
+
+// Stop stops the manager and the control plane.
+func (e *Env) Stop() error {
+	if e.cancel != nil {
+		e.cancel()
+		select {
+		case <-e.done:
+		case <-time.After(30 * time.Second):
+		}
+	}
+	return e.env.Stop()
+}
