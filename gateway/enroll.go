@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"

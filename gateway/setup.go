@@ -50,4 +50,3 @@ func Setup(ctx context.Context, mgr ctrl.Manager, deviceCA *pki.CA, opts Options
 	}
 	return s, nil
 }
-
