@@ -71,6 +71,18 @@ envtest: ## Build the local control plane into the cache (first run only).
 test: manifests generate vet envtest ## Run unit and envtest suites against a real kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./... -coverprofile cover.out
 
+FUZZTIME ?= 20s
+
+.PHONY: fuzz
+fuzz: ## Run the fuzz targets briefly (FUZZTIME each).
+	go test ./gateway -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZTIME)
+	go test ./internal/enrollment -run '^$$' -fuzz FuzzWellFormed -fuzztime $(FUZZTIME)
+	go test ./internal/pki -run '^$$' -fuzz FuzzParseCSR -fuzztime $(FUZZTIME)
+
+.PHONY: bench
+bench: envtest ## Run the benchmarks against the local control plane.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./... -run '^$$' -bench . -benchtime 3s
+
 .PHONY: dev
 dev: build envtest ## Run the whole system on a local control plane.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" ./bin/kubemdm-dev
@@ -78,8 +90,9 @@ dev: build envtest ## Run the whole system on a local control plane.
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager and the dev launcher.
+build: ## Build the manager, the agent and the dev launcher.
 	go build -o bin/manager ./cmd/manager
+	go build -o bin/kubemdm-agent ./cmd/kubemdm-agent
 	go build -o bin/kubemdm-dev ./hack/dev
 
 .PHONY: run

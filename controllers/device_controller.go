@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,6 +28,9 @@ const (
 	DeviceReasonReleased = "Released"
 )
 
+// conflictRetry is how soon a reconcile that lost a write race looks again.
+const conflictRetry = 50 * time.Millisecond
+
 // DeviceReconciler keeps a Device's phase and its Enrolled and Ready
 // conditions. The gateway writes what the agent reports (facts, lastSeen,
 // Connected) under its own field managers.
@@ -40,14 +45,20 @@ type DeviceReconciler struct {
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=deviceactions/status,verbs=get;update;patch
 
 // Reconcile settles one Device's conditions.
-func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	device := &mdmv1alpha1.Device{}
 	if err := r.Get(ctx, req.NamespacedName, device); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	patcher := patch.NewHelper(device)
 	defer func() {
-		if err := patcher.Patch(ctx, r.Client, device); err != nil {
+		err := patcher.Patch(ctx, r.Client, device)
+		switch {
+		case apierrors.IsConflict(err):
+			// The gateway wrote presence or facts meanwhile; look again
+			// without reporting an error for an ordinary race.
+			res = ctrl.Result{RequeueAfter: conflictRetry}
+		case err != nil:
 			retErr = errors.Join(retErr, fmt.Errorf("patching Device %s: %w", klog.KObj(device), err))
 		}
 	}()

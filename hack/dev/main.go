@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -33,17 +35,18 @@ import (
 func main() {
 	stateDir := flag.String("state-dir", ".dev", "Directory for the kubeconfig and logs.")
 	manager := flag.String("manager", "bin/manager", "Path of the manager binary.")
-	enrollmentHost := flag.String("enrollment-host", "localhost:8443", "Gateway address put into enrollment payloads.")
+	agentBin := flag.String("agent", "bin/kubemdm-agent", "Path of the agent binary.")
+	enrollmentHost := flag.String("gateway", "127.0.0.1:7443", "Address the gateway serves on and enrollment payloads name.")
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.Level(zapcore.WarnLevel)))
 
-	if err := run(*stateDir, *manager, *enrollmentHost); err != nil {
+	if err := run(*stateDir, *manager, *agentBin, *enrollmentHost); err != nil {
 		fmt.Fprintln(os.Stderr, "kubemdm-dev:", err)
 		os.Exit(1)
 	}
 }
 
-func run(stateDir, managerBin, enrollmentHost string) error {
+func run(stateDir, managerBin, agentBin, enrollmentHost string) error {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return errors.New("KUBEBUILDER_ASSETS is not set; run `make dev`, which builds the control plane first")
 	}
@@ -102,11 +105,21 @@ func run(stateDir, managerBin, enrollmentHost string) error {
 		return err
 	}
 	defer logFile.Close()
+	c, err := newClient(admin.Config())
+	if err != nil {
+		return err
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", managerNamespace, err)
+	}
 	cmd := exec.Command(managerBin,
 		"--kubeconfig", kubeconfigPath,
+		"--namespace", managerNamespace,
 		"--metrics-bind-address", "0",
 		"--health-probe-bind-address", "127.0.0.1:18081",
+		"--gateway-bind-address", enrollmentHost,
 		"--enrollment-host", enrollmentHost,
+		"--status-flush-interval", "30s",
 		"--zap-devel",
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -124,9 +137,18 @@ func run(stateDir, managerBin, enrollmentHost string) error {
 		}
 	}()
 
-	if err := createDemo(ctx, admin.Config()); err != nil {
+	token, err := createDemo(ctx, c)
+	if err != nil {
 		return err
 	}
+	agents, err := startAgents(ctx, c, token, agentBin, enrollmentHost, stateDir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = agents.Process.Signal(syscall.SIGTERM)
+		_ = agents.Wait()
+	}()
 
 	fmt.Printf(`
 kubemdm is running. In another shell:
@@ -135,8 +157,9 @@ kubemdm is running. In another shell:
   kubectl get enrollmenttokens,devices,deviceactions
   kubectl apply -f config/samples/
 
-The manager logs to %s. Press Ctrl-C to stop.
-`, kubeconfigPath, binDir, logPath)
+The manager logs to %s, the simulated devices to %s.
+Press Ctrl-C to stop.
+`, kubeconfigPath, binDir, logPath, filepath.Join(stateDir, "agents.log"))
 
 	select {
 	case <-ctx.Done():
@@ -147,20 +170,22 @@ The manager logs to %s. Press Ctrl-C to stop.
 	}
 }
 
-// createDemo creates the demo EnrollmentToken and waits for the manager to
-// issue it, which also proves the manager is up.
-func createDemo(ctx context.Context, cfg *rest.Config) error {
+const managerNamespace = "kubemdm-system"
+
+func newClient(cfg *rest.Config) (client.Client, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
+		return nil, err
 	}
 	if err := mdmv1alpha1.AddToScheme(scheme); err != nil {
-		return err
+		return nil, err
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
+	return client.New(cfg, client.Options{Scheme: scheme})
+}
+
+// createDemo creates the demo EnrollmentToken and waits for the manager to
+// issue it, which also proves the manager is up.
+func createDemo(ctx context.Context, c client.Client) (*mdmv1alpha1.EnrollmentToken, error) {
 	token := &mdmv1alpha1.EnrollmentToken{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "demo"},
 		Spec: mdmv1alpha1.EnrollmentTokenSpec{
@@ -172,19 +197,73 @@ func createDemo(ctx context.Context, cfg *rest.Config) error {
 		},
 	}
 	if err := c.Create(ctx, token); err != nil {
-		return fmt.Errorf("creating the demo EnrollmentToken: %w", err)
+		return nil, fmt.Errorf("creating the demo EnrollmentToken: %w", err)
 	}
 	fmt.Println("Waiting for the manager to issue the demo EnrollmentToken")
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(token), token); err == nil && token.Status.Phase == mdmv1alpha1.TokenPending {
-			return nil
+	err := waitFor(ctx, 60*time.Second, func() bool {
+		return c.Get(ctx, client.ObjectKeyFromObject(token), token) == nil && token.Status.Phase == mdmv1alpha1.TokenPending
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the manager did not issue the demo EnrollmentToken: %w", err)
+	}
+	return token, nil
+}
+
+// startAgents runs three simulated devices in one agent process, enrolled
+// with the demo token the way a device would be: the token value and the
+// gateway's CA from the token's Secret.
+func startAgents(ctx context.Context, c client.Client, token *mdmv1alpha1.EnrollmentToken, agentBin, gateway, stateDir string) (*exec.Cmd, error) {
+	secret := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: token.Namespace, Name: token.Status.SecretRef.Name}, secret); err != nil {
+		return nil, err
+	}
+	caPath := filepath.Join(stateDir, "gateway-ca.crt")
+	if err := os.WriteFile(caPath, secret.Data[mdmv1alpha1.TokenSecretCAKey], 0o600); err != nil {
+		return nil, err
+	}
+	agentDir := filepath.Join(stateDir, "agents")
+	_ = os.RemoveAll(agentDir) // a fresh control plane knows none of the old identities
+	logFile, err := os.Create(filepath.Join(stateDir, "agents.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(agentBin, "--gateway", gateway, "--ca-file", caPath, "--state-dir", agentDir,
+		"--simulate", "3", "--simulate-platform", "Linux", "--simulate-prefix", "sim-", "--heartbeat", "20s")
+	cmd.Env = append(os.Environ(), "KUBEMDM_TOKEN="+string(secret.Data[mdmv1alpha1.TokenSecretKey]))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the simulated devices: %w", err)
+	}
+	fmt.Println("Enrolling three simulated devices")
+	err = waitFor(ctx, 60*time.Second, func() bool {
+		list := &mdmv1alpha1.DeviceList{}
+		if c.List(ctx, list, client.InNamespace(token.Namespace)) != nil {
+			return false
 		}
+		connected := 0
+		for _, d := range list.Items {
+			if meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected) {
+				connected++
+			}
+		}
+		return connected >= 3
+	})
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("the simulated devices did not connect (see %s): %w", logFile.Name(), err)
+	}
+	return cmd, nil
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, done func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for !done() {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the manager did not issue the demo EnrollmentToken: %w", ctx.Err())
+			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	return nil
 }

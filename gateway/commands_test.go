@@ -1,0 +1,193 @@
+package gateway_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubemdm/kubemdm/agent"
+	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
+	"github.com/kubemdm/kubemdm/api/agent/v1/agentv1connect"
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/pki"
+)
+
+// queueCommand creates a DeviceAction and queues it for the devices, as the
+// DeviceAction controller does: the queue is the action's status.
+func queueCommand(ctx context.Context, ns, name string, action mdmv1alpha1.ActionType, devices ...string) *mdmv1alpha1.DeviceAction {
+	a := &mdmv1alpha1.DeviceAction{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       mdmv1alpha1.DeviceActionSpec{Action: action, Devices: devices},
+	}
+	if action == mdmv1alpha1.ActionSendMessage {
+		a.Spec.Parameters = &mdmv1alpha1.ActionParameters{Message: &mdmv1alpha1.MessageParameters{Title: "Hi", Body: "Hello"}}
+	}
+	Expect(k8sClient.Create(ctx, a)).To(Succeed())
+	now := metav1.Now()
+	a.Status.Phase = mdmv1alpha1.ActionRunning
+	a.Status.StartTime = &now
+	for _, d := range devices {
+		a.Status.Devices = append(a.Status.Devices, mdmv1alpha1.DeviceResult{Name: d, Phase: mdmv1alpha1.CommandQueued, QueuedAt: &now})
+	}
+	Expect(k8sClient.Status().Update(ctx, a)).To(Succeed())
+	return a
+}
+
+func row(ctx context.Context, a *mdmv1alpha1.DeviceAction, device string) func(g Gomega) mdmv1alpha1.DeviceResult {
+	return func(g Gomega) mdmv1alpha1.DeviceResult {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
+		for _, r := range a.Status.Devices {
+			if r.Name == device {
+				return r
+			}
+		}
+		return mdmv1alpha1.DeviceResult{}
+	}
+}
+
+func executedIDs(dev *agent.Simulated) []string {
+	var ids []string
+	for _, c := range dev.Executed() {
+		ids = append(ids, c.GetId())
+	}
+	return ids
+}
+
+var _ = Describe("Commands", func() {
+	ctx := context.Background()
+	var (
+		ns       string
+		aliceA   *agent.Agent
+		alice    *agent.Simulated
+		bobA     *agent.Agent
+		bobDevID string
+	)
+	BeforeEach(func() {
+		ns = newNamespace(ctx)
+		value, pin := issuedToken(ctx, linuxToken(ns, "fleet", true))
+		aliceA, alice = newAgent(value, pin, "ALICE")
+		Expect(aliceA.Enroll(ctx)).To(Succeed())
+		bobA, _ = newAgent(value, pin, "BOB")
+		Expect(bobA.Enroll(ctx)).To(Succeed())
+		bobDevID = bobA.Identity().Name
+	})
+
+	It("delivers a command queued while the device was offline once it connects, and only once", func() {
+		a := queueCommand(ctx, ns, "lock-offline", mdmv1alpha1.ActionLock, "alice")
+		Consistently(row(ctx, a, "alice")).WithTimeout(300 * time.Millisecond).Should(HaveField("Phase", mdmv1alpha1.CommandQueued))
+
+		stop := run(aliceA)
+		Eventually(row(ctx, a, "alice")).Should(SatisfyAll(
+			HaveField("Phase", mdmv1alpha1.CommandSucceeded),
+			HaveField("Code", int32(0)),
+			HaveField("DeliveredAt", Not(BeNil())),
+			HaveField("CompletedAt", Not(BeNil())),
+		))
+		Expect(executedIDs(alice)).To(Equal([]string{string(a.UID)}))
+		stop()
+
+		// A reconnect finds nothing open: the command is not run again.
+		stop = run(aliceA)
+		Consistently(func() []string { return executedIDs(alice) }).WithTimeout(500 * time.Millisecond).Should(HaveLen(1))
+		stop()
+	})
+
+	It("pushes a command to an online device without polling", func() {
+		stop := run(aliceA)
+		defer stop()
+		device := &mdmv1alpha1.Device{}
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "alice"}, device)).To(Succeed())
+			g.Expect(device.Status.Conditions).To(ContainElement(SatisfyAll(
+				HaveField("Type", mdmv1alpha1.DeviceConditionConnected), HaveField("Status", metav1.ConditionTrue))))
+		}).Should(Succeed())
+
+		// The agent only polls on reconnect, and its heartbeat is an hour:
+		// the command can only arrive on the open stream.
+		a := queueCommand(ctx, ns, "message", mdmv1alpha1.ActionSendMessage, "alice")
+		Eventually(func() []string { return executedIDs(alice) }).WithTimeout(3 * time.Second).Should(ContainElement(string(a.UID)))
+		Eventually(row(ctx, a, "alice")).Should(HaveField("Phase", mdmv1alpha1.CommandSucceeded))
+		Expect(alice.Executed()[0].GetParameters().GetMessageTitle()).To(Equal("Hi"))
+	})
+
+	It("lets a device answer only its own commands", func() {
+		a := queueCommand(ctx, ns, "lock-bob", mdmv1alpha1.ActionLock, bobDevID)
+		c, done, err := aliceA.Client()
+		Expect(err).NotTo(HaveOccurred())
+		defer done()
+		_, err = c.CompleteCommand(ctx, connect.NewRequest(&agentv1.CompleteCommandRequest{
+			CommandId: string(a.UID), Outcome: agentv1.Outcome_OUTCOME_SUCCEEDED}))
+		Expect(connect.CodeOf(err)).To(Equal(connect.CodePermissionDenied))
+		poll, err := c.Poll(ctx, connect.NewRequest(&agentv1.PollRequest{}))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(poll.Msg.GetCommands()).To(BeEmpty(), "alice must not see bob's command")
+		Expect(row(ctx, a, bobDevID)(Default)).To(HaveField("Phase", mdmv1alpha1.CommandQueued))
+	})
+
+	It("changes nothing on a repeated CompleteCommand", func() {
+		a := queueCommand(ctx, ns, "sync", mdmv1alpha1.ActionSync, "alice")
+		c, done, err := aliceA.Client()
+		Expect(err).NotTo(HaveOccurred())
+		defer done()
+		req := &agentv1.CompleteCommandRequest{CommandId: string(a.UID), Outcome: agentv1.Outcome_OUTCOME_SUCCEEDED, Message: "synced"}
+		_, err = c.CompleteCommand(ctx, connect.NewRequest(req))
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(row(ctx, a, "alice")).Should(HaveField("Phase", mdmv1alpha1.CommandSucceeded))
+		rv := a.ResourceVersion
+		Eventually(func(g Gomega) {
+			_, err := c.CompleteCommand(ctx, connect.NewRequest(req))
+			g.Expect(err).NotTo(HaveOccurred())
+		}).Should(Succeed())
+		Consistently(func(g Gomega) string {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
+			return a.ResourceVersion
+		}).WithTimeout(300 * time.Millisecond).Should(Equal(rv))
+
+		// A contradicting late answer is refused, not recorded.
+		req.Outcome, req.Code = agentv1.Outcome_OUTCOME_FAILED, 13
+		_, err = c.CompleteCommand(ctx, connect.NewRequest(req))
+		Expect(connect.CodeOf(err)).To(Equal(connect.CodeFailedPrecondition))
+	})
+
+	It("refuses a client certificate from another CA during the TLS handshake", func() {
+		otherCert, otherKey, err := pki.NewCA("impostor", time.Hour)
+		Expect(err).NotTo(HaveOccurred())
+		impostor, err := tls.X509KeyPair(otherCert, otherKey)
+		Expect(err).NotTo(HaveOccurred())
+		// GetClientCertificate sends the certificate even though the server
+		// asks for its own CA: an attacker's client would do the same.
+		tlsCfg := &tls.Config{RootCAs: pki.PoolFromPEM(env.CABundle), ServerName: "127.0.0.1",
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &impostor, nil }}
+		c := agentv1connect.NewAgentServiceClient(&http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}, "https://"+env.GatewayAddr)
+		_, err = c.Poll(ctx, connect.NewRequest(&agentv1.PollRequest{}))
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(Or(ContainSubstring("bad certificate"), ContainSubstring("unknown certificate authority"), ContainSubstring("certificate required")))
+
+		// Without any certificate the TLS layer lets Enroll through, and
+		// every other call is refused by the gateway.
+		_, err = plainClient().Poll(ctx, connect.NewRequest(&agentv1.PollRequest{}))
+		Expect(connect.CodeOf(err)).To(Equal(connect.CodeUnauthenticated))
+	})
+
+	It("refuses a device that is no longer managed", func() {
+		device := &mdmv1alpha1.Device{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "alice"}, device)).To(Succeed())
+		before := device.DeepCopy()
+		device.Status.Phase = mdmv1alpha1.DeviceRetired
+		Expect(k8sClient.Status().Patch(ctx, device, client.MergeFrom(before))).To(Succeed())
+		c, done, err := aliceA.Client()
+		Expect(err).NotTo(HaveOccurred())
+		defer done()
+		Eventually(func(g Gomega) {
+			_, err := c.Poll(ctx, connect.NewRequest(&agentv1.PollRequest{}))
+			g.Expect(connect.CodeOf(err)).To(Equal(connect.CodePermissionDenied))
+		}).Should(Succeed())
+	})
+})

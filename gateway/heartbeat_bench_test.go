@@ -1,0 +1,152 @@
+package gateway_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubemdm/kubemdm/agent"
+	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/testenv"
+)
+
+// writeCounter counts the manager's writes to the apiserver.
+type writeCounter struct {
+	client.Client
+	writes *atomic.Int64
+}
+
+func (w writeCounter) Create(ctx context.Context, o client.Object, opts ...client.CreateOption) error {
+	w.writes.Add(1)
+	return w.Client.Create(ctx, o, opts...)
+}
+
+func (w writeCounter) Patch(ctx context.Context, o client.Object, p client.Patch, opts ...client.PatchOption) error {
+	w.writes.Add(1)
+	return w.Client.Patch(ctx, o, p, opts...)
+}
+
+func (w writeCounter) Update(ctx context.Context, o client.Object, opts ...client.UpdateOption) error {
+	w.writes.Add(1)
+	return w.Client.Update(ctx, o, opts...)
+}
+
+func (w writeCounter) Status() client.SubResourceWriter {
+	return statusCounter{w.Client.Status(), w.writes}
+}
+
+type statusCounter struct {
+	client.SubResourceWriter
+	writes *atomic.Int64
+}
+
+func (s statusCounter) Patch(ctx context.Context, o client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+	s.writes.Add(1)
+	return s.SubResourceWriter.Patch(ctx, o, p, opts...)
+}
+
+func (s statusCounter) Update(ctx context.Context, o client.Object, opts ...client.SubResourceUpdateOption) error {
+	s.writes.Add(1)
+	return s.SubResourceWriter.Update(ctx, o, opts...)
+}
+
+func (s statusCounter) Apply(ctx context.Context, o runtime.ApplyConfiguration, opts ...client.SubResourceApplyOption) error {
+	s.writes.Add(1)
+	return s.SubResourceWriter.Apply(ctx, o, opts...)
+}
+
+// BenchmarkHeartbeat measures ReportStatus heartbeats per second through the
+// gateway over mTLS, and the apiserver writes they cause (the design's
+// budget is zero per heartbeat). Run with:
+//
+//	KUBEBUILDER_ASSETS=$(hack/envtest.sh) go test ./gateway -run '^$' -bench Heartbeat
+func BenchmarkHeartbeat(b *testing.B) {
+	writes := &atomic.Int64{}
+	e, err := testenv.Start(testenv.Options{Wrap: func(c client.Client) client.Client { return writeCounter{c, writes} }})
+	if err != nil {
+		b.Skip(err)
+	}
+	defer func() { _ = e.Stop() }()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-"}}
+	if err := e.Client.Create(ctx, ns); err != nil {
+		b.Fatal(err)
+	}
+	token := &mdmv1alpha1.EnrollmentToken{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "bench"},
+		Spec:       mdmv1alpha1.EnrollmentTokenSpec{Platform: mdmv1alpha1.PlatformLinux, Perpetual: true},
+	}
+	if err := e.Client.Create(ctx, token); err != nil {
+		b.Fatal(err)
+	}
+	secret := &corev1.Secret{}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "bench-token"}, secret); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("token not issued")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	state, err := agent.LoadState(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := agent.New(agent.Options{Gateway: e.GatewayAddr, Token: string(secret.Data["token"]),
+		Trust: agent.Trust{CABundle: e.CABundle}}, state, &agent.Simulated{Serial: "BENCH", PlatformName: "Linux"}, logr.Discard())
+	if err := a.Enroll(ctx); err != nil {
+		b.Fatal(err)
+	}
+	c, done, err := a.Client()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer done()
+	facts := &agentv1.Facts{DeviceInfo: &agentv1.DeviceInfo{Model: "Sim"}}
+	// The first report writes the facts; the ones measured repeat them.
+	if _, err := c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{Facts: facts})); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // let the cache catch up and presence flush
+	writes.Store(0)
+	// b.Loop runs this function once, so the control plane starts once.
+	n := 0
+	start := time.Now()
+	for b.Loop() {
+		if _, err := c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{Facts: facts})); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	rate := float64(n) / time.Since(start).Seconds()
+	b.ReportMetric(rate, "heartbeats/s")
+	b.ReportMetric(float64(writes.Load())/float64(n), "writes/heartbeat")
+
+	// Baseline from the same run: a design that wrote lastSeen on every
+	// heartbeat could go no faster than the apiserver takes status writes.
+	device := &mdmv1alpha1.Device{}
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "bench"}, device); err != nil {
+		b.Fatal(err)
+	}
+	const baselineWrites = 200
+	baseStart := time.Now()
+	for i := range baselineWrites {
+		before := device.DeepCopy()
+		device.Status.LastSeen = &metav1.Time{Time: baseStart.Add(time.Duration(i) * time.Second)}
+		if err := e.Client.Status().Patch(ctx, device, client.MergeFrom(before)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	baseline := baselineWrites / time.Since(baseStart).Seconds()
+	b.ReportMetric(rate/baseline, "x-write-per-beat")
+}
