@@ -191,3 +191,119 @@ var _ = Describe("Commands", func() {
 		}).Should(Succeed())
 	})
 })
+
+var _ = Describe("Configuration, reports and certificates", func() {
+	ctx := context.Background()
+	var (
+		ns  string
+		a   *agent.Agent
+		dev *agent.Simulated
+	)
+	BeforeEach(func() {
+		ns = newNamespace(ctx)
+		value, pin := issuedToken(ctx, linuxToken(ns, "fleet", true))
+		a, dev = newAgent(value, pin, "CAROL")
+		dev.FailConfigurations = map[string]bool{"broken": true}
+		Expect(a.Enroll(ctx)).To(Succeed())
+	})
+
+	It("pushes a spec change to the online device and records what it reports", func() {
+		stop := run(a)
+		defer stop()
+		Eventually(func() int64 { return dev.Config().GetGeneration() }).Should(Equal(int64(1)))
+
+		device := &mdmv1alpha1.Device{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "carol"}, device)).To(Succeed())
+		before := device.DeepCopy()
+		device.Spec.Owner = "dave@example.com"
+		device.Spec.Configurations = []mdmv1alpha1.ConfigurationAssignment{
+			{Name: "wifi", Priority: 20}, {Name: "vpn", Priority: 10}, {Name: "broken", Priority: 30}, {Name: "old", Excluded: true}}
+		Expect(k8sClient.Patch(ctx, device, client.MergeFrom(before))).To(Succeed())
+
+		Eventually(func() int64 { return dev.Config().GetGeneration() }).WithTimeout(3 * time.Second).Should(Equal(device.Generation))
+		cfg := dev.Config()
+		Expect(cfg.GetOwner()).To(Equal("dave@example.com"))
+		var order []string
+		for _, c := range cfg.GetConfigurations() {
+			order = append(order, c.GetName())
+		}
+		Expect(order).To(Equal([]string{"old", "vpn", "wifi", "broken"}), "configurations go out in priority order")
+
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
+			g.Expect(device.Status.Configurations).To(ConsistOf(
+				mdmv1alpha1.ConfigurationStatus{Name: "old", State: mdmv1alpha1.ConfigurationExcluded},
+				mdmv1alpha1.ConfigurationStatus{Name: "vpn", State: mdmv1alpha1.ConfigurationInstalled},
+				mdmv1alpha1.ConfigurationStatus{Name: "wifi", State: mdmv1alpha1.ConfigurationInstalled},
+				mdmv1alpha1.ConfigurationStatus{Name: "broken", State: mdmv1alpha1.ConfigurationFailed, Message: "simulated installation failure"},
+			))
+		}).Should(Succeed())
+	})
+
+	It("writes nothing for heartbeats that repeat what the status already says", func() {
+		c, done, err := a.Client()
+		Expect(err).NotTo(HaveOccurred())
+		defer done()
+		facts := &agentv1.Facts{DeviceInfo: &agentv1.DeviceInfo{Model: "Sim 1", OsVersion: "6.1"}}
+		_, err = c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{Facts: facts}))
+		Expect(err).NotTo(HaveOccurred())
+		device := &mdmv1alpha1.Device{}
+		// The first sighting is written once; wait for it to settle.
+		var rv string
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "carol"}, device)).To(Succeed())
+			g.Expect(device.Status.LastSeen).NotTo(BeNil())
+			g.Expect(device.Status.DeviceInfo.OSVersion).To(Equal("6.1"))
+			rv = device.ResourceVersion
+		}).Should(Succeed())
+		Consistently(func(g Gomega) string {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
+			return device.ResourceVersion
+		}).WithTimeout(time.Second).Should(Equal(rv), "the device settled")
+
+		for range 50 {
+			_, err = c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{Facts: facts}))
+			Expect(err).NotTo(HaveOccurred())
+		}
+		Consistently(func(g Gomega) string {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
+			return device.ResourceVersion
+		}).WithTimeout(time.Second).Should(Equal(rv), "50 heartbeats within the flush interval wrote nothing")
+
+		// A changed fact is written.
+		facts.DeviceInfo.OsVersion = "6.2"
+		_, err = c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{Facts: facts}))
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
+			g.Expect(device.Status.DeviceInfo.OSVersion).To(Equal("6.2"))
+		}).Should(Succeed())
+	})
+
+	It("renews the certificate for a new key", func() {
+		c, done, err := a.Client()
+		Expect(err).NotTo(HaveOccurred())
+		_, err = c.Poll(ctx, connect.NewRequest(&agentv1.PollRequest{}))
+		done()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(a.Renew(ctx)).To(Succeed())
+		c, done, err = a.Client()
+		Expect(err).NotTo(HaveOccurred())
+		defer done()
+		_, err = c.Poll(ctx, connect.NewRequest(&agentv1.PollRequest{}))
+		Expect(err).NotTo(HaveOccurred(), "the renewed certificate identifies the same device")
+	})
+
+	It("refuses malformed reports and results with InvalidArgument", func() {
+		c, done, err := a.Client()
+		Expect(err).NotTo(HaveOccurred())
+		defer done()
+		_, err = c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{Facts: &agentv1.Facts{
+			Configurations: []*agentv1.ConfigurationState{{Name: "x", State: "Sideways"}}}}))
+		Expect(connect.CodeOf(err)).To(Equal(connect.CodeInvalidArgument))
+		_, err = c.CompleteCommand(ctx, connect.NewRequest(&agentv1.CompleteCommandRequest{CommandId: "x"}))
+		Expect(connect.CodeOf(err)).To(Equal(connect.CodeInvalidArgument))
+		_, err = c.CompleteCommand(ctx, connect.NewRequest(&agentv1.CompleteCommandRequest{CommandId: "x", Outcome: agentv1.Outcome_OUTCOME_FAILED, Code: 99}))
+		Expect(connect.CodeOf(err)).To(Equal(connect.CodeInvalidArgument))
+	})
+})
