@@ -50,6 +50,10 @@ func New(opts Options, state *State, platform Platform, log logr.Logger) *Agent 
 	return &Agent{opts: opts, state: state, platform: platform, log: log}
 }
 
+// maxEnrollRefusals is how many times an unenrolled agent tries a refused
+// token before it gives up.
+const maxEnrollRefusals = 5
+
 // ErrReleased means the gateway no longer manages this device.
 var ErrReleased = errors.New("the device is no longer managed")
 
@@ -112,6 +116,7 @@ func (a *Agent) Identity() Identity { return a.state.Identity }
 // the device is released, reconnecting with capped, jittered backoff.
 func (a *Agent) Run(ctx context.Context) error {
 	backoff := 250 * time.Millisecond
+	refusals := 0
 	for {
 		err := a.Enroll(ctx)
 		if err == nil {
@@ -123,9 +128,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		switch connect.CodeOf(err) {
 		case connect.CodePermissionDenied:
 			return fmt.Errorf("%w: %v", ErrReleased, err)
-		case connect.CodeUnauthenticated, connect.CodeInvalidArgument, connect.CodeFailedPrecondition, connect.CodeAlreadyExists:
+		case connect.CodeUnauthenticated:
+			// A token created a moment ago may not have reached every
+			// gateway replica yet; a few tries tell that from a bad token.
+			if refusals++; !a.state.Enrolled() && refusals >= maxEnrollRefusals {
+				return err
+			}
+		case connect.CodeInvalidArgument, connect.CodeFailedPrecondition, connect.CodeAlreadyExists:
 			if !a.state.Enrolled() {
-				return err // the token was refused: retrying cannot help
+				return err // the request itself is wrong: retrying cannot help
 			}
 		}
 		if err != nil {

@@ -22,6 +22,7 @@ import (
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/enrollment"
+	"github.com/kubemdm/kubemdm/internal/patch"
 	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
@@ -305,7 +306,7 @@ func generateNamePrefix(p mdmv1alpha1.Platform) string {
 // dates as the enrollment manager, the reported facts as the report manager.
 func (s *Server) markEnrolled(ctx context.Context, device *mdmv1alpha1.Device, token string, info *agentv1.DeviceInfo, cert *x509.Certificate, now time.Time) error {
 	key := client.ObjectKeyFromObject(device)
-	if err := applyDeviceStatus(ctx, s.cache, key, device.UID, enrollManager, map[string]any{
+	if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, enrollManager, map[string]any{
 		"phase":           string(mdmv1alpha1.DeviceEnrolled),
 		"enrolledAt":      metav1.NewTime(now).ToUnstructured(),
 		"enrollmentToken": token,
@@ -316,7 +317,7 @@ func (s *Server) markEnrolled(ctx context.Context, device *mdmv1alpha1.Device, t
 	if err != nil {
 		return err
 	}
-	if err := applyDeviceStatus(ctx, s.cache, key, device.UID, reportManager, facts); err != nil {
+	if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, reportManager, facts); err != nil {
 		return fmt.Errorf("writing device facts: %w", err)
 	}
 	return nil

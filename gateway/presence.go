@@ -7,11 +7,11 @@ import (
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/patch"
 )
 
 // presenceManager is the field manager of lastSeen and the Connected
@@ -165,7 +165,7 @@ func (p *presence) write(ctx context.Context, w presenceWrite) error {
 	if !w.connected {
 		status, reason, message = metav1.ConditionFalse, "StreamClosed", "The agent has no stream to the gateway"
 	}
-	return applyDeviceStatus(ctx, p.client, w.key, w.uid, presenceManager, map[string]any{
+	return patch.ApplyDeviceStatus(ctx, p.client, w.key, w.uid, presenceManager, map[string]any{
 		"lastSeen": metav1.NewTime(w.lastSeen).ToUnstructured(),
 		"conditions": []any{map[string]any{
 			"type":               mdmv1alpha1.DeviceConditionConnected,
@@ -175,17 +175,4 @@ func (p *presence) write(ctx context.Context, w presenceWrite) error {
 			"lastTransitionTime": metav1.NewTime(w.changedAt).ToUnstructured(),
 		}},
 	})
-}
-
-// applyDeviceStatus server-side applies the given status fields as manager.
-// The UID precondition keeps a write for a deleted Device from landing on a
-// new one of the same name.
-func applyDeviceStatus(ctx context.Context, c client.Client, key types.NamespacedName, uid types.UID, manager string, status map[string]any) error {
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": mdmv1alpha1.GroupVersion.String(),
-		"kind":       "Device",
-		"metadata":   map[string]any{"name": key.Name, "namespace": key.Namespace, "uid": string(uid)},
-		"status":     status,
-	}}
-	return c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(manager), client.ForceOwnership)
 }

@@ -16,6 +16,7 @@ import (
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/patch"
 )
 
 // reportManager is the field manager of the facts agents report.
@@ -45,7 +46,7 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 	if !factsChanged(device, want) {
 		return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
 	}
-	if err := applyDeviceStatus(ctx, s.cache, key, device.UID, reportManager, want); err != nil {
+	if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, reportManager, want); err != nil {
 		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("writing device facts: %w", err))
 	}
 	return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kubemdm/kubemdm/agent"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/gateway"
 	"github.com/kubemdm/kubemdm/internal/enrollment"
 	"github.com/kubemdm/kubemdm/internal/testenv"
 )
@@ -62,6 +63,12 @@ func issuedToken(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) (value
 		g.Expect(token.Status.Phase).To(Equal(mdmv1alpha1.TokenPending))
 		g.Expect(token.Status.SecretRef).NotTo(BeNil())
 		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: token.Namespace, Name: token.Status.SecretRef.Name}, secret)).To(Succeed())
+	}).Should(Succeed())
+	// Wait until the gateway's cache can find the token by its hash.
+	Eventually(func(g Gomega) {
+		list := &mdmv1alpha1.EnrollmentTokenList{}
+		g.Expect(env.Cache.List(ctx, list, client.MatchingFields{gateway.IndexTokenHash: token.Status.TokenHash})).To(Succeed())
+		g.Expect(list.Items).To(HaveLen(1))
 	}).Should(Succeed())
 	var payload map[string]map[string]string
 	Expect(json.Unmarshal(secret.Data[mdmv1alpha1.TokenSecretQRJSONKey], &payload)).To(Succeed())

@@ -167,6 +167,12 @@ func run(o options) error {
 		if err := (&controllers.DeviceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up Device controller: %w", err)
 		}
+		if err := (&controllers.DeviceActionReconciler{
+			Client:   mgr.GetClient(),
+			Recorder: mgr.GetEventRecorder("deviceaction-controller"),
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up DeviceAction controller: %w", err)
+		}
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

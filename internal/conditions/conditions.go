@@ -64,3 +64,11 @@ func MarkStalled(obj Setter, reason, message string) {
 func IsTrue(obj Setter, typ string) bool {
 	return meta.IsStatusConditionTrue(*obj.GetConditions(), typ)
 }
+
+// Message is the message of a condition, or "".
+func Message(obj Setter, typ string) string {
+	if c := meta.FindStatusCondition(*obj.GetConditions(), typ); c != nil {
+		return c.Message
+	}
+	return ""
+}

@@ -35,8 +35,10 @@ const Namespace = "kubemdm-system"
 
 // Env is a running control plane, manager and gateway.
 type Env struct {
-	Config  *rest.Config
-	Client  client.Client
+	Config *rest.Config
+	Client client.Client
+	// Cache reads through the manager's informer cache, as the gateway does.
+	Cache   client.Reader
 	Scheme  *k8sruntime.Scheme
 	Gateway *gateway.Server
 	// GatewayAddr is host:port of the gateway.
@@ -55,6 +57,9 @@ type Options struct {
 	StatusFlushInterval time.Duration
 	// Wrap, when set, wraps the manager's client, for counting writes.
 	Wrap func(client.Client) client.Client
+	// DeviceActions runs the DeviceAction controller; suites that queue
+	// commands by hand, as the gateway suite does, leave it off.
+	DeviceActions bool
 }
 
 func repoRoot() string {
@@ -138,6 +143,12 @@ func Start(o Options) (*Env, error) {
 	if err := (&controllers.DeviceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
+	if o.DeviceActions {
+		if err := (&controllers.DeviceActionReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("deviceaction-controller")}).SetupWithManager(mgr); err != nil {
+			return nil, err
+		}
+	}
+	e.Cache = mgr.GetClient()
 	go func() { e.done <- mgr.Start(ctx) }()
 	e.GatewayAddr = e.Gateway.Addr().String()
 	return e, nil

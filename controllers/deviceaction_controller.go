@@ -1,0 +1,323 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/controllers/eligibility"
+	"github.com/kubemdm/kubemdm/internal/conditions"
+	"github.com/kubemdm/kubemdm/internal/patch"
+)
+
+// maxFailureEvents bounds the per-device failure events of one action; the
+// status rows hold every failure.
+const maxFailureEvents = 20
+
+// DeviceActionReconciler runs DeviceActions: it resolves the targets once,
+// checks eligibility, queues one command per eligible device in the status
+// (the queue is the status: nothing else holds it), follows the results the
+// gateway writes into the rows, expires what missed its deadline and
+// finishes the action.
+type DeviceActionReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (r *DeviceActionReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=deviceactions,verbs=get;list;watch;update;patch;delete
+
+// Reconcile advances one DeviceAction.
+func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	action := &mdmv1alpha1.DeviceAction{}
+	if err := r.Get(ctx, req.NamespacedName, action); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if action.Status.Phase.Finished() {
+		return r.reconcileFinished(ctx, action)
+	}
+	patcher := patch.NewHelper(action)
+	failedBefore := countPhase(action.Status.Devices, mdmv1alpha1.CommandFailed)
+	starting := action.Status.Phase == "" || action.Status.Phase == mdmv1alpha1.ActionPending
+	defer func() {
+		err := patcher.Patch(ctx, r.Client, action)
+		switch {
+		case apierrors.IsConflict(err):
+			// The gateway recorded a result meanwhile; look again.
+			res = ctrl.Result{RequeueAfter: conflictRetry}
+		case err != nil:
+			retErr = errors.Join(retErr, fmt.Errorf("patching DeviceAction %s: %w", klog.KObj(action), err))
+		default:
+			r.recordProgress(action, starting, failedBefore)
+		}
+	}()
+
+	if starting {
+		if err := r.start(ctx, action); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return r.follow(ctx, action)
+}
+
+// start resolves the targets, checks each against the eligibility table and
+// queues the eligible ones.
+func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.DeviceAction) error {
+	now := metav1.NewTime(r.now())
+	action.Status.StartTime = &now
+	targets, err := r.targets(ctx, action)
+	if err != nil {
+		var tooMany *tooManyTargetsError
+		if errors.As(err, &tooMany) {
+			action.Status.Phase = mdmv1alpha1.ActionFailed
+			action.Status.CompletionTime = &now
+			action.Status.Summary = &mdmv1alpha1.ActionSummary{}
+			conditions.MarkStalled(action, "TooManyTargets", tooMany.Error())
+			action.Status.ObservedGeneration = action.Generation
+			return reconcile.TerminalError(err)
+		}
+		return err
+	}
+	rows := make([]mdmv1alpha1.DeviceResult, 0, len(targets))
+	for _, t := range targets {
+		row := mdmv1alpha1.DeviceResult{Name: t.name}
+		if t.device == nil {
+			row.Phase, row.Code, row.Message, row.CompletedAt = mdmv1alpha1.CommandFailed, mdmv1alpha1.CodeNotFound,
+				fmt.Sprintf("Device %q does not exist in namespace %s", t.name, action.Namespace), &now
+			rows = append(rows, row)
+			continue
+		}
+		switch v := eligibility.Check(action.Spec.Action, t.device); {
+		case !v.Eligible:
+			row.Phase, row.Code, row.Message, row.CompletedAt = mdmv1alpha1.CommandIneligible, v.Code, v.Reason, &now
+		case action.Spec.DryRun:
+			row.Phase, row.Message, row.CompletedAt = mdmv1alpha1.CommandSucceeded, "Eligible; dry run, nothing was sent", &now
+		default:
+			if err := r.onQueue(ctx, action.Spec.Action, t.device, now.Time); err != nil {
+				return err
+			}
+			row.Phase, row.QueuedAt = mdmv1alpha1.CommandQueued, &now
+		}
+		rows = append(rows, row)
+	}
+	action.Status.Devices = rows
+	action.Status.Phase = mdmv1alpha1.ActionRunning
+	return nil
+}
+
+type target struct {
+	name   string
+	device *mdmv1alpha1.Device
+}
+
+type tooManyTargetsError struct{ n int }
+
+func (e *tooManyTargetsError) Error() string {
+	return fmt.Sprintf("the selector matches %d devices, more than the %d one action may target; narrow the selector or split the action",
+		e.n, mdmv1alpha1.MaxSelectorMatches)
+}
+
+// targets resolves spec.devices or spec.selector, once, from the cache.
+func (r *DeviceActionReconciler) targets(ctx context.Context, action *mdmv1alpha1.DeviceAction) ([]target, error) {
+	if action.Spec.Selector == nil {
+		out := make([]target, 0, len(action.Spec.Devices))
+		for _, name := range action.Spec.Devices {
+			d := &mdmv1alpha1.Device{}
+			err := r.Get(ctx, client.ObjectKey{Namespace: action.Namespace, Name: name}, d)
+			switch {
+			case apierrors.IsNotFound(err):
+				d = nil
+			case err != nil:
+				return nil, fmt.Errorf("reading Device %s: %w", name, err)
+			}
+			out = append(out, target{name: name, device: d})
+		}
+		return out, nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(action.Spec.Selector)
+	if err != nil {
+		return nil, reconcile.TerminalError(fmt.Errorf("spec.selector: %w", err))
+	}
+	list := &mdmv1alpha1.DeviceList{}
+	if err := r.List(ctx, list, client.InNamespace(action.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return nil, fmt.Errorf("listing Devices: %w", err)
+	}
+	if len(list.Items) > mdmv1alpha1.MaxSelectorMatches {
+		return nil, &tooManyTargetsError{n: len(list.Items)}
+	}
+	out := make([]target, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, target{name: list.Items[i].Name, device: &list.Items[i]})
+	}
+	return out, nil
+}
+
+// follow expires rows past the deadline, applies the effects of finished
+// rows to their devices and finishes the action when no row is open.
+func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1.DeviceAction) (ctrl.Result, error) {
+	now := r.now()
+	deadline := actionDeadline(action)
+	for i := range action.Status.Devices {
+		row := &action.Status.Devices[i]
+		if (row.Phase == mdmv1alpha1.CommandQueued || row.Phase == mdmv1alpha1.CommandDelivered) && !now.Before(deadline) {
+			msg := "The device did not connect before the deadline"
+			if row.Phase == mdmv1alpha1.CommandDelivered {
+				msg = "The device did not report a result before the deadline"
+			}
+			at := metav1.NewTime(now)
+			row.Phase, row.Code, row.Message, row.CompletedAt = mdmv1alpha1.CommandExpired, mdmv1alpha1.CodeDeadlineExceeded, msg, &at
+		}
+	}
+	var errs []error
+	if !action.Spec.DryRun {
+		for _, row := range action.Status.Devices {
+			if row.Phase != mdmv1alpha1.CommandSucceeded && row.Phase != mdmv1alpha1.CommandFailed && row.Phase != mdmv1alpha1.CommandExpired {
+				continue
+			}
+			d := &mdmv1alpha1.Device{}
+			if err := r.Get(ctx, client.ObjectKey{Namespace: action.Namespace, Name: row.Name}, d); err != nil {
+				errs = append(errs, client.IgnoreNotFound(err))
+				continue
+			}
+			errs = append(errs, r.onFinish(ctx, action.Spec.Action, row, d))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	action.Status.Summary = summarize(action.Status.Devices)
+	phase := finalPhase(action.Status.Summary)
+	if phase == "" {
+		conditions.MarkReconciling(action, "Running", fmt.Sprintf("%d of %d devices still to answer",
+			action.Status.Summary.Queued+action.Status.Summary.Delivered, action.Status.Summary.Total))
+		return ctrl.Result{RequeueAfter: max(deadline.Sub(now), time.Millisecond)}, nil
+	}
+	at := metav1.NewTime(now)
+	action.Status.Phase, action.Status.CompletionTime = phase, &at
+	message := fmt.Sprintf("%s on %d devices: %d succeeded, %d failed, %d ineligible, %d expired", action.Spec.Action,
+		action.Status.Summary.Total, action.Status.Summary.Succeeded, action.Status.Summary.Failed,
+		action.Status.Summary.Ineligible, action.Status.Summary.Expired)
+	if phase == mdmv1alpha1.ActionSucceeded {
+		conditions.MarkReady(action, string(phase), message)
+	} else {
+		conditions.MarkNotReady(action, string(phase), message)
+	}
+	action.Status.ObservedGeneration = action.Generation
+	return r.ttlResult(action, now), nil
+}
+
+// actionDeadline is when undelivered commands expire.
+func actionDeadline(a *mdmv1alpha1.DeviceAction) time.Time {
+	start := a.CreationTimestamp.Time
+	if a.Status.StartTime != nil {
+		start = a.Status.StartTime.Time
+	}
+	d := 24 * time.Hour
+	if a.Spec.Deadline != nil {
+		d = a.Spec.Deadline.Duration
+	}
+	return start.Add(d)
+}
+
+// reconcileFinished deletes a finished action once its TTL passed.
+func (r *DeviceActionReconciler) reconcileFinished(ctx context.Context, action *mdmv1alpha1.DeviceAction) (ctrl.Result, error) {
+	left, ok := ttlLeft(action, r.now())
+	switch {
+	case !ok:
+		return ctrl.Result{}, nil
+	case left > 0:
+		return ctrl.Result{RequeueAfter: left}, nil
+	}
+	if err := r.Delete(ctx, action, client.Preconditions{UID: &action.UID}); client.IgnoreNotFound(err) != nil {
+		return ctrl.Result{}, fmt.Errorf("deleting finished DeviceAction: %w", err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// ttlResult wakes the reconciler at the instant a finished action's TTL
+// runs out.
+func (r *DeviceActionReconciler) ttlResult(action *mdmv1alpha1.DeviceAction, now time.Time) ctrl.Result {
+	if left, ok := ttlLeft(action, now); ok {
+		return ctrl.Result{RequeueAfter: max(left, time.Millisecond)}
+	}
+	return ctrl.Result{}
+}
+
+// ttlLeft is how long a finished action has left to live, and whether it
+// has a TTL at all.
+func ttlLeft(action *mdmv1alpha1.DeviceAction, now time.Time) (time.Duration, bool) {
+	ttl := action.Spec.TTLSecondsAfterFinished
+	if ttl == nil || action.Status.CompletionTime == nil {
+		return 0, false
+	}
+	return action.Status.CompletionTime.Add(time.Duration(*ttl) * time.Second).Sub(now), true
+}
+
+// recordProgress emits events for new failures and for the end, after the
+// status that holds them was written.
+func (r *DeviceActionReconciler) recordProgress(action *mdmv1alpha1.DeviceAction, started bool, failedBefore int) {
+	if r.Recorder == nil {
+		return
+	}
+	if started && action.Status.Summary != nil {
+		s := action.Status.Summary
+		r.Recorder.Eventf(action, nil, corev1.EventTypeNormal, "Started", "Start",
+			"%s queued for %d of %d devices (%d ineligible)", action.Spec.Action, countPhase(action.Status.Devices, mdmv1alpha1.CommandQueued), s.Total, s.Ineligible)
+	}
+	seen := 0
+	for _, row := range action.Status.Devices {
+		if row.Phase != mdmv1alpha1.CommandFailed {
+			continue
+		}
+		seen++
+		if seen > failedBefore && seen <= maxFailureEvents {
+			r.Recorder.Eventf(action, nil, corev1.EventTypeWarning, "DeviceFailed", "Complete", "%s: %s (code %d)", row.Name, row.Message, row.Code)
+		}
+	}
+	if action.Status.Phase.Finished() {
+		eventType := corev1.EventTypeNormal
+		if action.Status.Phase != mdmv1alpha1.ActionSucceeded {
+			eventType = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(action, nil, eventType, string(action.Status.Phase), "Finish", "%s",
+			conditions.Message(action, mdmv1alpha1.ConditionReady))
+	}
+}
+
+func countPhase(rows []mdmv1alpha1.DeviceResult, p mdmv1alpha1.DeviceCommandPhase) int {
+	n := 0
+	for _, r := range rows {
+		if r.Phase == p {
+			n++
+		}
+	}
+	return n
+}
+
+// SetupWithManager registers the reconciler.
+func (r *DeviceActionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&mdmv1alpha1.DeviceAction{}).
+		Named("deviceaction").
+		Complete(r)
+}

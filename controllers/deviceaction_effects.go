@@ -1,0 +1,110 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/patch"
+)
+
+// Field managers of what actions change in a Device's status. Each applies
+// its whole set every time, so one never removes another's field.
+const (
+	actionPhaseManager        = "kubemdm-action-phase"
+	actionUnenrollmentManager = "kubemdm-action-unenrollment"
+)
+
+// onQueue is what queueing an action does to the device at once: a wipe is
+// pending, and an unenroll is pending with its request date (also for an
+// offline device, as the source API says).
+func (r *DeviceActionReconciler) onQueue(ctx context.Context, action mdmv1alpha1.ActionType, d *mdmv1alpha1.Device, now time.Time) error {
+	switch action {
+	case mdmv1alpha1.ActionWipe:
+		return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceWipePending)
+	case mdmv1alpha1.ActionUnenroll:
+		return r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentPending, &now, nil)
+	}
+	return nil
+}
+
+// onFinish is what a finished row does to its device. Each effect applies
+// only while the device still shows the state the action started from, so
+// reconciling again, or later, changes nothing.
+func (r *DeviceActionReconciler) onFinish(ctx context.Context, action mdmv1alpha1.ActionType, row mdmv1alpha1.DeviceResult, d *mdmv1alpha1.Device) error {
+	ok := row.Phase == mdmv1alpha1.CommandSucceeded
+	at := time.Now()
+	if row.CompletedAt != nil {
+		at = row.CompletedAt.Time
+	}
+	phase := d.Status.Phase
+	switch action {
+	case mdmv1alpha1.ActionWipe:
+		if phase == mdmv1alpha1.DeviceWipePending {
+			return r.setDevicePhase(ctx, d, map[bool]mdmv1alpha1.DevicePhase{true: mdmv1alpha1.DeviceWiped, false: mdmv1alpha1.DeviceEnrolled}[ok])
+		}
+	case mdmv1alpha1.ActionUnenroll:
+		u := d.Status.Unenrollment
+		if u == nil || u.Phase != mdmv1alpha1.UnenrollmentPending {
+			return nil
+		}
+		if ok {
+			if err := r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentSuccess, timeOf(u.RequestDate), &at); err != nil {
+				return err
+			}
+			return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceUnenrolled)
+		}
+		return r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentFailed, timeOf(u.RequestDate), &at)
+	case mdmv1alpha1.ActionRetire:
+		if ok && phase.Managed() {
+			return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceRetired)
+		}
+	case mdmv1alpha1.ActionDeprovision:
+		if ok && phase.Managed() {
+			return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceDeprovisioned)
+		}
+	case mdmv1alpha1.ActionDisable:
+		if ok && phase == mdmv1alpha1.DeviceEnrolled {
+			return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceDisabled)
+		}
+	case mdmv1alpha1.ActionReenable:
+		if ok && phase == mdmv1alpha1.DeviceDisabled {
+			return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceEnrolled)
+		}
+	}
+	return nil
+}
+
+func timeOf(t *metav1.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	return &t.Time
+}
+
+func (r *DeviceActionReconciler) setDevicePhase(ctx context.Context, d *mdmv1alpha1.Device, phase mdmv1alpha1.DevicePhase) error {
+	if err := patch.ApplyDeviceStatus(ctx, r.Client, client.ObjectKeyFromObject(d), d.UID, actionPhaseManager, map[string]any{"phase": string(phase)}); err != nil {
+		return fmt.Errorf("setting Device %s phase %s: %w", d.Name, phase, err)
+	}
+	d.Status.Phase = phase
+	return nil
+}
+
+func (r *DeviceActionReconciler) setUnenrollment(ctx context.Context, d *mdmv1alpha1.Device, phase mdmv1alpha1.UnenrollmentPhase, requested, executed *time.Time) error {
+	u := map[string]any{"phase": string(phase), "requestDate": nil, "executionDate": nil}
+	if requested != nil {
+		u["requestDate"] = metav1.NewTime(*requested).ToUnstructured()
+	}
+	if executed != nil {
+		u["executionDate"] = metav1.NewTime(*executed).ToUnstructured()
+	}
+	if err := patch.ApplyDeviceStatus(ctx, r.Client, client.ObjectKeyFromObject(d), d.UID, actionUnenrollmentManager, map[string]any{"unenrollment": u}); err != nil {
+		return fmt.Errorf("setting Device %s unenrollment %s: %w", d.Name, phase, err)
+	}
+	d.Status.Unenrollment = &mdmv1alpha1.UnenrollmentStatus{Phase: phase}
+	return nil
+}
