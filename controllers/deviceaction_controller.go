@@ -112,6 +112,14 @@ func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.
 		case action.Spec.DryRun:
 			row.Phase, row.Message, row.CompletedAt = mdmv1alpha1.CommandSucceeded, "Eligible; dry run, nothing was sent", &now
 		default:
+			applied, reason, err := r.applySpec(ctx, action, t.device)
+			if err != nil {
+				return err
+			}
+			if !applied {
+				row.Phase, row.Code, row.Message, row.CompletedAt = mdmv1alpha1.CommandFailed, mdmv1alpha1.CodeAborted, reason, &now
+				break
+			}
 			if err := r.onQueue(ctx, action.Spec.Action, t.device, now.Time); err != nil {
 				return err
 			}

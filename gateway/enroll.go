@@ -244,12 +244,12 @@ func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.Enro
 		}
 	}
 	device := newDeviceFromTemplate(token, serial)
-	err := s.cache.Create(ctx, device)
+	err := s.cache.Create(ctx, device, client.FieldOwner(enrollManager))
 	if apierrors.IsAlreadyExists(err) && device.GenerateName == "" {
 		// The serial-derived name is taken by a Device with another serial.
 		device = newDeviceFromTemplate(token, serial)
 		device.Name, device.GenerateName = "", generateNamePrefix(token.Spec.Platform)
-		err = s.cache.Create(ctx, device)
+		err = s.cache.Create(ctx, device, client.FieldOwner(enrollManager))
 	}
 	if err != nil {
 		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("creating device: %w", err))

@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -168,5 +169,55 @@ var _ = Describe("DeviceAction", func() {
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(a), a))
 		}).Should(BeTrue())
+	})
+})
+
+var _ = Describe("State-changing actions", func() {
+	ctx := context.Background()
+
+	It("sets the Device's spec field by server-side apply and the device follows", func() {
+		f := newFleet(ctx)
+		f.enroll(ctx, "cb-1")
+		f.connect("cb-1")
+		a := f.action(ctx, "disable", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionDisable, Devices: []string{"cb-1"}})
+		Eventually(finished(ctx, a)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionSucceeded))
+		d := device(ctx, f.ns, "cb-1")
+		Expect(d.Spec.State).To(Equal(mdmv1alpha1.DeviceStateDisabled))
+		Eventually(func() mdmv1alpha1.DevicePhase { return device(ctx, f.ns, "cb-1").Status.Phase }).Should(Equal(mdmv1alpha1.DeviceDisabled))
+
+		// Only Reenable is allowed now, and it brings the device back.
+		lock := f.action(ctx, "lock-disabled", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionLock, Devices: []string{"cb-1"}})
+		Eventually(finished(ctx, lock)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionFailed))
+		Expect(rowOf(lock, "cb-1")).To(SatisfyAll(HaveField("Phase", mdmv1alpha1.CommandIneligible), HaveField("Code", mdmv1alpha1.CodeFailedPrecondition)))
+		re := f.action(ctx, "reenable", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionReenable, Devices: []string{"cb-1"}})
+		Eventually(finished(ctx, re)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionSucceeded))
+		Eventually(func() mdmv1alpha1.DevicePhase { return device(ctx, f.ns, "cb-1").Status.Phase }).Should(Equal(mdmv1alpha1.DeviceEnrolled))
+		Expect(device(ctx, f.ns, "cb-1").Spec.State).To(Equal(mdmv1alpha1.DeviceStateActive))
+	})
+
+	It("aborts where another field manager owns the field and leaves the spec untouched", func() {
+		f := newFleet(ctx)
+		f.enroll(ctx, "git-owned")
+		f.connect("git-owned")
+		// Git (Argo CD with server-side apply) takes ownership of spec.state.
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "mdm.kubemdm.io/v1alpha1", "kind": "Device",
+			"metadata": map[string]any{"name": "git-owned", "namespace": f.ns},
+			"spec":     map[string]any{"platform": "Linux", "state": "Active"},
+		}}
+		Expect(k8sClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("argocd-controller"), client.ForceOwnership)).To(Succeed())
+		before := device(ctx, f.ns, "git-owned")
+
+		a := f.action(ctx, "disable-git", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionDisable, Devices: []string{"git-owned"}})
+		Eventually(finished(ctx, a)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionFailed))
+		Expect(rowOf(a, "git-owned")).To(SatisfyAll(
+			HaveField("Phase", mdmv1alpha1.CommandFailed),
+			HaveField("Code", mdmv1alpha1.CodeAborted),
+			HaveField("Message", ContainSubstring(`"argocd-controller"`)),
+		))
+		after := device(ctx, f.ns, "git-owned")
+		Expect(after.Spec).To(Equal(before.Spec))
+		Expect(after.Generation).To(Equal(before.Generation))
+		Expect(f.devices["git-owned"].Executed()).To(BeEmpty(), "an aborted action sends nothing")
 	})
 })
