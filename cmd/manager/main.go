@@ -31,6 +31,7 @@ import (
 	"github.com/kubemdm/kubemdm/controllers"
 	"github.com/kubemdm/kubemdm/gateway"
 	"github.com/kubemdm/kubemdm/internal/pki"
+	mdmwebhook "github.com/kubemdm/kubemdm/webhook"
 )
 
 var scheme = runtime.NewScheme()
@@ -72,7 +73,7 @@ func main() {
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that one replica runs the controllers.")
 	flag.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the pod's namespace.")
 	flag.BoolVar(&o.enableControllers, "enable-controllers", true, "Run the Device, EnrollmentToken and DeviceAction controllers.")
-	flag.BoolVar(&o.enableWebhooks, "enable-webhooks", false, "Serve the admission webhooks.")
+	flag.BoolVar(&o.enableWebhooks, "enable-webhooks", true, "Serve the admission webhooks (RBAC verbs for destructive actions, eligibility warnings, unenrollment dates).")
 	flag.BoolVar(&o.enableGateway, "enable-gateway", true, "Serve the device-facing gateway on every replica.")
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port the admission webhook server listens on.")
 	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the webhook server.")
@@ -99,11 +100,6 @@ func main() {
 
 func run(o options) error {
 	log := ctrl.Log.WithName("setup")
-	if o.enableWebhooks {
-		// Webhooks arrive with their own change; refusing the flag is better
-		// than starting without the part that was asked for.
-		return fmt.Errorf("--enable-webhooks is not available in this version")
-	}
 
 	var tlsOpts []func(*tls.Config)
 	if !o.enableHTTP2 {
@@ -154,6 +150,11 @@ func run(o options) error {
 			return fmt.Errorf("setting up gateway: %w", err)
 		}
 	}
+	if o.enableWebhooks {
+		if err := mdmwebhook.Setup(mgr); err != nil {
+			return fmt.Errorf("setting up webhooks: %w", err)
+		}
+	}
 	if o.enableControllers {
 		if err := (&controllers.EnrollmentTokenReconciler{
 			Client:          mgr.GetClient(),
@@ -182,7 +183,7 @@ func run(o options) error {
 		return fmt.Errorf("adding readiness check: %w", err)
 	}
 
-	log.Info("Starting manager", "controllers", o.enableControllers, "gateway", o.enableGateway, "enrollmentHost", o.enrollmentHost)
+	log.Info("Starting manager", "controllers", o.enableControllers, "webhooks", o.enableWebhooks, "gateway", o.enableGateway, "enrollmentHost", o.enrollmentHost)
 	return mgr.Start(ctx)
 }
 

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -64,6 +65,9 @@ func run(stateDir, managerBin, agentBin, enrollmentHost string) error {
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
+		// The webhook configurations point at the manager on localhost,
+		// with a serving certificate envtest generates.
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join("config", "webhook")}},
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -120,6 +124,8 @@ func run(stateDir, managerBin, agentBin, enrollmentHost string) error {
 		"--gateway-bind-address", enrollmentHost,
 		"--enrollment-host", enrollmentHost,
 		"--status-flush-interval", "30s",
+		"--webhook-port", strconv.Itoa(env.WebhookInstallOptions.LocalServingPort),
+		"--webhook-cert-dir", env.WebhookInstallOptions.LocalServingCertDir,
 		"--zap-devel",
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile

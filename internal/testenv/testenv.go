@@ -23,11 +23,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/controllers"
 	"github.com/kubemdm/kubemdm/gateway"
 	"github.com/kubemdm/kubemdm/internal/pki"
+	mdmwebhook "github.com/kubemdm/kubemdm/webhook"
 )
 
 // Namespace holds the manager's own Secrets in tests.
@@ -35,6 +37,8 @@ const Namespace = "kubemdm-system"
 
 // Env is a running control plane, manager and gateway.
 type Env struct {
+	// Environment is the envtest control plane, for adding users.
+	Environment *envtest.Environment
 	Config *rest.Config
 	Client client.Client
 	// Cache reads through the manager's informer cache, as the gateway does.
@@ -60,6 +64,8 @@ type Options struct {
 	// DeviceActions runs the DeviceAction controller; suites that queue
 	// commands by hand, as the gateway suite does, leave it off.
 	DeviceActions bool
+	// Webhooks installs and serves the admission webhooks.
+	Webhooks bool
 }
 
 func repoRoot() string {
@@ -83,6 +89,10 @@ func Start(o Options) (*Env, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
+	if o.Webhooks {
+		e.env.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(repoRoot(), "config", "webhook")}}
+	}
+	e.Environment = e.env
 	cfg, err := e.env.Start()
 	if err != nil {
 		return nil, err
@@ -97,8 +107,10 @@ func Start(o Options) (*Env, error) {
 		return nil, err
 	}
 
+	wh := e.env.WebhookInstallOptions
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 e.Scheme,
+		WebhookServer:          webhook.NewServer(webhook.Options{Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir}),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
@@ -142,6 +154,11 @@ func Start(o Options) (*Env, error) {
 	}
 	if err := (&controllers.DeviceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return nil, err
+	}
+	if o.Webhooks {
+		if err := mdmwebhook.Setup(mgr); err != nil {
+			return nil, err
+		}
 	}
 	if o.DeviceActions {
 		if err := (&controllers.DeviceActionReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("deviceaction-controller")}).SetupWithManager(mgr); err != nil {
