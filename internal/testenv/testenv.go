@@ -39,8 +39,8 @@ const Namespace = "kubemdm-system"
 type Env struct {
 	// Environment is the envtest control plane, for adding users.
 	Environment *envtest.Environment
-	Config *rest.Config
-	Client client.Client
+	Config      *rest.Config
+	Client      client.Client
 	// Cache reads through the manager's informer cache, as the gateway does.
 	Cache   client.Reader
 	Scheme  *k8sruntime.Scheme
