@@ -18,9 +18,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -52,6 +54,7 @@ type Env struct {
 	DeviceCA *pki.CA
 
 	env    *envtest.Environment
+	opts   Options
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -78,7 +81,7 @@ func Start(o Options) (*Env, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set; run the tests with make test")
 	}
-	e := &Env{Scheme: k8sruntime.NewScheme(), done: make(chan error, 1)}
+	e := &Env{Scheme: k8sruntime.NewScheme(), opts: o}
 	if err := clientgoscheme.AddToScheme(e.Scheme); err != nil {
 		return nil, err
 	}
@@ -101,18 +104,29 @@ func Start(o Options) (*Env, error) {
 	if e.Client, err = client.New(cfg, client.Options{Scheme: e.Scheme}); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
+	if err := e.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
 		return nil, err
 	}
+	if err := e.startManager("127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
 
+// startManager starts a manager with the controllers, webhooks and gateway,
+// the gateway listening on bind.
+func (e *Env) startManager(bind string) error {
+	o := e.opts
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel, e.done = cancel, make(chan error, 1)
 	wh := e.env.WebhookInstallOptions
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
 		Scheme:                 e.Scheme,
 		WebhookServer:          webhook.NewServer(webhook.Options{Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir}),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		// A restarted manager registers the same controllers again.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{mdmv1alpha1.LabelManagedBy: mdmv1alpha1.ManagedByValue})},
 		}},
@@ -125,60 +139,75 @@ func Start(o Options) (*Env, error) {
 		},
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	serving, err := gateway.SelfSignedServing(ctx, mgr.GetAPIReader(), mgr.GetClient(),
 		types.NamespacedName{Namespace: Namespace, Name: "gateway-ca"}, []string{"localhost", "127.0.0.1"})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	e.CABundle = serving.CABundle()
 	if e.DeviceCA, err = pki.EnsureCA(ctx, mgr.GetAPIReader(), mgr.GetClient(),
 		types.NamespacedName{Namespace: Namespace, Name: "device-ca"}, "test device CA"); err != nil {
-		return nil, err
+		return err
 	}
 	flush := o.StatusFlushInterval
 	if flush == 0 {
 		flush = 5 * time.Minute
 	}
 	if e.Gateway, err = gateway.Setup(ctx, mgr, e.DeviceCA, gateway.Options{
-		BindAddress: "127.0.0.1:0", CertificateLifetime: time.Hour, StatusFlushInterval: flush, Serving: serving,
+		BindAddress: bind, CertificateLifetime: time.Hour, StatusFlushInterval: flush, Serving: serving,
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	if err := (&controllers.EnrollmentTokenReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("enrollmenttoken-controller"),
 		EnrollmentHost: "127.0.0.1", GatewayCABundle: serving.CABundle, WifiSecretRetry: 500 * time.Millisecond,
 	}).SetupWithManager(mgr); err != nil {
-		return nil, err
+		return err
 	}
 	if err := (&controllers.DeviceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
-		return nil, err
+		return err
 	}
 	if o.Webhooks {
 		if err := mdmwebhook.Setup(mgr); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if o.DeviceActions {
 		if err := (&controllers.DeviceActionReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("deviceaction-controller")}).SetupWithManager(mgr); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	e.Cache = mgr.GetClient()
-	go func() { e.done <- mgr.Start(ctx) }()
+	done := e.done
+	go func() { done <- mgr.Start(ctx) }()
 	e.GatewayAddr = e.Gateway.Addr().String()
-	return e, nil
+	return nil
+}
+
+// RestartManager stops the manager, as a crash or a rollout would, and
+// starts a new one whose gateway listens on the same address. The control
+// plane keeps running.
+func (e *Env) RestartManager() error {
+	e.stopManager()
+	return e.startManager(e.GatewayAddr)
+}
+
+func (e *Env) stopManager() {
+	if e.cancel == nil {
+		return
+	}
+	e.cancel()
+	select {
+	case <-e.done:
+	case <-time.After(30 * time.Second):
+	}
+	e.cancel = nil
 }
 
 // Stop stops the manager and the control plane.
 func (e *Env) Stop() error {
-	if e.cancel != nil {
-		e.cancel()
-		select {
-		case <-e.done:
-		case <-time.After(30 * time.Second):
-		}
-	}
+	e.stopManager()
 	return e.env.Stop()
 }

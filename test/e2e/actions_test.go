@@ -163,7 +163,7 @@ var _ = Describe("DeviceAction", func() {
 		f := newFleet(ctx)
 		f.enroll(ctx, "ttl-1")
 		f.connect("ttl-1")
-		ttl := int32(1)
+		ttl := int32(3)
 		a := f.action(ctx, "short-lived", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionSync, Devices: []string{"ttl-1"}, TTLSecondsAfterFinished: &ttl})
 		Eventually(finished(ctx, a)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionSucceeded))
 		Eventually(func() bool {

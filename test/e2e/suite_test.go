@@ -48,7 +48,8 @@ var _ = AfterSuite(func() {
 })
 
 type fleet struct {
-	ns      string
+	platform mdmv1alpha1.Platform
+	ns       string
 	token   string
 	agents  map[string]*agent.Agent
 	devices map[string]*agent.Simulated
@@ -57,11 +58,16 @@ type fleet struct {
 
 // newFleet creates a namespace and a perpetual Linux token in it.
 func newFleet(ctx context.Context) *fleet {
+	return newPlatformFleet(ctx, mdmv1alpha1.PlatformLinux)
+}
+
+// newPlatformFleet creates a namespace and a perpetual token for platform.
+func newPlatformFleet(ctx context.Context, platform mdmv1alpha1.Platform) *fleet {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}
 	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
 	token := &mdmv1alpha1.EnrollmentToken{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "fleet"},
-		Spec:       mdmv1alpha1.EnrollmentTokenSpec{Platform: mdmv1alpha1.PlatformLinux, Perpetual: true},
+		Spec:       mdmv1alpha1.EnrollmentTokenSpec{Platform: platform, Perpetual: true},
 	}
 	Expect(k8sClient.Create(ctx, token)).To(Succeed())
 	secret := &corev1.Secret{}
@@ -71,7 +77,7 @@ func newFleet(ctx context.Context) *fleet {
 		g.Expect(token.Status.Phase).To(Equal(mdmv1alpha1.TokenPending))
 		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "fleet-token"}, secret)).To(Succeed())
 	}).Should(Succeed())
-	f := &fleet{ns: ns.Name, token: string(secret.Data[mdmv1alpha1.TokenSecretKey]),
+	f := &fleet{platform: platform, ns: ns.Name, token: string(secret.Data[mdmv1alpha1.TokenSecretKey]),
 		agents: map[string]*agent.Agent{}, devices: map[string]*agent.Simulated{}}
 	DeferCleanup(func() {
 		for _, stop := range f.stops {
@@ -85,7 +91,7 @@ func newFleet(ctx context.Context) *fleet {
 func (f *fleet) enroll(ctx context.Context, name string) *agent.Simulated {
 	state, err := agent.LoadState(GinkgoT().TempDir())
 	Expect(err).NotTo(HaveOccurred())
-	dev := &agent.Simulated{Serial: name, PlatformName: "Linux", Model: "Sim", OSVersion: "1.0"}
+	dev := &agent.Simulated{Serial: name, PlatformName: string(f.platform), Model: "Sim", OSVersion: "1.0"}
 	a := agent.New(agent.Options{Gateway: env.GatewayAddr, Token: f.token, Trust: agent.Trust{CABundle: env.CABundle},
 		Heartbeat: time.Hour, MaxBackoff: 200 * time.Millisecond}, state, dev, GinkgoLogr)
 	// The gateway's cache may trail the token's status by a moment.
@@ -134,4 +140,10 @@ func device(ctx context.Context, ns, name string) *mdmv1alpha1.Device {
 	d := &mdmv1alpha1.Device{}
 	Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d)).To(Succeed())
 	return d
+}
+
+func tokenValue(ctx context.Context, ns, secret string) string {
+	s := &corev1.Secret{}
+	Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret}, s) }).Should(Succeed())
+	return string(s.Data[mdmv1alpha1.TokenSecretKey])
 }
