@@ -73,7 +73,9 @@ var _ = DescribeTable("every action type runs end to end on a device that suppor
 	Entry(nil, mdmv1alpha1.PlatformLinux, mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionSyncCompliance}, nil),
 	Entry(nil, mdmv1alpha1.PlatformAndroid, mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionEnterKiosk,
 		Parameters: &mdmv1alpha1.ActionParameters{KioskApp: "com.example.kiosk"}},
-		func(d *mdmv1alpha1.Device) { Expect(d.Spec.Kiosk).To(Equal(&mdmv1alpha1.KioskSpec{Enabled: true, App: "com.example.kiosk"})) }),
+		func(d *mdmv1alpha1.Device) {
+			Expect(d.Spec.Kiosk).To(Equal(&mdmv1alpha1.KioskSpec{Enabled: true, App: "com.example.kiosk"}))
+		}),
 	Entry(nil, mdmv1alpha1.PlatformAndroid, mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionExitKiosk},
 		func(d *mdmv1alpha1.Device) { Expect(d.Spec.Kiosk).To(Equal(&mdmv1alpha1.KioskSpec{Enabled: false})) }),
 	Entry(nil, mdmv1alpha1.PlatformIOS, mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionEnableLostMode,

@@ -50,10 +50,10 @@ var _ = AfterSuite(func() {
 type fleet struct {
 	platform mdmv1alpha1.Platform
 	ns       string
-	token   string
-	agents  map[string]*agent.Agent
-	devices map[string]*agent.Simulated
-	stops   []func()
+	token    string
+	agents   map[string]*agent.Agent
+	devices  map[string]*agent.Simulated
+	stops    []func()
 }
 
 // newFleet creates a namespace and a perpetual Linux token in it.
