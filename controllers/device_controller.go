@@ -8,9 +8,13 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/conditions"
@@ -36,6 +40,10 @@ const conflictRetry = 50 * time.Millisecond
 // Connected) under its own field managers.
 type DeviceReconciler struct {
 	client.Client
+	Recorder events.EventRecorder
+	// DeletionTimeout bounds how long a deleted Device waits for its device;
+	// zero means DefaultDeletionTimeout.
+	DeletionTimeout time.Duration
 }
 
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=devices,verbs=get;list;watch;create;update;patch
@@ -66,6 +74,14 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	if device.Status.Phase == "" {
 		device.Status.Phase = mdmv1alpha1.DeviceRegistered
 	}
+	if !device.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, device)
+	}
+	// The finalizer runs spec.deletionPolicy, so that removing a Device
+	// from Git retires the device rather than orphaning it.
+	if controllerutil.AddFinalizer(device, mdmv1alpha1.Finalizer) {
+		return ctrl.Result{}, nil
+	}
 	switch phase := device.Status.Phase; {
 	case phase == mdmv1alpha1.DeviceRegistered:
 		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionFalse, DeviceReasonAwaitingEnrollment,
@@ -88,6 +104,17 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 func (r *DeviceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&mdmv1alpha1.Device{}).
+		// A deleted Device waits on its deletion action; its progress
+		// brings the Device back.
+		Watches(&mdmv1alpha1.DeviceAction{}, handler.EnqueueRequestsFromMapFunc(deletionActionDevice)).
 		Named("device").
 		Complete(r)
+}
+
+// deletionActionDevice maps a deletion-policy DeviceAction to its Device.
+func deletionActionDevice(_ context.Context, o client.Object) []reconcile.Request {
+	if name := o.GetLabels()[LabelDeletionOf]; name != "" {
+		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+	}
+	return nil
 }

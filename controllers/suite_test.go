@@ -99,6 +99,11 @@ var _ = BeforeSuite(func() {
 		WifiSecretRetry: 500 * time.Millisecond,
 	}).SetupWithManager(mgr)).To(Succeed())
 
+	// A short deletion timeout, so that the timeout spec need not wait an hour.
+	Expect((&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
+		DeletionTimeout: 3 * time.Second}).SetupWithManager(mgr)).To(Succeed())
+	Expect((&controllers.DeviceActionReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("deviceaction-controller")}).SetupWithManager(mgr)).To(Succeed())
+
 	var ctx context.Context
 	ctx, cancel = context.WithCancel(context.Background())
 	go func() {

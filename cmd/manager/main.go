@@ -63,6 +63,7 @@ type options struct {
 	gatewayTLSHosts     string
 	certificateLifetime time.Duration
 	statusFlushInterval time.Duration
+	deletionTimeout     time.Duration
 }
 
 func main() {
@@ -87,6 +88,7 @@ func main() {
 	flag.StringVar(&o.gatewayTLSHosts, "gateway-tls-hosts", "localhost,127.0.0.1", "Comma-separated DNS names and IPs of the self-signed gateway certificate.")
 	flag.DurationVar(&o.certificateLifetime, "device-certificate-lifetime", 30*24*time.Hour, "Lifetime of device identity certificates; agents renew them before expiry.")
 	flag.DurationVar(&o.statusFlushInterval, "status-flush-interval", 5*time.Minute, "How often at most a connected device's lastSeen is written to its status.")
+	flag.DurationVar(&o.deletionTimeout, "deletion-timeout", controllers.DefaultDeletionTimeout, "How long a deleted Device waits for its device to confirm the deletion policy before it is released anyway.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -165,7 +167,8 @@ func run(o options) error {
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up EnrollmentToken controller: %w", err)
 		}
-		if err := (&controllers.DeviceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		if err := (&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
+			DeletionTimeout: o.deletionTimeout}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up Device controller: %w", err)
 		}
 		if err := (&controllers.DeviceActionReconciler{

@@ -69,6 +69,8 @@ type Options struct {
 	DeviceActions bool
 	// Webhooks installs and serves the admission webhooks.
 	Webhooks bool
+	// DeletionTimeout bounds how long a deleted Device waits for its device.
+	DeletionTimeout time.Duration
 }
 
 func repoRoot() string {
@@ -166,7 +168,8 @@ func (e *Env) startManager(bind string) error {
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&controllers.DeviceReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
+		DeletionTimeout: o.DeletionTimeout}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if o.Webhooks {
