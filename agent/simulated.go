@@ -32,16 +32,30 @@ type Simulated struct {
 	FailConfigurations map[string]bool
 	// FailStep names an Unenroll step that fails.
 	FailStep string
+	// RefuseOwners names owners the device will not take.
+	RefuseOwners map[string]bool
 
 	mu       sync.Mutex
 	executed []*agentv1.Command
 	config   *agentv1.DesiredConfig
+	owner    string
 }
 
 // Info describes the simulated device.
 func (s *Simulated) Info() *agentv1.DeviceInfo {
 	return &agentv1.DeviceInfo{SerialNumber: s.Serial, Platform: s.PlatformName, Model: s.Model,
 		Manufacturer: "kubemdm simulator", OsVersion: s.OSVersion, AgentVersion: Version, StorageBytes: 64 << 30}
+}
+
+// FailConfiguration makes a configuration fail to install from now on,
+// while the device runs.
+func (s *Simulated) FailConfiguration(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.FailConfigurations == nil {
+		s.FailConfigurations = map[string]bool{}
+	}
+	s.FailConfigurations[name] = true
 }
 
 // Executed returns the commands the device ran, in order.
@@ -63,14 +77,22 @@ func (s *Simulated) Config() *agentv1.DesiredConfig {
 func (s *Simulated) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv1.Facts {
 	s.mu.Lock()
 	s.config = cfg
+	if !s.RefuseOwners[cfg.GetOwner()] {
+		s.owner = cfg.GetOwner()
+	}
+	owner := s.owner
+	failing := make(map[string]bool, len(s.FailConfigurations))
+	for k, v := range s.FailConfigurations {
+		failing[k] = v
+	}
 	s.mu.Unlock()
-	facts := &agentv1.Facts{Owner: cfg.GetOwner(), Kiosk: cfg.GetKiosk(), LostMode: cfg.GetLostMode()}
+	facts := &agentv1.Facts{Owner: owner, Kiosk: cfg.GetKiosk(), LostMode: cfg.GetLostMode()}
 	for _, c := range cfg.GetConfigurations() {
 		st := &agentv1.ConfigurationState{Name: c.GetName(), State: "Installed"}
 		switch {
 		case c.GetExcluded():
 			st.State = "Excluded"
-		case s.FailConfigurations[c.GetName()]:
+		case failing[c.GetName()]:
 			st.State, st.Message = "Failed", "simulated installation failure"
 		}
 		facts.Configurations = append(facts.Configurations, st)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,6 +31,14 @@ const (
 	// DeviceReasonReleased means the device left management (wiped,
 	// retired, unenrolled or deprovisioned).
 	DeviceReasonReleased = "Released"
+	// DeviceReasonConfigPending means the device has not applied the
+	// latest desired configuration yet.
+	DeviceReasonConfigPending = "ConfigPending"
+	// DeviceReasonConfigFailed means a configuration failed on the device.
+	DeviceReasonConfigFailed = "ConfigurationFailed"
+	// DeviceReasonConfigApplied means the device runs the latest desired
+	// configuration.
+	DeviceReasonConfigApplied = "ConfigApplied"
 )
 
 // conflictRetry is how soon a reconcile that lost a write race looks again.
@@ -86,7 +95,7 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	case phase == mdmv1alpha1.DeviceRegistered:
 		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionFalse, DeviceReasonAwaitingEnrollment,
 			"No agent has enrolled as this device yet")
-		conditions.MarkNotReady(device, DeviceReasonAwaitingEnrollment, "Waiting for an agent to enroll with an EnrollmentToken")
+		conditions.MarkReconciling(device, DeviceReasonAwaitingEnrollment, "Waiting for an agent to enroll with an EnrollmentToken")
 	case !phase.Managed():
 		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionFalse, DeviceReasonReleased,
 			fmt.Sprintf("Device is %s and no longer managed", phase))
@@ -94,10 +103,39 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	default:
 		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionTrue, DeviceReasonEnrolled,
 			fmt.Sprintf("Enrolled with EnrollmentToken %s", device.Status.EnrollmentToken))
-		conditions.MarkReady(device, DeviceReasonEnrolled, fmt.Sprintf("Device is %s and managed", phase))
+		r.converge(device)
 	}
 	device.Status.ObservedGeneration = device.Generation
 	return ctrl.Result{}, nil
+}
+
+// converge sets ConfigApplied and Ready from what the agent reported, and
+// starts a reassignment when spec.owner changed.
+func (r *DeviceReconciler) converge(d *mdmv1alpha1.Device) {
+	if owner := d.Spec.Owner; owner != "" && (d.Status.Reassignment == nil || d.Status.Reassignment.Owner != owner) {
+		now := metav1.Now()
+		d.Status.Reassignment = &mdmv1alpha1.ReassignmentStatus{Phase: mdmv1alpha1.ReassignmentInitiated, Owner: owner, Time: &now}
+	}
+	var failed []string
+	for _, c := range d.Status.Configurations {
+		if c.State == mdmv1alpha1.ConfigurationFailed {
+			failed = append(failed, c.Name)
+		}
+	}
+	switch applied := d.Status.AppliedConfigGeneration; {
+	case applied < d.Generation:
+		msg := fmt.Sprintf("The device applied configuration generation %d of %d; it gets the rest when it connects", applied, d.Generation)
+		conditions.Set(d, mdmv1alpha1.DeviceConditionConfigApplied, metav1.ConditionFalse, DeviceReasonConfigPending, msg)
+		conditions.MarkReconciling(d, DeviceReasonConfigPending, msg)
+	case len(failed) > 0:
+		msg := fmt.Sprintf("The device could not apply configurations %s; see status.configurations", strings.Join(failed, ", "))
+		conditions.Set(d, mdmv1alpha1.DeviceConditionConfigApplied, metav1.ConditionFalse, DeviceReasonConfigFailed, msg)
+		conditions.MarkStalled(d, DeviceReasonConfigFailed, msg)
+	default:
+		msg := fmt.Sprintf("The device applied configuration generation %d", d.Generation)
+		conditions.Set(d, mdmv1alpha1.DeviceConditionConfigApplied, metav1.ConditionTrue, DeviceReasonConfigApplied, msg)
+		conditions.MarkReady(d, DeviceReasonConfigApplied, fmt.Sprintf("Device is %s and converged", d.Status.Phase))
+	}
 }
 
 // SetupWithManager registers the reconciler.

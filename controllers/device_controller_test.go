@@ -47,6 +47,7 @@ var _ = Describe("Device", func() {
 		// Enrolled, but its agent never comes back.
 		before := d.DeepCopy()
 		d.Status.Phase = mdmv1alpha1.DeviceEnrolled
+		d.Status.AppliedConfigGeneration = d.Generation
 		Expect(k8sClient.Status().Patch(ctx, d, client.MergeFrom(before))).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"time"
 
 	"connectrpc.com/connect"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -42,6 +43,10 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 	want, err := reportedStatus(facts, cert)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	want["appliedConfigGeneration"] = min(req.Msg.GetObservedGeneration(), device.Generation)
+	if r := reassignment(device, facts.GetOwner(), req.Msg.GetObservedGeneration(), s.now()); r != nil {
+		want["reassignment"] = r
 	}
 	if !factsChanged(device, want) {
 		return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
@@ -125,7 +130,7 @@ func factsChanged(device *mdmv1alpha1.Device, want map[string]any) bool {
 	if err != nil {
 		return true
 	}
-	for _, k := range []string{"deviceInfo", "kiosk", "lostMode", "configurations", "certificates"} {
+	for _, k := range []string{"deviceInfo", "kiosk", "lostMode", "configurations", "certificates", "appliedConfigGeneration", "reassignment"} {
 		if !equality.Semantic.DeepEqual(have[k], want[k]) {
 			return true
 		}
@@ -135,4 +140,33 @@ func factsChanged(device *mdmv1alpha1.Device, want map[string]any) bool {
 
 func serialHex(n *big.Int) string {
 	return fmt.Sprintf("%x", n)
+}
+
+// reassignment is the outcome of the last change of owner as the device's
+// report shows it: Succeeded once the device took the owner, Failed when it
+// applied the current configuration but kept another owner, Initiated while
+// it has not applied it yet. The time moves only when the phase does.
+func reassignment(d *mdmv1alpha1.Device, reported string, applied int64, now time.Time) map[string]any {
+	want := d.Spec.Owner
+	if want == "" {
+		return nil
+	}
+	r := mdmv1alpha1.ReassignmentStatus{Phase: mdmv1alpha1.ReassignmentInitiated, Owner: want}
+	switch {
+	case reported == want:
+		r.Phase = mdmv1alpha1.ReassignmentSucceeded
+	case applied >= d.Generation:
+		r.Phase = mdmv1alpha1.ReassignmentFailed
+		r.Message = fmt.Sprintf("the device applied the configuration but reports owner %q", reported)
+	}
+	at := metav1.NewTime(now)
+	r.Time = &at
+	if old := d.Status.Reassignment; old != nil && old.Phase == r.Phase && old.Owner == r.Owner && old.Time != nil {
+		r.Time = old.Time
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&r)
+	if err != nil {
+		return nil
+	}
+	return u
 }

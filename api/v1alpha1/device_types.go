@@ -406,6 +406,12 @@ type DeviceStatus struct {
 	// +kubebuilder:validation:MaxItems=64
 	Configurations []ConfigurationStatus `json:"configurations,omitempty"`
 
+	// appliedConfigGeneration is the generation of the desired configuration
+	// the agent last applied and reported; it equals metadata.generation once
+	// the device converged.
+	// +optional
+	AppliedConfigGeneration int64 `json:"appliedConfigGeneration,omitempty"`
+
 	// certificates on the device: its identity and those installed by
 	// configurations.
 	// +optional
@@ -425,6 +431,7 @@ type DeviceStatus struct {
 // +kubebuilder:printcolumn:name="Owner",type=string,JSONPath=`.spec.owner`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Connected",type=string,JSONPath=`.status.conditions[?(@.type=="Connected")].status`
+// +kubebuilder:printcolumn:name="Config",type=string,JSONPath=`.status.conditions[?(@.type=="ConfigApplied")].status`
 // +kubebuilder:printcolumn:name="Compliant",type=string,JSONPath=`.status.compliance.state`
 // +kubebuilder:printcolumn:name="Last Seen",type=date,JSONPath=`.status.lastSeen`
 // +kubebuilder:printcolumn:name="Serial",type=string,JSONPath=`.spec.serialNumber`,priority=1
