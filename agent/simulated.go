@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,6 +97,12 @@ func (s *Simulated) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv
 			st.State, st.Message = "Failed", "simulated installation failure"
 		}
 		facts.Configurations = append(facts.Configurations, st)
+		// A configuration named *-cert installs a certificate, as a
+		// certificate profile would.
+		if st.State == "Installed" && strings.HasSuffix(c.GetName(), "-cert") {
+			facts.Certificates = append(facts.Certificates, &agentv1.Certificate{
+				Subject: "CN=" + c.GetName(), SerialNumber: fmt.Sprintf("%x", len(c.GetName())), Source: c.GetName()})
+		}
 	}
 	return facts
 }

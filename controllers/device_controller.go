@@ -1,9 +1,11 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/controllers/compliance"
 	"github.com/kubemdm/kubemdm/internal/conditions"
 	"github.com/kubemdm/kubemdm/internal/patch"
 )
@@ -53,6 +56,9 @@ type DeviceReconciler struct {
 	// DeletionTimeout bounds how long a deleted Device waits for its device;
 	// zero means DefaultDeletionTimeout.
 	DeletionTimeout time.Duration
+	// SeenWindow is how recently a compliant device's agent must have been
+	// seen; zero means compliance.DefaultSeenWindow.
+	SeenWindow time.Duration
 }
 
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=devices,verbs=get;list;watch;create;update;patch
@@ -104,9 +110,10 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionTrue, DeviceReasonEnrolled,
 			fmt.Sprintf("Enrolled with EnrollmentToken %s", device.Status.EnrollmentToken))
 		r.converge(device)
+		res.RequeueAfter = r.evaluateCompliance(device, time.Now())
 	}
 	device.Status.ObservedGeneration = device.Generation
-	return ctrl.Result{}, nil
+	return res, nil
 }
 
 // converge sets ConfigApplied and Ready from what the agent reported, and
@@ -135,6 +142,37 @@ func (r *DeviceReconciler) converge(d *mdmv1alpha1.Device) {
 		msg := fmt.Sprintf("The device applied configuration generation %d", d.Generation)
 		conditions.Set(d, mdmv1alpha1.DeviceConditionConfigApplied, metav1.ConditionTrue, DeviceReasonConfigApplied, msg)
 		conditions.MarkReady(d, DeviceReasonConfigApplied, fmt.Sprintf("Device is %s and converged", d.Status.Phase))
+	}
+}
+
+// evaluateCompliance sets status.compliance and the Compliant condition,
+// moving lastEvaluated only when the result changes so that a steady device
+// costs no writes. It returns when the result may change by itself: when
+// the agent's last sighting leaves the window.
+func (r *DeviceReconciler) evaluateCompliance(d *mdmv1alpha1.Device, now time.Time) time.Duration {
+	state, reasons := compliance.Evaluate(d, now, r.SeenWindow)
+	if c := d.Status.Compliance; c == nil || c.State != state || !slices.Equal(c.Reasons, reasons) {
+		at := metav1.NewTime(now)
+		d.Status.Compliance = &mdmv1alpha1.ComplianceStatus{State: state, Reasons: reasons, LastEvaluated: &at}
+	}
+	SetCompliantCondition(d)
+	window := cmp.Or(r.SeenWindow, compliance.DefaultSeenWindow)
+	if d.Status.LastSeen != nil && state == mdmv1alpha1.ComplianceCompliant {
+		return max(d.Status.LastSeen.Add(window).Sub(now), time.Second)
+	}
+	return 0
+}
+
+// SetCompliantCondition mirrors status.compliance in the Compliant condition.
+func SetCompliantCondition(d *mdmv1alpha1.Device) {
+	c := d.Status.Compliance
+	switch {
+	case c == nil || c.State == mdmv1alpha1.ComplianceUnknown:
+		conditions.Set(d, mdmv1alpha1.DeviceConditionCompliant, metav1.ConditionUnknown, "NotEvaluated", "The device has not reported yet")
+	case c.State == mdmv1alpha1.ComplianceCompliant:
+		conditions.Set(d, mdmv1alpha1.DeviceConditionCompliant, metav1.ConditionTrue, string(c.State), "The device meets every rule of its configurations")
+	default:
+		conditions.Set(d, mdmv1alpha1.DeviceConditionCompliant, metav1.ConditionFalse, string(c.State), strings.Join(c.Reasons, "; "))
 	}
 }
 

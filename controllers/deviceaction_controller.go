@@ -35,6 +35,8 @@ type DeviceActionReconciler struct {
 	Recorder events.EventRecorder
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// SeenWindow is the compliance rule's window, as the Device controller's.
+	SeenWindow time.Duration
 }
 
 func (r *DeviceActionReconciler) now() time.Time {

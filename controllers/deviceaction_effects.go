@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/controllers/compliance"
 	"github.com/kubemdm/kubemdm/internal/patch"
 )
 
@@ -75,6 +76,24 @@ func (r *DeviceActionReconciler) onFinish(ctx context.Context, action mdmv1alpha
 		if ok && phase == mdmv1alpha1.DeviceDisabled {
 			return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceEnrolled)
 		}
+	case mdmv1alpha1.ActionSyncCompliance:
+		// The device re-sent its facts; evaluate them now rather than at the
+		// next change.
+		if c := d.Status.Compliance; ok && (c == nil || c.LastEvaluated == nil || c.LastEvaluated.Time.Before(at.Truncate(time.Second))) {
+			return r.syncCompliance(ctx, d, at)
+		}
+	}
+	return nil
+}
+
+func (r *DeviceActionReconciler) syncCompliance(ctx context.Context, d *mdmv1alpha1.Device, at time.Time) error {
+	before := d.DeepCopy()
+	state, reasons := compliance.Evaluate(d, at, r.SeenWindow)
+	stamp := metav1.NewTime(at)
+	d.Status.Compliance = &mdmv1alpha1.ComplianceStatus{State: state, Reasons: reasons, LastEvaluated: &stamp}
+	SetCompliantCondition(d)
+	if err := r.Status().Patch(ctx, d, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("evaluating compliance of Device %s: %w", d.Name, err)
 	}
 	return nil
 }

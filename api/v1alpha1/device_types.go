@@ -148,6 +148,14 @@ type ConfigurationAssignment struct {
 	// the assignment.
 	// +optional
 	Excluded bool `json:"excluded,omitempty"`
+
+	// minOSVersion is a compliance rule the configuration brings: the device
+	// is NonCompliant while its reported OS version is older, compared
+	// numerically part by part ("17.4" < "17.10").
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^[0-9]+(\.[0-9]+)*$`
+	MinOSVersion string `json:"minOSVersion,omitempty"`
 }
 
 // DevicePhase is where a device is in its life.

@@ -29,6 +29,7 @@ import (
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/controllers"
+	"github.com/kubemdm/kubemdm/controllers/compliance"
 	"github.com/kubemdm/kubemdm/gateway"
 	"github.com/kubemdm/kubemdm/internal/pki"
 	mdmwebhook "github.com/kubemdm/kubemdm/webhook"
@@ -64,6 +65,7 @@ type options struct {
 	certificateLifetime time.Duration
 	statusFlushInterval time.Duration
 	deletionTimeout     time.Duration
+	seenWindow          time.Duration
 }
 
 func main() {
@@ -89,6 +91,7 @@ func main() {
 	flag.DurationVar(&o.certificateLifetime, "device-certificate-lifetime", 30*24*time.Hour, "Lifetime of device identity certificates; agents renew them before expiry.")
 	flag.DurationVar(&o.statusFlushInterval, "status-flush-interval", 5*time.Minute, "How often at most a connected device's lastSeen is written to its status.")
 	flag.DurationVar(&o.deletionTimeout, "deletion-timeout", controllers.DefaultDeletionTimeout, "How long a deleted Device waits for its device to confirm the deletion policy before it is released anyway.")
+	flag.DurationVar(&o.seenWindow, "compliance-seen-window", compliance.DefaultSeenWindow, "A device whose agent was not seen for this long is NonCompliant.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -168,12 +171,13 @@ func run(o options) error {
 			return fmt.Errorf("setting up EnrollmentToken controller: %w", err)
 		}
 		if err := (&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
-			DeletionTimeout: o.deletionTimeout}).SetupWithManager(mgr); err != nil {
+			DeletionTimeout: o.deletionTimeout, SeenWindow: o.seenWindow}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up Device controller: %w", err)
 		}
 		if err := (&controllers.DeviceActionReconciler{
-			Client:   mgr.GetClient(),
-			Recorder: mgr.GetEventRecorder("deviceaction-controller"),
+			Client:     mgr.GetClient(),
+			Recorder:   mgr.GetEventRecorder("deviceaction-controller"),
+			SeenWindow: o.seenWindow,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up DeviceAction controller: %w", err)
 		}

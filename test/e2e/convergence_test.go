@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -192,3 +194,40 @@ func managers(d *mdmv1alpha1.Device) []string {
 	}
 	return out
 }
+
+var _ = Describe("Compliance and certificates", func() {
+	ctx := context.Background()
+
+	It("evaluates the rules of the device's configurations and re-evaluates at once on SyncCompliance", func() {
+		f := newFleet(ctx)
+		f.enroll(ctx, "audit")
+		f.connect("audit")
+		patchSpec(ctx, f.ns, "audit", func(d *mdmv1alpha1.Device) {
+			d.Spec.Configurations = []mdmv1alpha1.ConfigurationAssignment{{Name: "baseline", MinOSVersion: "2.0"}, {Name: "corp-cert"}}
+		})
+		Eventually(func(g Gomega) {
+			d := device(ctx, f.ns, "audit")
+			g.Expect(d.Status.Compliance).NotTo(BeNil())
+			g.Expect(d.Status.Compliance.State).To(Equal(mdmv1alpha1.ComplianceNonCompliant))
+			g.Expect(d.Status.Compliance.Reasons).To(ConsistOf(`OS version "1.0" is older than 2.0, which configuration baseline requires`))
+			compliant := meta.FindStatusCondition(d.Status.Conditions, mdmv1alpha1.DeviceConditionCompliant)
+			g.Expect(compliant.Status).To(Equal(metav1.ConditionFalse))
+			// The certificate the configuration installed is listed next to
+			// the device's identity.
+			g.Expect(d.Status.Certificates).To(ContainElements(
+				HaveField("Source", "identity"),
+				SatisfyAll(HaveField("Subject", "CN=corp-cert"), HaveField("Source", "corp-cert"))))
+		}).Should(Succeed())
+
+		patchSpec(ctx, f.ns, "audit", func(d *mdmv1alpha1.Device) { d.Spec.Configurations[0].MinOSVersion = "1.0" })
+		Eventually(func() mdmv1alpha1.ComplianceState { return device(ctx, f.ns, "audit").Status.Compliance.State }).
+			Should(Equal(mdmv1alpha1.ComplianceCompliant))
+		first := device(ctx, f.ns, "audit").Status.Compliance.LastEvaluated
+
+		time.Sleep(1100 * time.Millisecond) // timestamps have second precision
+		a := f.action(ctx, "sync-compliance", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionSyncCompliance, Devices: []string{"audit"}})
+		Eventually(finished(ctx, a)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionSucceeded))
+		Eventually(func() time.Time { return device(ctx, f.ns, "audit").Status.Compliance.LastEvaluated.Time }).
+			Should(BeTemporally(">", first.Time))
+	})
+})

@@ -1,0 +1,92 @@
+// Package compliance evaluates a Device against the rules its
+// configurations bring: every assigned configuration applied, the OS at
+// least each configuration's minOSVersion, and the agent seen recently.
+package compliance
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+)
+
+// DefaultSeenWindow is how recently an agent must have been seen.
+const DefaultSeenWindow = 24 * time.Hour
+
+// Evaluate returns the state and the reasons a device is not compliant.
+// A device that never reported is Unknown.
+func Evaluate(d *mdmv1alpha1.Device, now time.Time, window time.Duration) (mdmv1alpha1.ComplianceState, []string) {
+	if d.Status.LastSeen == nil && d.Status.DeviceInfo == nil {
+		return mdmv1alpha1.ComplianceUnknown, []string{"the device has not reported yet"}
+	}
+	if window <= 0 {
+		window = DefaultSeenWindow
+	}
+	var reasons []string
+	reported := map[string]mdmv1alpha1.ConfigurationStatus{}
+	for _, c := range d.Status.Configurations {
+		reported[c.Name] = c
+	}
+	osVersion := ""
+	if d.Status.DeviceInfo != nil {
+		osVersion = d.Status.DeviceInfo.OSVersion
+	}
+	for _, c := range d.Spec.Configurations {
+		if c.Excluded {
+			continue
+		}
+		if st, ok := reported[c.Name]; !ok {
+			reasons = append(reasons, fmt.Sprintf("configuration %s is not reported by the device", c.Name))
+		} else if st.State != mdmv1alpha1.ConfigurationInstalled {
+			reasons = append(reasons, fmt.Sprintf("configuration %s is %s", c.Name, st.State))
+		}
+		if c.MinOSVersion != "" && Older(osVersion, c.MinOSVersion) {
+			reasons = append(reasons, fmt.Sprintf("OS version %q is older than %s, which configuration %s requires", osVersion, c.MinOSVersion, c.Name))
+		}
+	}
+	if d.Status.LastSeen != nil && now.Sub(d.Status.LastSeen.Time) > window {
+		reasons = append(reasons, fmt.Sprintf("the agent was last seen %s ago, more than %s", now.Sub(d.Status.LastSeen.Time).Round(time.Minute), window))
+	}
+	if len(reasons) > 0 {
+		return mdmv1alpha1.ComplianceNonCompliant, reasons
+	}
+	return mdmv1alpha1.ComplianceCompliant, nil
+}
+
+// Older reports whether version is older than minimum, comparing the
+// leading numbers of each dot-separated part. An unreadable version is older.
+func Older(version, minimum string) bool {
+	v, m := strings.Split(version, "."), strings.Split(minimum, ".")
+	for i := range max(len(v), len(m)) {
+		a, b := part(v, i), part(m, i)
+		if a < 0 {
+			return true
+		}
+		if a != b {
+			return a < b
+		}
+	}
+	return false
+}
+
+// part is the number at the start of parts[i]; 0 when absent, -1 when
+// unreadable.
+func part(parts []string, i int) int {
+	if i >= len(parts) {
+		return 0
+	}
+	digits := parts[i]
+	for j, r := range digits {
+		if r < '0' || r > '9' {
+			digits = digits[:j]
+			break
+		}
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil {
+		return -1
+	}
+	return n
+}

@@ -1,0 +1,62 @@
+package compliance
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+)
+
+func TestOlder(t *testing.T) {
+	for _, tc := range []struct {
+		v, min string
+		want   bool
+	}{
+		{"17.4", "17.10", true},
+		{"17.10", "17.4", false},
+		{"17.4", "17.4", false},
+		{"17.4.1", "17.4", false},
+		{"17", "17.0.1", true},
+		{"6.1.0-13-amd64", "6.1", false},
+		{"", "1", true},
+		{"beta", "1", true},
+	} {
+		if got := Older(tc.v, tc.min); got != tc.want {
+			t.Errorf("Older(%q, %q) = %v, want %v", tc.v, tc.min, got, tc.want)
+		}
+	}
+}
+
+func TestEvaluate(t *testing.T) {
+	now := time.Now()
+	seen := metav1.NewTime(now.Add(-time.Minute))
+	base := func() *mdmv1alpha1.Device {
+		return &mdmv1alpha1.Device{
+			Spec: mdmv1alpha1.DeviceSpec{Configurations: []mdmv1alpha1.ConfigurationAssignment{
+				{Name: "wifi"}, {Name: "vpn", MinOSVersion: "17.2"}, {Name: "old", Excluded: true}}},
+			Status: mdmv1alpha1.DeviceStatus{LastSeen: &seen, DeviceInfo: &mdmv1alpha1.DeviceInfo{OSVersion: "17.4"},
+				Configurations: []mdmv1alpha1.ConfigurationStatus{{Name: "wifi", State: "Installed"}, {Name: "vpn", State: "Installed"}}},
+		}
+	}
+	for name, tc := range map[string]struct {
+		mutate  func(*mdmv1alpha1.Device)
+		state   mdmv1alpha1.ComplianceState
+		reasons int
+	}{
+		"compliant":       {func(*mdmv1alpha1.Device) {}, mdmv1alpha1.ComplianceCompliant, 0},
+		"never reported":  {func(d *mdmv1alpha1.Device) { d.Status = mdmv1alpha1.DeviceStatus{} }, mdmv1alpha1.ComplianceUnknown, 1},
+		"old OS":          {func(d *mdmv1alpha1.Device) { d.Status.DeviceInfo.OSVersion = "16.7" }, mdmv1alpha1.ComplianceNonCompliant, 1},
+		"failed config":   {func(d *mdmv1alpha1.Device) { d.Status.Configurations[0].State = "Failed" }, mdmv1alpha1.ComplianceNonCompliant, 1},
+		"missing config":  {func(d *mdmv1alpha1.Device) { d.Status.Configurations = d.Status.Configurations[1:] }, mdmv1alpha1.ComplianceNonCompliant, 1},
+		"not seen lately": {func(d *mdmv1alpha1.Device) { d.Status.LastSeen = &metav1.Time{Time: now.Add(-48 * time.Hour)} }, mdmv1alpha1.ComplianceNonCompliant, 1},
+	} {
+		d := base()
+		tc.mutate(d)
+		state, reasons := Evaluate(d, now, 24*time.Hour)
+		if state != tc.state || len(reasons) != tc.reasons {
+			t.Errorf("%s: %s %v, want %s with %d reasons", name, state, reasons, tc.state, tc.reasons)
+		}
+	}
+}
