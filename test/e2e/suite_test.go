@@ -53,7 +53,6 @@ type fleet struct {
 	token    string
 	agents   map[string]*agent.Agent
 	devices  map[string]*agent.Simulated
-	stops    []func()
 }
 
 // newFleet creates a namespace and a perpetual Linux token in it.
@@ -79,11 +78,6 @@ func newPlatformFleet(ctx context.Context, platform mdmv1alpha1.Platform) *fleet
 	}).Should(Succeed())
 	f := &fleet{platform: platform, ns: ns.Name, token: string(secret.Data[mdmv1alpha1.TokenSecretKey]),
 		agents: map[string]*agent.Agent{}, devices: map[string]*agent.Simulated{}}
-	DeferCleanup(func() {
-		for _, stop := range f.stops {
-			stop()
-		}
-	})
 	return f
 }
 
@@ -110,7 +104,9 @@ func (f *fleet) connect(name string) {
 		defer close(done)
 		_ = f.agents[name].Run(ctx)
 	}()
-	f.stops = append(f.stops, func() { cancel(); <-done })
+	// Registered after the agent's temporary state directory, so that the
+	// agent stops before its directory is removed.
+	DeferCleanup(func() { cancel(); <-done })
 }
 
 func (f *fleet) action(ctx context.Context, name string, spec mdmv1alpha1.DeviceActionSpec) *mdmv1alpha1.DeviceAction {
