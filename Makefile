@@ -97,7 +97,7 @@ build: ## Build the manager, the agent and the dev launcher.
 
 .PHONY: run
 run: manifests ## Run the manager against the cluster in ~/.kube/config.
-	go run ./cmd/manager --webhooks=false
+	go run ./cmd/manager --enable-webhooks=false
 
 .PHONY: docker-build
 docker-build: ## Build the manager image.
