@@ -232,13 +232,17 @@ func (a *Agent) execute(ctx context.Context, c agentv1connect.AgentServiceClient
 	if res.Code != CodeOK {
 		outcome = agentv1.Outcome_OUTCOME_FAILED
 	}
-	_, err := c.CompleteCommand(ctx, connect.NewRequest(&agentv1.CompleteCommandRequest{
-		CommandId: cmd.GetId(), Outcome: outcome, Code: res.Code, Message: res.Message, Steps: res.Steps,
-	}))
-	if err != nil && connect.CodeOf(err) != connect.CodeFailedPrecondition {
-		// The command will be sent again on reconnect and reported then.
-		a.log.Error(err, "Reporting a command result", "command", cmd.GetId())
-	}
+	// Commands run one after the other, in the order they came; their
+	// results are reported without holding up the next one.
+	go func() {
+		_, err := c.CompleteCommand(ctx, connect.NewRequest(&agentv1.CompleteCommandRequest{
+			CommandId: cmd.GetId(), Outcome: outcome, Code: res.Code, Message: res.Message, Steps: res.Steps,
+		}))
+		if err != nil && connect.CodeOf(err) != connect.CodeFailedPrecondition && ctx.Err() == nil {
+			// The command is sent again on reconnect and reported then.
+			a.log.Error(err, "Reporting a command result", "command", cmd.GetId())
+		}
+	}()
 }
 
 // renewIfDue renews the certificate once two thirds of its life are gone.
