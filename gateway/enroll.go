@@ -61,10 +61,8 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 	}
 	log := s.log.WithValues("enrollmentToken", klog.KObj(token))
 
-	if !token.Spec.Perpetual {
-		if err := s.claimOneTime(ctx, token); err != nil {
-			return nil, err
-		}
+	if err := s.claim(ctx, token); err != nil {
+		return nil, err
 	}
 	device, err := s.findOrCreateDevice(ctx, token, info)
 	if err != nil {
@@ -151,14 +149,21 @@ func tokenUsable(t *mdmv1alpha1.EnrollmentToken, now time.Time) bool {
 		(t.Spec.Perpetual && t.Status.Phase == mdmv1alpha1.TokenProcessing)
 }
 
-// claimOneTime moves a one-time token from Pending to Processing, guarded by
-// the resourceVersion of a fresh read: of many devices enrolling at once,
-// exactly one wins and the others are refused.
-func (s *Server) claimOneTime(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) error {
+// claim checks the token again on a fresh read, so that a revocation the
+// cache has not seen yet still refuses the device, and moves a one-time token
+// from Pending to Processing, guarded by that read's resourceVersion: of many
+// devices enrolling at once, exactly one wins and the others are refused.
+func (s *Server) claim(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) error {
 	if err := s.apiReader.Get(ctx, client.ObjectKeyFromObject(token), token); err != nil {
 		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("reading token: %w", err))
 	}
-	if !tokenUsable(token, s.now()) || token.Status.Phase != mdmv1alpha1.TokenPending {
+	if !tokenUsable(token, s.now()) {
+		return connect.NewError(connect.CodeUnauthenticated, errTokenRefused)
+	}
+	if token.Spec.Perpetual {
+		return nil
+	}
+	if token.Status.Phase != mdmv1alpha1.TokenPending {
 		return connect.NewError(connect.CodeUnauthenticated, errTokenRefused)
 	}
 	before := token.DeepCopy()
