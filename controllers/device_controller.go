@@ -3,16 +3,13 @@ package controllers
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -44,9 +41,6 @@ const (
 	DeviceReasonConfigApplied = "ConfigApplied"
 )
 
-// conflictRetry is how soon a reconcile that lost a write race looks again.
-const conflictRetry = 50 * time.Millisecond
-
 // DeviceReconciler keeps a Device's phase and its Enrolled and Ready
 // conditions. The gateway writes what the agent reports (facts, lastSeen,
 // Connected) under its own field managers.
@@ -74,17 +68,7 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	patcher := patch.NewHelper(device)
-	defer func() {
-		err := patcher.Patch(ctx, r.Client, device)
-		switch {
-		case apierrors.IsConflict(err):
-			// The gateway wrote presence or facts meanwhile; look again
-			// without reporting an error for an ordinary race.
-			res = ctrl.Result{RequeueAfter: conflictRetry}
-		case err != nil:
-			retErr = errors.Join(retErr, fmt.Errorf("patching Device %s: %w", klog.KObj(device), err))
-		}
-	}()
+	defer func() { patcher.Finish(ctx, r.Client, device, &res, &retErr) }()
 
 	if device.Status.Phase == "" {
 		device.Status.Phase = mdmv1alpha1.DeviceRegistered

@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -61,14 +60,7 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	failedBefore := countPhase(action.Status.Devices, mdmv1alpha1.CommandFailed)
 	starting := action.Status.Phase == "" || action.Status.Phase == mdmv1alpha1.ActionPending
 	defer func() {
-		err := patcher.Patch(ctx, r.Client, action)
-		switch {
-		case apierrors.IsConflict(err):
-			// The gateway recorded a result meanwhile; look again.
-			res = ctrl.Result{RequeueAfter: conflictRetry}
-		case err != nil:
-			retErr = errors.Join(retErr, fmt.Errorf("patching DeviceAction %s: %w", klog.KObj(action), err))
-		default:
+		if patcher.Finish(ctx, r.Client, action, &res, &retErr) {
 			r.recordProgress(action, starting, failedBefore)
 		}
 	}()
@@ -185,7 +177,7 @@ func (r *DeviceActionReconciler) targets(ctx context.Context, action *mdmv1alpha
 // rows to their devices and finishes the action when no row is open.
 func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1.DeviceAction) (ctrl.Result, error) {
 	now := r.now()
-	deadline := actionDeadline(action)
+	deadline := action.Deadline()
 	for i := range action.Status.Devices {
 		row := &action.Status.Devices[i]
 		if (row.Phase == mdmv1alpha1.CommandQueued || row.Phase == mdmv1alpha1.CommandDelivered) && !now.Before(deadline) {
@@ -234,19 +226,6 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 	}
 	action.Status.ObservedGeneration = action.Generation
 	return r.ttlResult(action, now), nil
-}
-
-// actionDeadline is when undelivered commands expire.
-func actionDeadline(a *mdmv1alpha1.DeviceAction) time.Time {
-	start := a.CreationTimestamp.Time
-	if a.Status.StartTime != nil {
-		start = a.Status.StartTime.Time
-	}
-	d := 24 * time.Hour
-	if a.Spec.Deadline != nil {
-		d = a.Spec.Deadline.Duration
-	}
-	return start.Add(d)
 }
 
 // reconcileFinished deletes a finished action once its TTL passed.

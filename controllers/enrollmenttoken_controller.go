@@ -9,10 +9,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -63,17 +61,7 @@ func (r *EnrollmentTokenReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	before := token.Status.Phase
 	destroyed := false
 	defer func() {
-		if err := patcher.Patch(ctx, r.Client, token); err != nil {
-			if apierrors.IsConflict(err) && retErr == nil {
-				// The gateway counted an enrollment meanwhile; look again
-				// without reporting an error for an ordinary race.
-				res = ctrl.Result{RequeueAfter: conflictRetry}
-				return
-			}
-			retErr = errors.Join(retErr, fmt.Errorf("patching EnrollmentToken %s: %w", klog.KObj(token), err))
-			return
-		}
-		if token.Status.Phase != before || destroyed {
+		if patcher.Finish(ctx, r.Client, token, &res, &retErr) && (token.Status.Phase != before || destroyed) {
 			r.recordTransition(ctx, token, before)
 		}
 	}()

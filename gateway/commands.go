@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -29,27 +28,13 @@ func openCommandDevices(o client.Object) []string {
 	return out
 }
 
-// commandDeadline is when an undelivered command expires: the action's start
-// plus its deadline (24h by default).
-func commandDeadline(a *mdmv1alpha1.DeviceAction) time.Time {
-	start := a.CreationTimestamp.Time
-	if a.Status.StartTime != nil {
-		start = a.Status.StartTime.Time
-	}
-	d := 24 * time.Hour
-	if a.Spec.Deadline != nil {
-		d = a.Spec.Deadline.Duration
-	}
-	return start.Add(d)
-}
-
 // commandFor is the agent's view of a DeviceAction. The command's id is the
 // action's UID: a device answers only its own row, so the UID is enough.
 func commandFor(a *mdmv1alpha1.DeviceAction) *agentv1.Command {
 	cmd := &agentv1.Command{
 		Id:       string(a.UID),
 		Action:   string(a.Spec.Action),
-		Deadline: timestamppb.New(commandDeadline(a)),
+		Deadline: timestamppb.New(a.Deadline()),
 	}
 	if p := a.Spec.Parameters; p != nil {
 		cmd.Parameters = &agentv1.CommandParameters{
@@ -78,7 +63,7 @@ func (s *Server) openCommands(ctx context.Context, device *mdmv1alpha1.Device) (
 	now := s.now()
 	out := make([]*mdmv1alpha1.DeviceAction, 0, len(list.Items))
 	for i := range list.Items {
-		if a := &list.Items[i]; now.Before(commandDeadline(a)) {
+		if a := &list.Items[i]; now.Before(a.Deadline()) {
 			out = append(out, a)
 		}
 	}

@@ -23,22 +23,7 @@ import (
 // The cache is a fake here: the target is the decoding and validation that
 // run before any lookup.
 func FuzzHandler(f *testing.F) {
-	caCert, caKey, err := pki.NewCA("fuzz", time.Hour)
-	if err != nil {
-		f.Fatal(err)
-	}
-	ca, err := pki.LoadCA(caCert, caKey)
-	if err != nil {
-		f.Fatal(err)
-	}
-	scheme := runtime.NewScheme()
-	_ = mdmv1alpha1.AddToScheme(scheme)
-	c := fake.NewClientBuilder().WithScheme(scheme).
-		WithIndex(&mdmv1alpha1.EnrollmentToken{}, IndexTokenHash, func(o client.Object) []string { return nil }).
-		WithIndex(&mdmv1alpha1.Device{}, IndexSerialNumber, func(o client.Object) []string { return nil }).
-		Build()
-	s := New(c, c, ca, nil, logr.Discard(), Options{CertificateLifetime: time.Hour, StatusFlushInterval: time.Minute, Serving: &ServingCertificate{}})
-	srv := httptest.NewServer(s.Handler())
+	srv := newTestServer(f)
 	defer srv.Close()
 
 	procedures := []string{"Enroll", "Subscribe", "Poll", "ReportStatus", "CompleteCommand", "RenewCertificate"}
@@ -72,4 +57,25 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("%s answered %d %s", name, resp.StatusCode, out.String())
 		}
 	})
+}
+
+// newTestServer serves the gateway's handler over plain HTTP, with a fake
+// cache: enough for the decoding and validation that run before any lookup.
+func newTestServer(tb testing.TB) *httptest.Server {
+	caCert, caKey, err := pki.NewCA("test", time.Hour)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ca, err := pki.LoadCA(caCert, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	scheme := runtime.NewScheme()
+	_ = mdmv1alpha1.AddToScheme(scheme)
+	c := fake.NewClientBuilder().WithScheme(scheme).
+		WithIndex(&mdmv1alpha1.EnrollmentToken{}, IndexTokenHash, func(client.Object) []string { return nil }).
+		WithIndex(&mdmv1alpha1.Device{}, IndexSerialNumber, func(client.Object) []string { return nil }).
+		Build()
+	s := New(c, c, ca, nil, logr.Discard(), Options{CertificateLifetime: time.Hour, StatusFlushInterval: time.Minute, Serving: &ServingCertificate{}})
+	return httptest.NewServer(s.Handler())
 }

@@ -124,7 +124,7 @@ func (s *Server) offer(a *mdmv1alpha1.DeviceAction, device string, send func(*ag
 	if row == nil || (row.Phase != mdmv1alpha1.CommandQueued && row.Phase != mdmv1alpha1.CommandDelivered) {
 		return
 	}
-	if !s.now().Before(commandDeadline(a)) {
+	if !s.now().Before(a.Deadline()) {
 		return
 	}
 	if send(commandFor(a)) && row.Phase == mdmv1alpha1.CommandQueued {

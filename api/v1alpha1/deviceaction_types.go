@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -195,6 +197,20 @@ const (
 	ActionFailed             ActionPhase = "Failed"
 	ActionExpired            ActionPhase = "Expired"
 )
+
+// Deadline is when commands not yet delivered expire: the action's start
+// (its creation until it started) plus spec.deadline, 24h by default.
+func (a *DeviceAction) Deadline() time.Time {
+	start := a.CreationTimestamp.Time
+	if a.Status.StartTime != nil {
+		start = a.Status.StartTime.Time
+	}
+	d := 24 * time.Hour
+	if a.Spec.Deadline != nil {
+		d = a.Spec.Deadline.Duration
+	}
+	return start.Add(d)
+}
 
 // Finished reports whether the action is over.
 func (p ActionPhase) Finished() bool {

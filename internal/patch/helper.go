@@ -13,12 +13,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // Helper remembers an object as it was read.
@@ -80,4 +83,24 @@ func statusChanged(before, after runtime.Object) (bool, error) {
 		return false, fmt.Errorf("converting object: %w", err)
 	}
 	return !equality.Semantic.DeepEqual(b["status"], a["status"]), nil
+}
+
+// ConflictRetry is how soon a reconcile that lost a write race looks again.
+const ConflictRetry = 50 * time.Millisecond
+
+// Finish is Patch for a reconciler's deferred call: it folds the outcome into
+// the reconcile's result. A conflict means another writer (the gateway, as a
+// rule) changed the object meanwhile, an ordinary race answered by a quick
+// requeue rather than an error. Finish reports whether the write landed.
+func (h *Helper) Finish(ctx context.Context, c client.Client, obj client.Object, res *reconcile.Result, retErr *error) bool {
+	err := h.Patch(ctx, c, obj)
+	switch {
+	case err == nil:
+		return true
+	case apierrors.IsConflict(err) && *retErr == nil:
+		*res = reconcile.Result{RequeueAfter: ConflictRetry}
+	default:
+		*retErr = errors.Join(*retErr, fmt.Errorf("patching %s: %w", klog.KObj(obj), err))
+	}
+	return false
 }
