@@ -52,12 +52,7 @@ func NewCA(commonName string, validity time.Duration) (certPEM, keyPEM []byte, e
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating CA certificate: %w", err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+	return encodePair(der, key)
 }
 
 // LoadCA parses a CA from PEM.
@@ -204,11 +199,16 @@ func (ca *CA) SignServing(hosts []string, lifetime time.Duration) (certPEM, keyP
 	if err != nil {
 		return nil, nil, fmt.Errorf("signing serving certificate: %w", err)
 	}
+	return encodePair(der, key)
+}
+
+// encodePair returns a certificate and its key as PEM.
+func encodePair(certDER []byte, key *ecdsa.PrivateKey) (certPEM, keyPEM []byte, err error) {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, nil, err
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
 
