@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -318,7 +319,7 @@ func (s *Server) markEnrolled(ctx context.Context, device *mdmv1alpha1.Device, t
 	}); err != nil {
 		return fmt.Errorf("marking device enrolled: %w", err)
 	}
-	facts, err := reportedStatus(&agentv1.Facts{DeviceInfo: info}, cert)
+	facts, err := runtime.DefaultUnstructuredConverter.ToUnstructured(reportedStatus(&agentv1.Facts{DeviceInfo: info}, cert))
 	if err != nil {
 		return err
 	}

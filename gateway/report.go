@@ -40,13 +40,14 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 	if err := validateFacts(facts); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	want, err := reportedStatus(facts, cert)
+	st := reportedStatus(facts, cert)
+	st.AppliedConfigGeneration = min(req.Msg.GetObservedGeneration(), device.Generation)
+	st.Reassignment = reassignment(device, facts.GetOwner(), req.Msg.GetObservedGeneration(), s.now())
+	// Built as the typed status and converted, so that an empty field is
+	// absent on both sides of the comparison, as in the stored object.
+	want, err := runtime.DefaultUnstructuredConverter.ToUnstructured(st)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInvalidArgument, err)
-	}
-	want["appliedConfigGeneration"] = min(req.Msg.GetObservedGeneration(), device.Generation)
-	if r := reassignment(device, facts.GetOwner(), req.Msg.GetObservedGeneration(), s.now()); r != nil {
-		want["reassignment"] = r
+		return nil, connect.NewError(connect.CodeInternal, err)
 	}
 	if !factsChanged(device, want) {
 		return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
@@ -78,8 +79,8 @@ func validateFacts(f *agentv1.Facts) error {
 
 // reportedStatus is the status the report manager applies: the facts plus
 // the identity certificate the device presented.
-func reportedStatus(f *agentv1.Facts, identity *x509.Certificate) (map[string]any, error) {
-	st := mdmv1alpha1.DeviceStatus{}
+func reportedStatus(f *agentv1.Facts, identity *x509.Certificate) *mdmv1alpha1.DeviceStatus {
+	st := &mdmv1alpha1.DeviceStatus{}
 	if info := f.GetDeviceInfo(); info != nil {
 		st.DeviceInfo = &mdmv1alpha1.DeviceInfo{
 			Model: info.GetModel(), Manufacturer: info.GetManufacturer(),
@@ -116,11 +117,7 @@ func reportedStatus(f *agentv1.Facts, identity *x509.Certificate) (map[string]an
 		}
 		st.Certificates = append(st.Certificates, ci)
 	}
-	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&st)
-	if err != nil {
-		return nil, err
-	}
-	return u, nil
+	return st
 }
 
 // factsChanged compares the wanted facts with the Device's status as the
@@ -146,7 +143,7 @@ func serialHex(n *big.Int) string {
 // report shows it: Succeeded once the device took the owner, Failed when it
 // applied the current configuration but kept another owner, Initiated while
 // it has not applied it yet. The time moves only when the phase does.
-func reassignment(d *mdmv1alpha1.Device, reported string, applied int64, now time.Time) map[string]any {
+func reassignment(d *mdmv1alpha1.Device, reported string, applied int64, now time.Time) *mdmv1alpha1.ReassignmentStatus {
 	want := d.Spec.Owner
 	if want == "" {
 		return nil
@@ -164,9 +161,5 @@ func reassignment(d *mdmv1alpha1.Device, reported string, applied int64, now tim
 	if old := d.Status.Reassignment; old != nil && old.Phase == r.Phase && old.Owner == r.Owner && old.Time != nil {
 		r.Time = old.Time
 	}
-	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&r)
-	if err != nil {
-		return nil
-	}
-	return u
+	return &r
 }

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,8 +23,11 @@ import (
 )
 
 var (
-	env       *testenv.Env
-	k8sClient client.Client
+	// managerWrites counts the manager's (controllers' and gateway's)
+	// requests that write to the apiserver.
+	managerWrites atomic.Int64
+	env           *testenv.Env
+	k8sClient     client.Client
 )
 
 func TestGateway(t *testing.T) {
@@ -36,7 +40,7 @@ var _ = BeforeSuite(func() {
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var err error
-	env, err = testenv.Start(testenv.Options{})
+	env, err = testenv.Start(testenv.Options{Wrap: func(c client.Client) client.Client { return writeCounter{c, &managerWrites} }})
 	Expect(err).NotTo(HaveOccurred())
 	k8sClient = env.Client
 })
