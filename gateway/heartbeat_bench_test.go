@@ -7,13 +7,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kubemdm/kubemdm/agent"
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/testenv"
@@ -71,43 +68,9 @@ func (s statusCounter) Apply(ctx context.Context, o runtime.ApplyConfiguration, 
 //	KUBEBUILDER_ASSETS=$(hack/envtest.sh) go test ./gateway -run '^$' -bench Heartbeat
 func BenchmarkHeartbeat(b *testing.B) {
 	writes := &atomic.Int64{}
-	e, err := testenv.Start(testenv.Options{Wrap: func(c client.Client) client.Client { return writeCounter{c, writes} }})
-	if err != nil {
-		b.Skip(err)
-	}
-	defer func() { _ = e.Stop() }()
-	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-"}}
-	if err := e.Client.Create(ctx, ns); err != nil {
-		b.Fatal(err)
-	}
-	token := &mdmv1alpha1.EnrollmentToken{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "bench"},
-		Spec:       mdmv1alpha1.EnrollmentTokenSpec{Platform: mdmv1alpha1.PlatformLinux, Perpetual: true},
-	}
-	if err := e.Client.Create(ctx, token); err != nil {
-		b.Fatal(err)
-	}
-	secret := &corev1.Secret{}
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "bench-token"}, secret); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("token not issued")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	state, err := agent.LoadState(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	a := agent.New(agent.Options{Gateway: e.GatewayAddr, Token: string(secret.Data["token"]),
-		Trust: agent.Trust{CABundle: e.CABundle}}, state, &agent.Simulated{Serial: "BENCH", PlatformName: "Linux"}, logr.Discard())
-	if err := a.Enroll(ctx); err != nil {
-		b.Fatal(err)
-	}
-	c, done, err := a.Client()
+	bd := startBenchDevice(b, testenv.Options{Wrap: func(c client.Client) client.Client { return writeCounter{c, writes} }}, "BENCH")
+	e, ctx := bd.env, context.Background()
+	c, done, err := bd.agent.Client()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -135,7 +98,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 	// Baseline from the same run: a design that wrote lastSeen on every
 	// heartbeat could go no faster than the apiserver takes status writes.
 	device := &mdmv1alpha1.Device{}
-	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "bench"}, device); err != nil {
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: bd.ns, Name: bd.name}, device); err != nil {
 		b.Fatal(err)
 	}
 	const baselineWrites = 200
