@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -109,19 +110,44 @@ func (p *presence) run(ctx context.Context) {
 		case <-p.wakeup:
 		case <-tick.C:
 		}
-		for _, w := range p.due() {
-			if err := p.write(ctx, w); err != nil {
-				p.log.Error(err, "Writing device presence", "device", w.key)
-				p.requeue(w.key)
-			}
+		p.flush(ctx)
+	}
+}
+
+// flush writes what is due. A failed write stays due and is retried on the
+// next tick, so a disconnect is never lost; a Device that was deleted or
+// replaced in the meantime is forgotten quietly, since there is nothing left
+// to mark.
+func (p *presence) flush(ctx context.Context) {
+	for _, w := range p.due() {
+		err := p.write(ctx, w)
+		switch {
+		case err == nil:
+			p.written(w)
+		case deviceGone(err):
+			p.log.V(1).Info("Device is gone; forgetting its presence", "device", w.key)
+			p.forget(w.key, w.uid)
+		default:
+			p.log.Error(err, "Writing device presence; retrying", "device", w.key)
+			p.requeue(w.key)
 		}
 	}
+}
+
+// deviceGone reports whether a presence write failed because the Device no
+// longer exists under the UID the agent enrolled as. The apply forces
+// ownership and sets no resourceVersion, so its only possible conflict is
+// the UID precondition: the Device was deleted and created again.
+func deviceGone(err error) bool {
+	return apierrors.IsNotFound(err) || apierrors.IsConflict(err)
 }
 
 type presenceWrite struct {
 	key       types.NamespacedName
 	uid       types.UID
 	connected bool
+	// changed is true when the write records a stream opening or closing.
+	changed   bool
 	lastSeen  time.Time
 	changedAt time.Time
 }
@@ -141,15 +167,38 @@ func (p *presence) due() []presenceWrite {
 		if e.changedAt.IsZero() {
 			e.changedAt = e.lastSeen
 		}
-		out = append(out, presenceWrite{key: key, uid: e.uid, connected: connected, lastSeen: e.lastSeen, changedAt: e.changedAt})
+		out = append(out, presenceWrite{key: key, uid: e.uid, connected: connected, changed: changed, lastSeen: e.lastSeen, changedAt: e.changedAt})
 		delete(p.dirty, key)
 		e.flushedSeen, e.flushedAt = e.lastSeen, now
-		if changed && !connected {
-			// A device that closed its last stream starts afresh next time.
-			delete(p.devices, key)
-		}
 	}
 	return out
+}
+
+// written forgets a device whose last stream closed, once that is stored and
+// nothing new happened to it meanwhile. A polling device stays held, so that
+// its lastSeen keeps to the flush interval.
+func (p *presence) written(w presenceWrite) {
+	if w.connected || !w.changed {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, dirty := p.dirty[w.key]; !dirty {
+		p.forgetLocked(w.key, w.uid)
+	}
+}
+
+func (p *presence) forget(key types.NamespacedName, uid types.UID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.forgetLocked(key, uid)
+}
+
+func (p *presence) forgetLocked(key types.NamespacedName, uid types.UID) {
+	if e := p.devices[key]; e != nil && e.uid == uid && e.streams <= 0 {
+		delete(p.devices, key)
+		delete(p.dirty, key)
+	}
 }
 
 func (p *presence) requeue(key types.NamespacedName) {
