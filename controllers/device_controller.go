@@ -39,6 +39,11 @@ const (
 	// DeviceReasonConfigApplied means the device runs the latest desired
 	// configuration.
 	DeviceReasonConfigApplied = "ConfigApplied"
+	// DeviceReasonWaitingForDevice means the controller has done its part
+	// and the device applies the latest configuration when it next
+	// connects. The Device is settled (kstatus Current): a fleet with some
+	// phones switched off is healthy.
+	DeviceReasonWaitingForDevice = "WaitingForDevice"
 )
 
 // DeviceReconciler keeps a Device's phase and its Enrolled and Ready
@@ -81,27 +86,41 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	if controllerutil.AddFinalizer(device, mdmv1alpha1.Finalizer) {
 		return ctrl.Result{}, nil
 	}
-	switch phase := device.Status.Phase; {
-	case phase == mdmv1alpha1.DeviceRegistered:
-		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionFalse, DeviceReasonAwaitingEnrollment,
-			"No agent has enrolled as this device yet")
-		conditions.MarkReconciling(device, DeviceReasonAwaitingEnrollment, "Waiting for an agent to enroll with an EnrollmentToken")
-	case !phase.Managed():
-		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionFalse, DeviceReasonReleased,
-			fmt.Sprintf("Device is %s and no longer managed", phase))
-		conditions.MarkNotReady(device, DeviceReasonReleased, fmt.Sprintf("Device is %s and no longer managed", phase))
-	default:
-		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionTrue, DeviceReasonEnrolled,
-			fmt.Sprintf("Enrolled with EnrollmentToken %s", device.Status.EnrollmentToken))
-		r.converge(device)
-		res.RequeueAfter = r.evaluateCompliance(device, time.Now())
-	}
+	res.RequeueAfter = r.settle(device, time.Now())
 	device.Status.ObservedGeneration = device.Generation
 	return res, nil
 }
 
+// settle sets the phase's conditions of a Device that is not being deleted
+// and returns when to look again. Every phase ends Ready, Reconciling or
+// Stalled, so kstatus never reads a settled Device as still in progress.
+func (r *DeviceReconciler) settle(device *mdmv1alpha1.Device, now time.Time) time.Duration {
+	switch phase := device.Status.Phase; {
+	case phase == mdmv1alpha1.DeviceRegistered:
+		// A pre-registered device may stay in its box for months; the
+		// object is settled and the wait shows in Enrolled.
+		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionFalse, DeviceReasonAwaitingEnrollment,
+			"No agent has enrolled as this device yet")
+		conditions.MarkReady(device, DeviceReasonAwaitingEnrollment,
+			"Registered; an agent enrolling with an EnrollmentToken and this serial number claims it")
+	case !phase.Managed():
+		// The device left management because an action asked for it.
+		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionFalse, DeviceReasonReleased,
+			fmt.Sprintf("Device is %s and no longer managed", phase))
+		conditions.MarkReady(device, DeviceReasonReleased, fmt.Sprintf("Device is %s and no longer managed", phase))
+	default:
+		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionTrue, DeviceReasonEnrolled,
+			fmt.Sprintf("Enrolled with EnrollmentToken %s", device.Status.EnrollmentToken))
+		r.converge(device)
+		return r.evaluateCompliance(device, now)
+	}
+	return 0
+}
+
 // converge sets ConfigApplied and Ready from what the agent reported, and
-// starts a reassignment when spec.owner changed.
+// starts a reassignment when spec.owner changed. Only a connected device
+// that has yet to apply the latest generation is Reconciling: that is work
+// under way. An offline one is settled until it connects.
 func (r *DeviceReconciler) converge(d *mdmv1alpha1.Device) {
 	if owner := d.Spec.Owner; owner != "" && (d.Status.Reassignment == nil || d.Status.Reassignment.Owner != owner) {
 		now := metav1.Now()
@@ -114,8 +133,12 @@ func (r *DeviceReconciler) converge(d *mdmv1alpha1.Device) {
 		}
 	}
 	switch applied := d.Status.AppliedConfigGeneration; {
+	case applied < d.Generation && !conditions.IsTrue(d, mdmv1alpha1.DeviceConditionConnected):
+		msg := fmt.Sprintf("The device applied configuration generation %d of %d; it gets generation %d when it connects", applied, d.Generation, d.Generation)
+		conditions.Set(d, mdmv1alpha1.DeviceConditionConfigApplied, metav1.ConditionFalse, DeviceReasonWaitingForDevice, msg)
+		conditions.MarkReady(d, DeviceReasonWaitingForDevice, fmt.Sprintf("Device is %s; the configuration waits for the device to connect", d.Status.Phase))
 	case applied < d.Generation:
-		msg := fmt.Sprintf("The device applied configuration generation %d of %d; it gets the rest when it connects", applied, d.Generation)
+		msg := fmt.Sprintf("The connected device is applying configuration generation %d (it runs %d)", d.Generation, applied)
 		conditions.Set(d, mdmv1alpha1.DeviceConditionConfigApplied, metav1.ConditionFalse, DeviceReasonConfigPending, msg)
 		conditions.MarkReconciling(d, DeviceReasonConfigPending, msg)
 	case len(failed) > 0:

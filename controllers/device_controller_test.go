@@ -10,16 +10,18 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/controllers"
+	"github.com/kubemdm/kubemdm/internal/argohealth"
 )
 
 var _ = Describe("Device", func() {
 	ctx := context.Background()
 
-	It("is Registered and not Ready until an agent enrolls, with kstatus conditions", func() {
+	It("is Registered, waits in Enrolled=False, and is kstatus Current until an agent enrolls", func() {
 		ns := newNamespace(ctx)
 		d := &mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pre"},
 			Spec: mdmv1alpha1.DeviceSpec{Platform: mdmv1alpha1.PlatformIOS}}
@@ -31,7 +33,9 @@ var _ = Describe("Device", func() {
 			ready := meta.FindStatusCondition(d.Status.Conditions, mdmv1alpha1.ConditionReady)
 			g.Expect(ready).NotTo(BeNil())
 			g.Expect(ready.Reason).To(Equal(controllers.DeviceReasonAwaitingEnrollment))
+			g.Expect(meta.IsStatusConditionFalse(d.Status.Conditions, mdmv1alpha1.DeviceConditionEnrolled)).To(BeTrue())
 			g.Expect(d.Status.ObservedGeneration).To(Equal(d.Generation))
+			g.Expect(kstatusOf(d)).To(Equal(status.CurrentStatus))
 		}).Should(Succeed())
 	})
 
@@ -73,3 +77,13 @@ var _ = Describe("Device", func() {
 		}).Should(Succeed())
 	})
 })
+
+// kstatusOf is the object's kstatus, as kubectl wait-style tools and Flux
+// compute it.
+func kstatusOf(obj client.Object) status.Status {
+	m, err := argohealth.ToMap(obj)
+	Expect(err).NotTo(HaveOccurred())
+	s, err := argohealth.Kstatus(m)
+	Expect(err).NotTo(HaveOccurred())
+	return s
+}

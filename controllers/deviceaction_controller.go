@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -91,6 +93,9 @@ func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.
 		}
 		return err
 	}
+	// Rows in name order, whatever order spec.devices or the cache gave, so
+	// that people find a device in kubectl output.
+	slices.SortFunc(targets, func(a, b target) int { return strings.Compare(a.name, b.name) })
 	rows := make([]mdmv1alpha1.DeviceResult, 0, len(targets))
 	for _, t := range targets {
 		row := mdmv1alpha1.DeviceResult{Name: t.name}
@@ -219,13 +224,20 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 	message := fmt.Sprintf("%s on %d devices: %d succeeded, %d failed, %d ineligible, %d expired", action.Spec.Action,
 		action.Status.Summary.Total, action.Status.Summary.Succeeded, action.Status.Summary.Failed,
 		action.Status.Summary.Ineligible, action.Status.Summary.Expired)
-	if phase == mdmv1alpha1.ActionSucceeded {
-		conditions.MarkReady(action, string(phase), message)
-	} else {
-		conditions.MarkNotReady(action, string(phase), message)
-	}
+	settleFinishedAction(action, phase, message)
 	action.Status.ObservedGeneration = action.Generation
 	return r.ttlResult(action, now), nil
+}
+
+// settleFinishedAction sets the conditions of a finished action. One that
+// did not do everything it was asked is Stalled (kstatus Failed), so kubectl
+// wait, Flux and Argo CD stop waiting and report it.
+func settleFinishedAction(action *mdmv1alpha1.DeviceAction, phase mdmv1alpha1.ActionPhase, message string) {
+	if phase == mdmv1alpha1.ActionSucceeded {
+		conditions.MarkReady(action, string(phase), message)
+		return
+	}
+	conditions.MarkStalled(action, string(phase), message)
 }
 
 // reconcileFinished deletes a finished action once its TTL passed.

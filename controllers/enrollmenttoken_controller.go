@@ -119,8 +119,7 @@ func (r *EnrollmentTokenReconciler) reconcileNormal(ctx context.Context, token *
 		return ctrl.Result{}, err
 	}
 
-	conditions.MarkReady(token, mdmv1alpha1.TokenReasonIssued,
-		fmt.Sprintf("Token enrolls devices until %s", expiresAt.UTC().Format(time.RFC3339)))
+	settleIssuedToken(token)
 	token.Status.ObservedGeneration = token.Generation
 	// Wake up at the instant of expiry rather than polling for it.
 	return ctrl.Result{RequeueAfter: max(expiresAt.Sub(r.now()), time.Millisecond)}, nil
@@ -132,8 +131,7 @@ func (r *EnrollmentTokenReconciler) retire(ctx context.Context, token *mdmv1alph
 	if destroyed, err = r.destroySecret(ctx, token); err != nil {
 		return false, err
 	}
-	reason, message := tokenPhaseReason(token)
-	conditions.MarkNotReady(token, reason, message)
+	settleFinishedToken(token)
 	token.Status.ObservedGeneration = token.Generation
 	return destroyed, nil
 }
@@ -143,7 +141,7 @@ func (r *EnrollmentTokenReconciler) reconcileDelete(ctx context.Context, token *
 	if destroyed, err = r.destroySecret(ctx, token); err != nil {
 		return false, err
 	}
-	conditions.MarkNotReady(token, mdmv1alpha1.TokenReasonDeleting, "Token is being deleted; its value is destroyed")
+	conditions.MarkReconciling(token, mdmv1alpha1.TokenReasonDeleting, "Token is being deleted; its value is destroyed")
 	controllerutil.RemoveFinalizer(token, mdmv1alpha1.Finalizer)
 	return destroyed, nil
 }
@@ -176,6 +174,26 @@ func nextTokenPhase(token *mdmv1alpha1.EnrollmentToken, now time.Time) mdmv1alph
 		return current
 	}
 	return mdmv1alpha1.TokenPending
+}
+
+// settleIssuedToken marks a token whose value exists and enrolls devices.
+// Processing is still Ready: the token keeps working while a device enrolls.
+func settleIssuedToken(token *mdmv1alpha1.EnrollmentToken) {
+	conditions.MarkReady(token, mdmv1alpha1.TokenReasonIssued,
+		fmt.Sprintf("Token enrolls devices until %s", token.Status.ExpiresAt.UTC().Format(time.RFC3339)))
+}
+
+// settleFinishedToken sets the conditions of a token that can no longer
+// enroll. A spent one-time token did its job and a revoked one is what its
+// spec asks: both are Ready (kstatus Current). An expired token did not get
+// to do what it was made for and needs a person: Stalled (kstatus Failed).
+func settleFinishedToken(token *mdmv1alpha1.EnrollmentToken) {
+	reason, message := tokenPhaseReason(token)
+	if token.Status.Phase == mdmv1alpha1.TokenExpired {
+		conditions.MarkStalled(token, reason, message)
+		return
+	}
+	conditions.MarkReady(token, reason, message)
 }
 
 func tokenPhaseReason(token *mdmv1alpha1.EnrollmentToken) (reason, message string) {

@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
@@ -204,9 +205,12 @@ var _ = Describe("EnrollmentToken", Ordered, func() {
 		Expect(time.Now()).To(BeTemporally(">=", expiresAt))
 		Eventually(secretGone(ctx, ns, secret.Name)).Should(Succeed())
 
+		// Expired did not do what the token was made for: kstatus Failed.
 		ready := meta.FindStatusCondition(token.Status.Conditions, mdmv1alpha1.ConditionReady)
 		Expect(ready.Status).To(Equal(metav1.ConditionFalse))
 		Expect(ready.Reason).To(Equal(mdmv1alpha1.TokenReasonExpired))
+		Expect(meta.IsStatusConditionTrue(token.Status.Conditions, mdmv1alpha1.ConditionStalled)).To(BeTrue())
+		Expect(kstatusOf(token)).To(Equal(status.FailedStatus))
 		Eventually(func(g Gomega) {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(token), token)).To(Succeed())
 			g.Expect(token.Status.SecretRef).To(BeNil())
@@ -230,9 +234,11 @@ var _ = Describe("EnrollmentToken", Ordered, func() {
 		}).Should(Succeed())
 		Eventually(secretGone(ctx, ns, secret.Name)).Should(Succeed())
 		Expect(token.Status.TokenHash).To(Equal(hash), "the hash stays for audit")
+		// Revoked is what the spec asks: settled, kstatus Current.
 		ready := meta.FindStatusCondition(token.Status.Conditions, mdmv1alpha1.ConditionReady)
-		Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+		Expect(ready.Status).To(Equal(metav1.ConditionTrue))
 		Expect(ready.Reason).To(Equal(mdmv1alpha1.TokenReasonRevoked))
+		Expect(kstatusOf(token)).To(Equal(status.CurrentStatus))
 		Consistently(secretGone(ctx, ns, secret.Name)).WithTimeout(time.Second).Should(Succeed(), "a revoked token must not be reissued")
 	})
 
@@ -255,6 +261,7 @@ var _ = Describe("EnrollmentToken", Ordered, func() {
 			g.Expect(meta.FindStatusCondition(token.Status.Conditions, mdmv1alpha1.ConditionReady).Reason).To(Equal(mdmv1alpha1.TokenReasonConsumed))
 		}).Should(Succeed())
 		Expect(token.Status.EnrollmentCount).To(Equal(int32(1)), "the controller keeps the gateway's fields")
+		Expect(kstatusOf(token)).To(Equal(status.CurrentStatus), "a spent one-time token did its job")
 	})
 
 	It("replaces a Secret deleted behind its back with a new value", func() {

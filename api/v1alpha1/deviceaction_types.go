@@ -325,6 +325,9 @@ type DeviceActionStatus struct {
 // +kubebuilder:printcolumn:name="Total",type=integer,JSONPath=`.status.summary.total`
 // +kubebuilder:printcolumn:name="Succeeded",type=integer,JSONPath=`.status.summary.succeeded`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.summary.failed`
+// +kubebuilder:printcolumn:name="Ineligible",type=integer,JSONPath=`.status.summary.ineligible`
+// +kubebuilder:printcolumn:name="Expired",type=integer,JSONPath=`.status.summary.expired`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:printcolumn:name="DryRun",type=boolean,JSONPath=`.spec.dryRun`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type DeviceAction struct {
@@ -336,7 +339,11 @@ type DeviceAction struct {
 	Spec DeviceActionSpec `json:"spec"`
 
 	// status is the progress.
+	// The default makes a new object InProgress for kstatus and Argo CD
+	// until its controller has observed it: observedGeneration -1 never
+	// equals metadata.generation.
 	// +optional
+	// +kubebuilder:default={"observedGeneration":-1}
 	Status DeviceActionStatus `json:"status,omitempty"`
 }
 

@@ -341,7 +341,11 @@ type EnrollmentToken struct {
 	Spec EnrollmentTokenSpec `json:"spec"`
 
 	// status is the observed state.
+	// The default makes a new object InProgress for kstatus and Argo CD
+	// until its controller has observed it: observedGeneration -1 never
+	// equals metadata.generation.
 	// +optional
+	// +kubebuilder:default={"observedGeneration":-1}
 	Status EnrollmentTokenStatus `json:"status,omitempty"`
 }
 

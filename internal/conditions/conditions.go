@@ -31,29 +31,30 @@ func Set(obj Setter, typ string, status metav1.ConditionStatus, reason, message 
 	set(obj, typ, status, reason, message)
 }
 
-// MarkReady settles the object as ready.
+// MarkReady settles the object: the controller has done its part and the
+// object is where its spec asks, even when that is a finished one (a spent
+// one-time token, a retired device). kstatus reads it as Current.
 func MarkReady(obj Setter, reason, message string) {
 	set(obj, mdmv1alpha1.ConditionReady, metav1.ConditionTrue, reason, message)
 	meta.RemoveStatusCondition(obj.GetConditions(), mdmv1alpha1.ConditionReconciling)
 	meta.RemoveStatusCondition(obj.GetConditions(), mdmv1alpha1.ConditionStalled)
 }
 
-// MarkNotReady settles the object in a state that is final but not ready,
-// such as an expired token: nothing is in progress and nothing failed.
-func MarkNotReady(obj Setter, reason, message string) {
-	set(obj, mdmv1alpha1.ConditionReady, metav1.ConditionFalse, reason, message)
-	meta.RemoveStatusCondition(obj.GetConditions(), mdmv1alpha1.ConditionReconciling)
-	meta.RemoveStatusCondition(obj.GetConditions(), mdmv1alpha1.ConditionStalled)
-}
-
-// MarkReconciling records progress that is still under way.
+// MarkReconciling records progress that is still under way. kstatus reads it
+// as InProgress.
 func MarkReconciling(obj Setter, reason, message string) {
 	set(obj, mdmv1alpha1.ConditionReconciling, metav1.ConditionTrue, reason, message)
 	set(obj, mdmv1alpha1.ConditionReady, metav1.ConditionFalse, reason, message)
 	meta.RemoveStatusCondition(obj.GetConditions(), mdmv1alpha1.ConditionStalled)
 }
 
-// MarkStalled records that no progress is possible without a change.
+// MarkStalled records that no progress is possible without a change: a
+// failure, or an end that did not do what was asked (an expired token, a
+// DeviceAction that failed on some devices). kstatus reads it as Failed.
+//
+// There is deliberately no "settled but not Ready" helper: Ready=False with
+// neither Reconciling nor Stalled is InProgress to kstatus, so kubectl wait,
+// Flux and Argo CD would wait forever on a finished object.
 func MarkStalled(obj Setter, reason, message string) {
 	set(obj, mdmv1alpha1.ConditionStalled, metav1.ConditionTrue, reason, message)
 	set(obj, mdmv1alpha1.ConditionReady, metav1.ConditionFalse, reason, message)

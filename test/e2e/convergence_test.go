@@ -16,22 +16,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/argohealth"
 )
 
-// kstatus computes a Device's status with the rules of sigs.k8s.io/cli-utils
-// kstatus for resources with standard conditions: Stalled True is Failed;
-// Reconciling True, a stale observedGeneration or Ready not True is
-// InProgress; otherwise Current.
-func kstatus(d *mdmv1alpha1.Device) string {
-	switch {
-	case meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.ConditionStalled):
-		return "Failed"
-	case meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.ConditionReconciling),
-		d.Status.ObservedGeneration != d.Generation,
-		!meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.ConditionReady):
-		return "InProgress"
-	}
-	return "Current"
+// kstatus computes an object's status with sigs.k8s.io/cli-utils, as
+// kubectl wait, Flux and the Argo CD health script read it.
+func kstatus(obj client.Object) string {
+	m, err := argohealth.ToMap(obj)
+	Expect(err).NotTo(HaveOccurred())
+	s, err := argohealth.Kstatus(m)
+	Expect(err).NotTo(HaveOccurred())
+	return string(s)
 }
 
 func patchSpec(ctx context.Context, ns, name string, mutate func(*mdmv1alpha1.Device)) {
