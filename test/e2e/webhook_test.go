@@ -22,15 +22,15 @@ import (
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 )
 
-// installRoles loads config/rbac/kubemdm_roles.yaml with the kubemdm- prefix
-// that config/default gives them.
+// installRoles applies config/rbac/people/kubemdm_roles.yaml as it is
+// shipped: its names are final, and none of them is a built-in role.
 func installRoles(ctx context.Context) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "kubemdm_roles.yaml"))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "people", "kubemdm_roles.yaml"))
 	Expect(err).NotTo(HaveOccurred())
 	for _, doc := range strings.Split(string(raw), "\n---\n") {
 		role := &rbacv1.ClusterRole{}
 		Expect(yaml.Unmarshal([]byte(doc), role)).To(Succeed())
-		role.Name = "kubemdm-" + role.Name
+		Expect(role.Name).To(HavePrefix("kubemdm-"), "a people role must not collide with the cluster's own roles")
 		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, role))).To(Succeed())
 	}
 }
