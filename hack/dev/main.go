@@ -6,15 +6,18 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,19 +40,25 @@ func main() {
 	stateDir := flag.String("state-dir", ".dev", "Directory for the kubeconfig and logs.")
 	manager := flag.String("manager", "bin/manager", "Path of the manager binary.")
 	agentBin := flag.String("agent", "bin/kubemdm-agent", "Path of the agent binary.")
-	enrollmentHost := flag.String("gateway", "127.0.0.1:7443", "Address the gateway serves on and enrollment payloads name.")
+	enrollmentHost := flag.String("gateway", "127.0.0.1:7443", "Address the gateway serves on and enrollment payloads name (make dev GATEWAY_ADDR=...).")
+	probeAddr := flag.String("probe-address", "127.0.0.1:18081", "Address of the manager's health probes (make dev PROBE_ADDR=...).")
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.Level(zapcore.WarnLevel)))
 
-	if err := run(*stateDir, *manager, *agentBin, *enrollmentHost); err != nil {
+	if err := run(*stateDir, *manager, *agentBin, *enrollmentHost, *probeAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "kubemdm-dev:", err)
 		os.Exit(1)
 	}
 }
 
-func run(stateDir, managerBin, agentBin, enrollmentHost string) error {
+func run(stateDir, managerBin, agentBin, enrollmentHost, probeAddr string) error {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return errors.New("KUBEBUILDER_ASSETS is not set; run `make dev`, which builds the control plane first")
+	}
+	// A taken port would only show as a manager that never comes up: say so
+	// before starting anything.
+	if err := portsFree(map[string]string{"GATEWAY_ADDR": enrollmentHost, "PROBE_ADDR": probeAddr}); err != nil {
+		return err
 	}
 	stateDir, err := filepath.Abs(stateDir)
 	if err != nil {
@@ -120,7 +129,7 @@ func run(stateDir, managerBin, agentBin, enrollmentHost string) error {
 		"--kubeconfig", kubeconfigPath,
 		"--namespace", managerNamespace,
 		"--metrics-bind-address", "0",
-		"--health-probe-bind-address", "127.0.0.1:18081",
+		"--health-probe-bind-address", probeAddr,
 		"--gateway-bind-address", enrollmentHost,
 		"--enrollment-host", enrollmentHost,
 		"--status-flush-interval", "30s",
@@ -132,8 +141,10 @@ func run(stateDir, managerBin, agentBin, enrollmentHost string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the manager: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited closes when the manager stops; exitErr is then its status.
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); close(exited) }()
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -143,13 +154,24 @@ func run(stateDir, managerBin, agentBin, enrollmentHost string) error {
 		}
 	}()
 
-	token, err := createDemo(ctx, c)
+	// Every wait below ends at once when the manager exits, with its own
+	// last words rather than a timeout.
+	waitCtx, cancelWait := context.WithCancelCause(ctx)
+	defer cancelWait(nil)
+	go func() {
+		select {
+		case <-exited:
+			cancelWait(managerExited(logPath, exitErr))
+		case <-waitCtx.Done():
+		}
+	}()
+	token, err := createDemo(waitCtx, c)
 	if err != nil {
-		return err
+		return cmp.Or(context.Cause(waitCtx), err)
 	}
-	agents, err := startAgents(ctx, c, token, agentBin, enrollmentHost, stateDir)
+	agents, err := startAgents(waitCtx, c, token, agentBin, enrollmentHost, stateDir)
 	if err != nil {
-		return err
+		return cmp.Or(context.Cause(waitCtx), err)
 	}
 	defer func() {
 		_ = agents.Process.Signal(syscall.SIGTERM)
@@ -171,9 +193,34 @@ Press Ctrl-C to stop.
 	case <-ctx.Done():
 		fmt.Println("\nShutting down")
 		return nil
-	case err := <-exited:
-		return fmt.Errorf("the manager exited (see %s): %w", logPath, err)
+	case <-exited:
+		return managerExited(logPath, exitErr)
 	}
+}
+
+// portsFree fails when an address make dev serves on is taken, naming the
+// variable that moves it.
+func portsFree(addrs map[string]string) error {
+	for variable, addr := range addrs {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s is taken (%w); stop what listens there or move it, e.g. make dev %s=127.0.0.1:<free port>",
+				addr, err, variable)
+		}
+		_ = ln.Close()
+	}
+	return nil
+}
+
+// managerExited is the error for a manager that stopped: its exit status
+// and the last lines it logged, which say why.
+func managerExited(logPath string, err error) error {
+	raw, _ := os.ReadFile(logPath)
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	if len(lines) > 8 {
+		lines = lines[len(lines)-8:]
+	}
+	return fmt.Errorf("the manager exited (%v); the end of %s:\n%s", err, logPath, strings.Join(lines, "\n"))
 }
 
 const managerNamespace = "kubemdm-system"
