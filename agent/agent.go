@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -171,13 +172,35 @@ func (a *Agent) session(ctx context.Context) error {
 	}
 	defer stream.Close()
 	go a.heartbeat(ctx, c)
+	// A stream whose connection died without a FIN stays silent forever;
+	// once the gateway has said how often it sends a Keepalive, three
+	// silent intervals end the session and the agent subscribes again.
+	var silence *time.Timer
+	var silentFor time.Duration
+	var stale atomic.Bool
+	defer func() {
+		if silence != nil {
+			silence.Stop()
+		}
+	}()
 	for stream.Receive() {
+		if silence != nil {
+			silence.Reset(silentFor)
+		}
 		switch m := stream.Msg().GetMessage().(type) {
 		case *agentv1.SubscribeResponse_Config:
 			a.apply(ctx, c, m.Config)
 		case *agentv1.SubscribeResponse_Command:
 			a.execute(ctx, c, m.Command)
+		case *agentv1.SubscribeResponse_Keepalive:
+			if interval := m.Keepalive.GetInterval().AsDuration(); silence == nil && interval > 0 {
+				silentFor = 3 * interval
+				silence = time.AfterFunc(silentFor, func() { stale.Store(true); cancel() })
+			}
 		}
+	}
+	if stale.Load() {
+		return fmt.Errorf("the stream was silent for %s, three keepalive intervals", silentFor)
 	}
 	if err := stream.Err(); err != nil {
 		return err

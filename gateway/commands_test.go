@@ -176,6 +176,34 @@ var _ = Describe("Commands", func() {
 		Expect(connect.CodeOf(err)).To(Equal(connect.CodeUnauthenticated))
 	})
 
+	It("ends what a device missed with a Keepalive that names the interval", func() {
+		queueCommand(ctx, ns, "lock-before", mdmv1alpha1.ActionLock, "alice")
+		c, done, err := aliceA.Client()
+		Expect(err).NotTo(HaveOccurred())
+		defer done()
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		stream, err := c.Subscribe(sctx, connect.NewRequest(&agentv1.SubscribeRequest{}))
+		Expect(err).NotTo(HaveOccurred())
+		defer stream.Close()
+		var kinds []string
+		for stream.Receive() {
+			switch m := stream.Msg().GetMessage().(type) {
+			case *agentv1.SubscribeResponse_Config:
+				kinds = append(kinds, "config")
+			case *agentv1.SubscribeResponse_Command:
+				kinds = append(kinds, "command "+m.Command.GetAction())
+			case *agentv1.SubscribeResponse_Keepalive:
+				kinds = append(kinds, "keepalive")
+				Expect(m.Keepalive.GetInterval().AsDuration()).To(Equal(30 * time.Second))
+			}
+			if kinds[len(kinds)-1] == "keepalive" {
+				break
+			}
+		}
+		Expect(kinds).To(Equal([]string{"config", "command Lock", "keepalive"}))
+	})
+
 	It("refuses a device that is no longer managed", func() {
 		device := &mdmv1alpha1.Device{}
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "alice"}, device)).To(Succeed())

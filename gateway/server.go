@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -80,6 +81,12 @@ func (s *Server) Handler() http.Handler {
 		}),
 	)
 	mux.Handle(path, withIdentity(http.MaxBytesHandler(h, maxRequestBytes+1024)))
+	// Reflection lets grpcurl and buf curl list and call the service
+	// without the .proto. It reveals only the public protocol, so it needs
+	// no client certificate.
+	reflector := grpcreflect.NewStaticReflector(agentv1connect.AgentServiceName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, connect.WithReadMaxBytes(maxRequestBytes)))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithReadMaxBytes(maxRequestBytes)))
 	return mux
 }
 

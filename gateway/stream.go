@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -14,8 +15,10 @@ import (
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 )
 
-// streamSeenInterval is how often an open stream counts as a heartbeat.
-const streamSeenInterval = 30 * time.Second
+// streamKeepalive is how often an open stream counts as a heartbeat and
+// carries a Keepalive, so that an agent can tell a quiet stream from a dead
+// one (a NAT that dropped the connection sends no FIN).
+const streamKeepalive = 30 * time.Second
 
 var (
 	errSlowStream     = connect.NewError(connect.CodeResourceExhausted, errors.New("the stream fell behind; reconnect to receive everything again"))
@@ -65,9 +68,20 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[agentv1.Sub
 		return connect.NewError(connect.CodeUnavailable, err)
 	}
 
-	seen := time.NewTicker(streamSeenInterval)
+	keepalive := &agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Keepalive{
+		Keepalive: &agentv1.Keepalive{Interval: durationpb.New(streamKeepalive)}}}
+	seen := time.NewTicker(streamKeepalive)
 	defer seen.Stop()
+	sentFirst := false
 	for {
+		// The first Keepalive follows what the device missed, so that an
+		// agent learns the interval at once.
+		if !sentFirst && len(sub.ch) == 0 {
+			if err := stream.Send(keepalive); err != nil {
+				return err
+			}
+			sentFirst = true
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -75,6 +89,9 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[agentv1.Sub
 			return sub.err
 		case <-seen.C:
 			s.presence.seen(key, device.UID)
+			if err := stream.Send(keepalive); err != nil {
+				return err
+			}
 		case msg := <-sub.ch:
 			if err := stream.Send(msg); err != nil {
 				return err

@@ -19,6 +19,7 @@ package agentv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -812,6 +813,7 @@ type SubscribeResponse struct {
 	//
 	//	*SubscribeResponse_Config
 	//	*SubscribeResponse_Command
+	//	*SubscribeResponse_Keepalive
 	Message       isSubscribeResponse_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -872,6 +874,15 @@ func (x *SubscribeResponse) GetCommand() *Command {
 	return nil
 }
 
+func (x *SubscribeResponse) GetKeepalive() *Keepalive {
+	if x != nil {
+		if x, ok := x.Message.(*SubscribeResponse_Keepalive); ok {
+			return x.Keepalive
+		}
+	}
+	return nil
+}
+
 type isSubscribeResponse_Message interface {
 	isSubscribeResponse_Message()
 }
@@ -884,9 +895,63 @@ type SubscribeResponse_Command struct {
 	Command *Command `protobuf:"bytes,2,opt,name=command,proto3,oneof"`
 }
 
+type SubscribeResponse_Keepalive struct {
+	Keepalive *Keepalive `protobuf:"bytes,3,opt,name=keepalive,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Config) isSubscribeResponse_Message() {}
 
 func (*SubscribeResponse_Command) isSubscribeResponse_Message() {}
+
+func (*SubscribeResponse_Keepalive) isSubscribeResponse_Message() {}
+
+// Keepalive tells the agent its stream is alive. An agent that receives
+// nothing on the stream for three intervals should treat it as dead and
+// subscribe again.
+type Keepalive struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// interval is how often the gateway sends a Keepalive (30s today).
+	Interval      *durationpb.Duration `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Keepalive) Reset() {
+	*x = Keepalive{}
+	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Keepalive) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Keepalive) ProtoMessage() {}
+
+func (x *Keepalive) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Keepalive.ProtoReflect.Descriptor instead.
+func (*Keepalive) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Keepalive) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
 
 type PollRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -897,7 +962,7 @@ type PollRequest struct {
 
 func (x *PollRequest) Reset() {
 	*x = PollRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +974,7 @@ func (x *PollRequest) String() string {
 func (*PollRequest) ProtoMessage() {}
 
 func (x *PollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +987,7 @@ func (x *PollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollRequest.ProtoReflect.Descriptor instead.
 func (*PollRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PollRequest) GetConfigGeneration() int64 {
@@ -943,7 +1008,7 @@ type PollResponse struct {
 
 func (x *PollResponse) Reset() {
 	*x = PollResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1020,7 @@ func (x *PollResponse) String() string {
 func (*PollResponse) ProtoMessage() {}
 
 func (x *PollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1033,7 @@ func (x *PollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollResponse.ProtoReflect.Descriptor instead.
 func (*PollResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PollResponse) GetConfig() *DesiredConfig {
@@ -997,7 +1062,7 @@ type ConfigurationState struct {
 
 func (x *ConfigurationState) Reset() {
 	*x = ConfigurationState{}
-	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1074,7 @@ func (x *ConfigurationState) String() string {
 func (*ConfigurationState) ProtoMessage() {}
 
 func (x *ConfigurationState) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1087,7 @@ func (x *ConfigurationState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigurationState.ProtoReflect.Descriptor instead.
 func (*ConfigurationState) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ConfigurationState) GetName() string {
@@ -1058,7 +1123,7 @@ type Certificate struct {
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1135,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1148,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Certificate) GetSubject() string {
@@ -1128,7 +1193,7 @@ type Facts struct {
 
 func (x *Facts) Reset() {
 	*x = Facts{}
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1205,7 @@ func (x *Facts) String() string {
 func (*Facts) ProtoMessage() {}
 
 func (x *Facts) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1218,7 @@ func (x *Facts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Facts.ProtoReflect.Descriptor instead.
 func (*Facts) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Facts) GetDeviceInfo() *DeviceInfo {
@@ -1209,7 +1274,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1286,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1299,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReportStatusRequest) GetObservedGeneration() int64 {
@@ -1259,7 +1324,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1336,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1349,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 // Step is one step of a multi-step command, such as the four steps of
@@ -1300,7 +1365,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1377,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1390,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Step) GetName() string {
@@ -1364,7 +1429,7 @@ type CompleteCommandRequest struct {
 
 func (x *CompleteCommandRequest) Reset() {
 	*x = CompleteCommandRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1376,7 +1441,7 @@ func (x *CompleteCommandRequest) String() string {
 func (*CompleteCommandRequest) ProtoMessage() {}
 
 func (x *CompleteCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1389,7 +1454,7 @@ func (x *CompleteCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCommandRequest.ProtoReflect.Descriptor instead.
 func (*CompleteCommandRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CompleteCommandRequest) GetCommandId() string {
@@ -1435,7 +1500,7 @@ type CompleteCommandResponse struct {
 
 func (x *CompleteCommandResponse) Reset() {
 	*x = CompleteCommandResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1447,7 +1512,7 @@ func (x *CompleteCommandResponse) String() string {
 func (*CompleteCommandResponse) ProtoMessage() {}
 
 func (x *CompleteCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1460,7 +1525,7 @@ func (x *CompleteCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCommandResponse.ProtoReflect.Descriptor instead.
 func (*CompleteCommandResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 type RenewCertificateRequest struct {
@@ -1472,7 +1537,7 @@ type RenewCertificateRequest struct {
 
 func (x *RenewCertificateRequest) Reset() {
 	*x = RenewCertificateRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1549,7 @@ func (x *RenewCertificateRequest) String() string {
 func (*RenewCertificateRequest) ProtoMessage() {}
 
 func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1562,7 @@ func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RenewCertificateRequest) GetCsrPem() string {
@@ -1517,7 +1582,7 @@ type RenewCertificateResponse struct {
 
 func (x *RenewCertificateResponse) Reset() {
 	*x = RenewCertificateResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1594,7 @@ func (x *RenewCertificateResponse) String() string {
 func (*RenewCertificateResponse) ProtoMessage() {}
 
 func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1607,7 @@ func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RenewCertificateResponse) GetCertificatePem() string {
@@ -1563,7 +1628,7 @@ var File_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x14agent/v1/agent.proto\x12\x10kubemdm.agent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x01\n" +
+	"\x14agent/v1/agent.proto\x12\x10kubemdm.agent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x01\n" +
 	"\n" +
 	"DeviceInfo\x12#\n" +
 	"\rserial_number\x18\x01 \x01(\tR\fserialNumber\x12\x1a\n" +
@@ -1632,11 +1697,14 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"parameters\x126\n" +
 	"\bdeadline\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"?\n" +
 	"\x10SubscribeRequest\x12+\n" +
-	"\x11config_generation\x18\x01 \x01(\x03R\x10configGeneration\"\x90\x01\n" +
+	"\x11config_generation\x18\x01 \x01(\x03R\x10configGeneration\"\xcd\x01\n" +
 	"\x11SubscribeResponse\x129\n" +
 	"\x06config\x18\x01 \x01(\v2\x1f.kubemdm.agent.v1.DesiredConfigH\x00R\x06config\x125\n" +
-	"\acommand\x18\x02 \x01(\v2\x19.kubemdm.agent.v1.CommandH\x00R\acommandB\t\n" +
-	"\amessage\":\n" +
+	"\acommand\x18\x02 \x01(\v2\x19.kubemdm.agent.v1.CommandH\x00R\acommand\x12;\n" +
+	"\tkeepalive\x18\x03 \x01(\v2\x1b.kubemdm.agent.v1.KeepaliveH\x00R\tkeepaliveB\t\n" +
+	"\amessage\"B\n" +
+	"\tKeepalive\x125\n" +
+	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\":\n" +
 	"\vPollRequest\x12+\n" +
 	"\x11config_generation\x18\x01 \x01(\x03R\x10configGeneration\"~\n" +
 	"\fPollResponse\x127\n" +
@@ -1705,7 +1773,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: kubemdm.agent.v1.Outcome
 	(*DeviceInfo)(nil),               // 1: kubemdm.agent.v1.DeviceInfo
@@ -1719,63 +1787,67 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*Command)(nil),                  // 9: kubemdm.agent.v1.Command
 	(*SubscribeRequest)(nil),         // 10: kubemdm.agent.v1.SubscribeRequest
 	(*SubscribeResponse)(nil),        // 11: kubemdm.agent.v1.SubscribeResponse
-	(*PollRequest)(nil),              // 12: kubemdm.agent.v1.PollRequest
-	(*PollResponse)(nil),             // 13: kubemdm.agent.v1.PollResponse
-	(*ConfigurationState)(nil),       // 14: kubemdm.agent.v1.ConfigurationState
-	(*Certificate)(nil),              // 15: kubemdm.agent.v1.Certificate
-	(*Facts)(nil),                    // 16: kubemdm.agent.v1.Facts
-	(*ReportStatusRequest)(nil),      // 17: kubemdm.agent.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),     // 18: kubemdm.agent.v1.ReportStatusResponse
-	(*Step)(nil),                     // 19: kubemdm.agent.v1.Step
-	(*CompleteCommandRequest)(nil),   // 20: kubemdm.agent.v1.CompleteCommandRequest
-	(*CompleteCommandResponse)(nil),  // 21: kubemdm.agent.v1.CompleteCommandResponse
-	(*RenewCertificateRequest)(nil),  // 22: kubemdm.agent.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil), // 23: kubemdm.agent.v1.RenewCertificateResponse
-	nil,                              // 24: kubemdm.agent.v1.DesiredConfig.AttributesEntry
-	(*timestamppb.Timestamp)(nil),    // 25: google.protobuf.Timestamp
+	(*Keepalive)(nil),                // 12: kubemdm.agent.v1.Keepalive
+	(*PollRequest)(nil),              // 13: kubemdm.agent.v1.PollRequest
+	(*PollResponse)(nil),             // 14: kubemdm.agent.v1.PollResponse
+	(*ConfigurationState)(nil),       // 15: kubemdm.agent.v1.ConfigurationState
+	(*Certificate)(nil),              // 16: kubemdm.agent.v1.Certificate
+	(*Facts)(nil),                    // 17: kubemdm.agent.v1.Facts
+	(*ReportStatusRequest)(nil),      // 18: kubemdm.agent.v1.ReportStatusRequest
+	(*ReportStatusResponse)(nil),     // 19: kubemdm.agent.v1.ReportStatusResponse
+	(*Step)(nil),                     // 20: kubemdm.agent.v1.Step
+	(*CompleteCommandRequest)(nil),   // 21: kubemdm.agent.v1.CompleteCommandRequest
+	(*CompleteCommandResponse)(nil),  // 22: kubemdm.agent.v1.CompleteCommandResponse
+	(*RenewCertificateRequest)(nil),  // 23: kubemdm.agent.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 24: kubemdm.agent.v1.RenewCertificateResponse
+	nil,                              // 25: kubemdm.agent.v1.DesiredConfig.AttributesEntry
+	(*timestamppb.Timestamp)(nil),    // 26: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 27: google.protobuf.Duration
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	1,  // 0: kubemdm.agent.v1.EnrollRequest.device_info:type_name -> kubemdm.agent.v1.DeviceInfo
-	25, // 1: kubemdm.agent.v1.EnrollResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
-	24, // 2: kubemdm.agent.v1.DesiredConfig.attributes:type_name -> kubemdm.agent.v1.DesiredConfig.AttributesEntry
+	26, // 1: kubemdm.agent.v1.EnrollResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
+	25, // 2: kubemdm.agent.v1.DesiredConfig.attributes:type_name -> kubemdm.agent.v1.DesiredConfig.AttributesEntry
 	4,  // 3: kubemdm.agent.v1.DesiredConfig.kiosk:type_name -> kubemdm.agent.v1.Kiosk
 	5,  // 4: kubemdm.agent.v1.DesiredConfig.lost_mode:type_name -> kubemdm.agent.v1.LostMode
 	6,  // 5: kubemdm.agent.v1.DesiredConfig.configurations:type_name -> kubemdm.agent.v1.Configuration
 	5,  // 6: kubemdm.agent.v1.CommandParameters.lost_mode:type_name -> kubemdm.agent.v1.LostMode
 	8,  // 7: kubemdm.agent.v1.Command.parameters:type_name -> kubemdm.agent.v1.CommandParameters
-	25, // 8: kubemdm.agent.v1.Command.deadline:type_name -> google.protobuf.Timestamp
+	26, // 8: kubemdm.agent.v1.Command.deadline:type_name -> google.protobuf.Timestamp
 	7,  // 9: kubemdm.agent.v1.SubscribeResponse.config:type_name -> kubemdm.agent.v1.DesiredConfig
 	9,  // 10: kubemdm.agent.v1.SubscribeResponse.command:type_name -> kubemdm.agent.v1.Command
-	7,  // 11: kubemdm.agent.v1.PollResponse.config:type_name -> kubemdm.agent.v1.DesiredConfig
-	9,  // 12: kubemdm.agent.v1.PollResponse.commands:type_name -> kubemdm.agent.v1.Command
-	25, // 13: kubemdm.agent.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	1,  // 14: kubemdm.agent.v1.Facts.device_info:type_name -> kubemdm.agent.v1.DeviceInfo
-	4,  // 15: kubemdm.agent.v1.Facts.kiosk:type_name -> kubemdm.agent.v1.Kiosk
-	5,  // 16: kubemdm.agent.v1.Facts.lost_mode:type_name -> kubemdm.agent.v1.LostMode
-	14, // 17: kubemdm.agent.v1.Facts.configurations:type_name -> kubemdm.agent.v1.ConfigurationState
-	15, // 18: kubemdm.agent.v1.Facts.certificates:type_name -> kubemdm.agent.v1.Certificate
-	16, // 19: kubemdm.agent.v1.ReportStatusRequest.facts:type_name -> kubemdm.agent.v1.Facts
-	0,  // 20: kubemdm.agent.v1.Step.outcome:type_name -> kubemdm.agent.v1.Outcome
-	0,  // 21: kubemdm.agent.v1.CompleteCommandRequest.outcome:type_name -> kubemdm.agent.v1.Outcome
-	19, // 22: kubemdm.agent.v1.CompleteCommandRequest.steps:type_name -> kubemdm.agent.v1.Step
-	25, // 23: kubemdm.agent.v1.RenewCertificateResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
-	2,  // 24: kubemdm.agent.v1.AgentService.Enroll:input_type -> kubemdm.agent.v1.EnrollRequest
-	10, // 25: kubemdm.agent.v1.AgentService.Subscribe:input_type -> kubemdm.agent.v1.SubscribeRequest
-	12, // 26: kubemdm.agent.v1.AgentService.Poll:input_type -> kubemdm.agent.v1.PollRequest
-	17, // 27: kubemdm.agent.v1.AgentService.ReportStatus:input_type -> kubemdm.agent.v1.ReportStatusRequest
-	20, // 28: kubemdm.agent.v1.AgentService.CompleteCommand:input_type -> kubemdm.agent.v1.CompleteCommandRequest
-	22, // 29: kubemdm.agent.v1.AgentService.RenewCertificate:input_type -> kubemdm.agent.v1.RenewCertificateRequest
-	3,  // 30: kubemdm.agent.v1.AgentService.Enroll:output_type -> kubemdm.agent.v1.EnrollResponse
-	11, // 31: kubemdm.agent.v1.AgentService.Subscribe:output_type -> kubemdm.agent.v1.SubscribeResponse
-	13, // 32: kubemdm.agent.v1.AgentService.Poll:output_type -> kubemdm.agent.v1.PollResponse
-	18, // 33: kubemdm.agent.v1.AgentService.ReportStatus:output_type -> kubemdm.agent.v1.ReportStatusResponse
-	21, // 34: kubemdm.agent.v1.AgentService.CompleteCommand:output_type -> kubemdm.agent.v1.CompleteCommandResponse
-	23, // 35: kubemdm.agent.v1.AgentService.RenewCertificate:output_type -> kubemdm.agent.v1.RenewCertificateResponse
-	30, // [30:36] is the sub-list for method output_type
-	24, // [24:30] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	12, // 11: kubemdm.agent.v1.SubscribeResponse.keepalive:type_name -> kubemdm.agent.v1.Keepalive
+	27, // 12: kubemdm.agent.v1.Keepalive.interval:type_name -> google.protobuf.Duration
+	7,  // 13: kubemdm.agent.v1.PollResponse.config:type_name -> kubemdm.agent.v1.DesiredConfig
+	9,  // 14: kubemdm.agent.v1.PollResponse.commands:type_name -> kubemdm.agent.v1.Command
+	26, // 15: kubemdm.agent.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	1,  // 16: kubemdm.agent.v1.Facts.device_info:type_name -> kubemdm.agent.v1.DeviceInfo
+	4,  // 17: kubemdm.agent.v1.Facts.kiosk:type_name -> kubemdm.agent.v1.Kiosk
+	5,  // 18: kubemdm.agent.v1.Facts.lost_mode:type_name -> kubemdm.agent.v1.LostMode
+	15, // 19: kubemdm.agent.v1.Facts.configurations:type_name -> kubemdm.agent.v1.ConfigurationState
+	16, // 20: kubemdm.agent.v1.Facts.certificates:type_name -> kubemdm.agent.v1.Certificate
+	17, // 21: kubemdm.agent.v1.ReportStatusRequest.facts:type_name -> kubemdm.agent.v1.Facts
+	0,  // 22: kubemdm.agent.v1.Step.outcome:type_name -> kubemdm.agent.v1.Outcome
+	0,  // 23: kubemdm.agent.v1.CompleteCommandRequest.outcome:type_name -> kubemdm.agent.v1.Outcome
+	20, // 24: kubemdm.agent.v1.CompleteCommandRequest.steps:type_name -> kubemdm.agent.v1.Step
+	26, // 25: kubemdm.agent.v1.RenewCertificateResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
+	2,  // 26: kubemdm.agent.v1.AgentService.Enroll:input_type -> kubemdm.agent.v1.EnrollRequest
+	10, // 27: kubemdm.agent.v1.AgentService.Subscribe:input_type -> kubemdm.agent.v1.SubscribeRequest
+	13, // 28: kubemdm.agent.v1.AgentService.Poll:input_type -> kubemdm.agent.v1.PollRequest
+	18, // 29: kubemdm.agent.v1.AgentService.ReportStatus:input_type -> kubemdm.agent.v1.ReportStatusRequest
+	21, // 30: kubemdm.agent.v1.AgentService.CompleteCommand:input_type -> kubemdm.agent.v1.CompleteCommandRequest
+	23, // 31: kubemdm.agent.v1.AgentService.RenewCertificate:input_type -> kubemdm.agent.v1.RenewCertificateRequest
+	3,  // 32: kubemdm.agent.v1.AgentService.Enroll:output_type -> kubemdm.agent.v1.EnrollResponse
+	11, // 33: kubemdm.agent.v1.AgentService.Subscribe:output_type -> kubemdm.agent.v1.SubscribeResponse
+	14, // 34: kubemdm.agent.v1.AgentService.Poll:output_type -> kubemdm.agent.v1.PollResponse
+	19, // 35: kubemdm.agent.v1.AgentService.ReportStatus:output_type -> kubemdm.agent.v1.ReportStatusResponse
+	22, // 36: kubemdm.agent.v1.AgentService.CompleteCommand:output_type -> kubemdm.agent.v1.CompleteCommandResponse
+	24, // 37: kubemdm.agent.v1.AgentService.RenewCertificate:output_type -> kubemdm.agent.v1.RenewCertificateResponse
+	32, // [32:38] is the sub-list for method output_type
+	26, // [26:32] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -1786,6 +1858,7 @@ func file_agent_v1_agent_proto_init() {
 	file_agent_v1_agent_proto_msgTypes[10].OneofWrappers = []any{
 		(*SubscribeResponse_Config)(nil),
 		(*SubscribeResponse_Command)(nil),
+		(*SubscribeResponse_Keepalive)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1793,7 +1866,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
