@@ -23,6 +23,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -32,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 )
@@ -125,6 +127,9 @@ func run(stateDir, managerBin, agentBin, enrollmentHost, probeAddr string) error
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
 		return fmt.Errorf("creating namespace %s: %w", managerNamespace, err)
 	}
+	if err := installPeopleRoles(ctx, c); err != nil {
+		return err
+	}
 	cmd := exec.Command(managerBin,
 		"--kubeconfig", kubeconfigPath,
 		"--namespace", managerNamespace,
@@ -196,6 +201,26 @@ Press Ctrl-C to stop.
 	case <-exited:
 		return managerExited(logPath, exitErr)
 	}
+}
+
+// installPeopleRoles creates kubemdm-viewer, kubemdm-operator and
+// kubemdm-admin from config/rbac/people, so the README's RBAC example works
+// under make dev.
+func installPeopleRoles(ctx context.Context, c client.Client) error {
+	raw, err := os.ReadFile(filepath.Join("config", "rbac", "people", "kubemdm_roles.yaml"))
+	if err != nil {
+		return fmt.Errorf("reading the people roles: %w", err)
+	}
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		role := &rbacv1.ClusterRole{}
+		if err := yaml.Unmarshal([]byte(doc), role); err != nil {
+			return fmt.Errorf("decoding the people roles: %w", err)
+		}
+		if err := c.Create(ctx, role); client.IgnoreAlreadyExists(err) != nil {
+			return fmt.Errorf("creating ClusterRole %s: %w", role.Name, err)
+		}
+	}
+	return nil
 }
 
 // portsFree fails when an address make dev serves on is taken, naming the
