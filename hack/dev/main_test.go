@@ -26,7 +26,9 @@ func TestBusyPortFailsFast(t *testing.T) {
 
 	for _, flag := range []string{"--gateway", "--probe-address"} {
 		t.Run(flag, func(t *testing.T) {
-			cmd := exec.Command(bin, "--state-dir", t.TempDir(), flag, busy.Addr().String())
+			// The other address is free, whatever else runs on this machine.
+			other := map[string]string{"--gateway": "--probe-address", "--probe-address": "--gateway"}[flag]
+			cmd := exec.Command(bin, "--state-dir", t.TempDir(), flag, busy.Addr().String(), other, freeAddr(t))
 			// The launcher must refuse before it needs the control plane.
 			cmd.Env = append(os.Environ(), "KUBEBUILDER_ASSETS=/nonexistent")
 			cmd.Dir = filepath.Join("..", "..")
@@ -50,4 +52,14 @@ func TestBusyPortFailsFast(t *testing.T) {
 			}
 		})
 	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
