@@ -84,13 +84,14 @@ bench: envtest ## Run the benchmarks against the local control plane.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./... -run '^$$' -bench . -benchtime 3s
 
 # Where make dev serves the gateway (and names it in enrollment payloads) and
-# the manager's health probes.
+# the manager's health probes, and where it keeps its kubeconfig and logs.
 GATEWAY_ADDR ?= 127.0.0.1:7443
+DEV_DIR ?= .dev
 PROBE_ADDR ?= 127.0.0.1:18081
 
 .PHONY: dev
-dev: build envtest ## Run the whole system on a local control plane (GATEWAY_ADDR, PROBE_ADDR).
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" ./bin/kubemdm-dev --gateway $(GATEWAY_ADDR) --probe-address $(PROBE_ADDR)
+dev: build envtest ## Run the whole system on a local control plane (GATEWAY_ADDR, PROBE_ADDR, DEV_DIR).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" ./bin/kubemdm-dev --gateway $(GATEWAY_ADDR) --probe-address $(PROBE_ADDR) --state-dir $(DEV_DIR)
 
 ##@ Build
 
