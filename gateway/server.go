@@ -73,13 +73,13 @@ func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder ev
 // Handler is the HTTP handler serving the agent protocol.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	path, h := agentv1connect.NewAgentServiceHandler(s,
+	path, h := agentv1connect.NewAgentServiceHandler(s, append(codecs(),
 		connect.WithReadMaxBytes(maxRequestBytes),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {
 			s.log.Error(fmt.Errorf("panic: %v", p), "Recovered from a panic in a handler", "procedure", spec.Procedure)
 			return connect.NewError(connect.CodeInternal, errors.New("internal error"))
 		}),
-	)
+	)...)
 	mux.Handle(path, withIdentity(http.MaxBytesHandler(h, maxRequestBytes+1024)))
 	// Reflection lets grpcurl and buf curl list and call the service
 	// without the .proto. It reveals only the public protocol, so it needs

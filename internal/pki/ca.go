@@ -134,7 +134,7 @@ func ParseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
 			return nil, fmt.Errorf("%w: RSA keys must have at least 2048 bits", ErrBadCSR)
 		}
 	default:
-		return nil, fmt.Errorf("%w: unsupported key type %T", ErrBadCSR, csr.PublicKey)
+		return nil, fmt.Errorf("%w: %s keys are not accepted; use ECDSA P-256 or P-384, Ed25519 or RSA of at least 2048 bits", ErrBadCSR, csr.PublicKeyAlgorithm)
 	}
 	return csr, nil
 }

@@ -180,8 +180,8 @@ type EnrollRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// token is the enrollment token value.
 	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	// csr_pem is a PEM "CERTIFICATE REQUEST" for the device's own key (ECDSA
-	// P-256 or Ed25519; RSA of at least 2048 bits).
+	// csr_pem is a PEM "CERTIFICATE REQUEST" for the device's own key: ECDSA
+	// P-256 (recommended) or P-384, Ed25519, or RSA of at least 2048 bits.
 	CsrPem        string      `protobuf:"bytes,2,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
 	DeviceInfo    *DeviceInfo `protobuf:"bytes,3,opt,name=device_info,json=deviceInfo,proto3" json:"device_info,omitempty"`
 	unknownFields protoimpl.UnknownFields
