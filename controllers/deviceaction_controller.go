@@ -13,12 +13,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/controllers/eligibility"
 	"github.com/kubemdm/kubemdm/internal/conditions"
+	"github.com/kubemdm/kubemdm/internal/index"
 	"github.com/kubemdm/kubemdm/internal/patch"
 )
 
@@ -79,7 +85,8 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 // queues the eligible ones.
 func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.DeviceAction) error {
 	now := metav1.NewTime(r.now())
-	action.Status.StartTime = &now
+	queuedAt := metav1.NewMicroTime(now.Time)
+	action.Status.StartTime, action.Status.QueuedAt = &now, &queuedAt
 	targets, err := r.targets(ctx, action)
 	if err != nil {
 		var tooMany *tooManyTargetsError
@@ -105,6 +112,7 @@ func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.
 			rows = append(rows, row)
 			continue
 		}
+		row.DeviceUID = t.device.UID
 		switch v := eligibility.Check(action.Spec.Action, t.device); {
 		case !v.Eligible:
 			row.Phase, row.Code, row.Message, row.CompletedAt = mdmv1alpha1.CommandIneligible, v.Code, v.Reason, &now
@@ -194,6 +202,9 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 			row.Phase, row.Code, row.Message, row.CompletedAt = mdmv1alpha1.CommandExpired, mdmv1alpha1.CodeDeadlineExceeded, msg, &at
 		}
 	}
+	if err := r.failReplacedDevices(ctx, action, now); err != nil {
+		return ctrl.Result{}, err
+	}
 	var errs []error
 	if !action.Spec.DryRun {
 		for _, row := range action.Status.Devices {
@@ -227,6 +238,34 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 	settleFinishedAction(action, phase, message)
 	action.Status.ObservedGeneration = action.Generation
 	return r.ttlResult(action, now), nil
+}
+
+// failReplacedDevices ends the open rows whose Device was deleted, or
+// deleted and created again under the same name: the command was for a
+// device that is gone, and the new one must never run it.
+func (r *DeviceActionReconciler) failReplacedDevices(ctx context.Context, action *mdmv1alpha1.DeviceAction, now time.Time) error {
+	for i := range action.Status.Devices {
+		row := &action.Status.Devices[i]
+		if !row.Phase.Open() || row.DeviceUID == "" {
+			continue
+		}
+		d := &mdmv1alpha1.Device{}
+		err := r.Get(ctx, client.ObjectKey{Namespace: action.Namespace, Name: row.Name}, d, client.UnsafeDisableDeepCopy)
+		var msg string
+		switch {
+		case apierrors.IsNotFound(err):
+			msg = fmt.Sprintf("Device %q was deleted before it completed the command", row.Name)
+		case err != nil:
+			return fmt.Errorf("reading Device %s: %w", row.Name, err)
+		case d.UID != row.DeviceUID:
+			msg = fmt.Sprintf("Device %q was replaced: it was deleted and created again (UID %s), and the command was for the deleted one (UID %s)", row.Name, d.UID, row.DeviceUID)
+		default:
+			continue
+		}
+		at := metav1.NewTime(now)
+		row.Phase, row.Code, row.Message, row.CompletedAt = mdmv1alpha1.CommandFailed, mdmv1alpha1.CodeNotFound, msg, &at
+	}
+	return nil
 }
 
 // settleFinishedAction sets the conditions of a finished action. One that
@@ -315,10 +354,35 @@ func countPhase(rows []mdmv1alpha1.DeviceResult, p mdmv1alpha1.DeviceCommandPhas
 	return n
 }
 
-// SetupWithManager registers the reconciler.
+// SetupWithManager registers the reconciler. Besides its own kind it
+// watches Devices being created and deleted, to end the open rows of a
+// device that was deleted or replaced.
 func (r *DeviceActionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := index.Register(context.Background(), mgr.GetFieldIndexer(), index.OpenCommands); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&mdmv1alpha1.DeviceAction{}).
+		Watches(&mdmv1alpha1.Device{}, handler.EnqueueRequestsFromMapFunc(r.actionsWithOpenRows),
+			builder.WithPredicates(predicate.Funcs{
+				UpdateFunc:  func(event.UpdateEvent) bool { return false },
+				GenericFunc: func(event.GenericEvent) bool { return false },
+			})).
 		Named("deviceaction").
 		Complete(r)
+}
+
+// actionsWithOpenRows maps a Device to the actions still waiting on a device
+// of its name.
+func (r *DeviceActionReconciler) actionsWithOpenRows(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &mdmv1alpha1.DeviceActionList{}
+	if err := r.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{index.OpenCommands: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing the DeviceActions of a Device", "device", klog.KObj(o))
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return out
 }

@@ -3,19 +3,24 @@ package gateway_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemdm/kubemdm/agent"
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 	"github.com/kubemdm/kubemdm/api/agent/v1/agentv1connect"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/controllers"
 	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
@@ -31,10 +36,16 @@ func queueCommand(ctx context.Context, ns, name string, action mdmv1alpha1.Actio
 	}
 	Expect(k8sClient.Create(ctx, a)).To(Succeed())
 	now := metav1.Now()
+	queued := metav1.NewMicroTime(now.Time)
 	a.Status.Phase = mdmv1alpha1.ActionRunning
-	a.Status.StartTime = &now
-	for _, d := range devices {
-		a.Status.Devices = append(a.Status.Devices, mdmv1alpha1.DeviceResult{Name: d, Phase: mdmv1alpha1.CommandQueued, QueuedAt: &now})
+	a.Status.StartTime, a.Status.QueuedAt = &now, &queued
+	for _, name := range devices {
+		row := mdmv1alpha1.DeviceResult{Name: name, Phase: mdmv1alpha1.CommandQueued, QueuedAt: &now}
+		d := &mdmv1alpha1.Device{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d); err == nil {
+			row.DeviceUID = d.UID
+		}
+		a.Status.Devices = append(a.Status.Devices, row)
 	}
 	Expect(k8sClient.Status().Update(ctx, a)).To(Succeed())
 	return a
@@ -115,6 +126,72 @@ var _ = Describe("Commands", func() {
 		Eventually(func() []string { return executedIDs(alice) }).WithTimeout(3 * time.Second).Should(ContainElement(string(a.UID)))
 		Eventually(row(ctx, a, "alice")).Should(HaveField("Phase", mdmv1alpha1.CommandSucceeded))
 		Expect(alice.Executed()[0].GetParameters().GetMessageTitle()).To(Equal("Hi"))
+	})
+
+	It("runs the commands of an offline device in the order their actions were created", func() {
+		var want []string
+		for i := range 24 {
+			action := []mdmv1alpha1.ActionType{mdmv1alpha1.ActionLock, mdmv1alpha1.ActionUnlock}[i%2]
+			want = append(want, string(queueCommand(ctx, ns, fmt.Sprintf("z%02d-%s", 24-i, strings.ToLower(string(action))), action, "alice").UID))
+		}
+		stop := run(aliceA)
+		defer stop()
+		Eventually(func() []string { return executedIDs(alice) }).Should(HaveLen(len(want)))
+		Expect(executedIDs(alice)).To(Equal(want), "names sort the other way round: only the creation order gives this")
+	})
+
+	It("drains a backlog of any size, in order, marking a row Delivered only once sent", func() {
+		const backlog = 300
+		var want []string
+		for i := range backlog {
+			want = append(want, string(queueCommand(ctx, ns, fmt.Sprintf("sync-%03d", i), mdmv1alpha1.ActionSync, "alice").UID))
+		}
+		stop := run(aliceA)
+		defer stop()
+		Eventually(func() []string { return executedIDs(alice) }).WithTimeout(60 * time.Second).Should(HaveLen(backlog))
+		Expect(executedIDs(alice)).To(Equal(want))
+		Eventually(func(g Gomega) {
+			list := &mdmv1alpha1.DeviceActionList{}
+			g.Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+			for _, a := range list.Items {
+				g.Expect(a.Status.Devices[0].Phase).To(Equal(mdmv1alpha1.CommandSucceeded), a.Name)
+			}
+		}).WithTimeout(60 * time.Second).Should(Succeed())
+	})
+
+	It("never gives the command of a deleted Device to a new one of the same name", func() {
+		old := &mdmv1alpha1.Device{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: bobDevID}, old)).To(Succeed())
+		a := queueCommand(ctx, ns, "lock-old-bob", mdmv1alpha1.ActionLock, bobDevID)
+		Expect(a.Status.Devices[0].DeviceUID).To(Equal(old.UID))
+
+		// The phone is replaced: its Device goes, and a phone with the same
+		// serial number enrolls as a new Device of the same name.
+		Expect(k8sClient.Patch(ctx, old, client.RawPatch(types.MergePatchType,
+			[]byte(`{"metadata":{"annotations":{"`+controllers.AnnotationForceDelete+`":"true"}}}`)))).To(Succeed())
+		Expect(k8sClient.Delete(ctx, old)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(old), &mdmv1alpha1.Device{}))
+		}).Should(BeTrue())
+		value, pin := issuedToken(ctx, linuxToken(ns, "again", true))
+		newBobA, newBob := newAgent(value, pin, "BOB")
+		Eventually(func() error { return newBobA.Enroll(ctx) }).Should(Succeed())
+		Expect(newBobA.Identity().Name).To(Equal(bobDevID))
+		Expect(newBobA.Identity().UID).NotTo(Equal(string(old.UID)))
+
+		stop := run(newBobA)
+		defer stop()
+		Consistently(newBob.Executed).WithTimeout(time.Second).Should(BeEmpty())
+		c, done, err := newBobA.Client()
+		Expect(err).NotTo(HaveOccurred())
+		defer done()
+		poll, err := c.Poll(ctx, connect.NewRequest(&agentv1.PollRequest{}))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(poll.Msg.GetCommands()).To(BeEmpty())
+		_, err = c.CompleteCommand(ctx, connect.NewRequest(&agentv1.CompleteCommandRequest{
+			CommandId: string(a.UID), Outcome: agentv1.Outcome_OUTCOME_SUCCEEDED}))
+		Expect(connect.CodeOf(err)).To(Equal(connect.CodePermissionDenied))
+		Expect(row(ctx, a, bobDevID)(Default)).To(HaveField("Phase", mdmv1alpha1.CommandQueued))
 	})
 
 	It("lets a device answer only its own commands", func() {

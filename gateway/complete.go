@@ -11,10 +11,8 @@ import (
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/index"
 )
-
-// IndexUID finds a DeviceAction by UID, the id of its commands.
-const IndexUID = "metadata.uid"
 
 const maxResultMessage = 1024
 
@@ -32,7 +30,7 @@ func (s *Server) CompleteCommand(ctx context.Context, req *connect.Request[agent
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	list := &mdmv1alpha1.DeviceActionList{}
-	if err := s.cache.List(ctx, list, client.InNamespace(device.Namespace), client.MatchingFields{IndexUID: msg.GetCommandId()}); err != nil {
+	if err := s.cache.List(ctx, list, client.InNamespace(device.Namespace), client.MatchingFields{index.ActionUID: msg.GetCommandId()}); err != nil {
 		return nil, connect.NewError(connect.CodeUnavailable, err)
 	}
 	if len(list.Items) != 1 {
@@ -40,7 +38,7 @@ func (s *Server) CompleteCommand(ctx context.Context, req *connect.Request[agent
 	}
 	action := &list.Items[0]
 	_, row := rowOf(action, device.Name)
-	if row == nil {
+	if row == nil || (row.DeviceUID != "" && row.DeviceUID != device.UID) {
 		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("command %q is not addressed to this device", msg.GetCommandId()))
 	}
 	switch {

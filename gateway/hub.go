@@ -8,23 +8,50 @@ import (
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 )
 
-// subscriberBuffer is how many messages wait for a slow stream before the
-// gateway gives up on it; the agent reconnects and is sent everything again.
-const subscriberBuffer = 64
-
-// subscriber is one open Subscribe stream.
+// subscriber is one open Subscribe stream. It buffers nothing: a change
+// only wakes the stream, which then reads what is open from the cache and
+// sends it as fast as the agent reads (HTTP/2 flow control). So any backlog
+// drains, in order, whatever its size, and a slow agent costs no memory.
 type subscriber struct {
-	ch chan *agentv1.SubscribeResponse
+	wake chan struct{}
 	// closed ends the stream, with the reason in err.
 	closed chan struct{}
 	once   sync.Once
 	err    error
 
 	mu sync.Mutex
-	// sent holds the command ids already sent on this stream.
+	// config is the newest configuration not yet sent, if any.
+	config *agentv1.DesiredConfig
+	// configSent is the newest configuration generation sent or held by the
+	// agent.
+	configSent int64
+	// sent holds the ids of the open commands already sent on this stream,
+	// so that the updates of an action that this stream already carried do
+	// not wake it; a command that is no longer open leaves it.
 	sent map[string]bool
-	// config is the newest configuration generation sent.
-	config int64
+}
+
+func (s *subscriber) wasSent(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent[id]
+}
+
+func (s *subscriber) markSent(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent[id] = true
+}
+
+// keepSent forgets the sent commands that are no longer open.
+func (s *subscriber) keepSent(open map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.sent {
+		if !open[id] {
+			delete(s.sent, id)
+		}
+	}
 }
 
 func (s *subscriber) close(err error) {
@@ -34,41 +61,36 @@ func (s *subscriber) close(err error) {
 	})
 }
 
-// offerCommand queues a command once per stream. It reports whether the
-// command was queued now.
-func (s *subscriber) offerCommand(cmd *agentv1.Command) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sent[cmd.GetId()] {
-		return false
+func (s *subscriber) notify() {
+	select {
+	case s.wake <- struct{}{}:
+	default: // a wake-up is already due; it will read everything
 	}
-	if !s.push(&agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Command{Command: cmd}}) {
-		return false
-	}
-	s.sent[cmd.GetId()] = true
-	return true
 }
 
-// offerConfig queues a configuration newer than the last one sent.
+// offerConfig keeps a configuration newer than any sent or waiting, and
+// wakes the stream.
 func (s *subscriber) offerConfig(cfg *agentv1.DesiredConfig) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cfg.GetGeneration() <= s.config {
-		return
+	newer := cfg.GetGeneration() > s.configSent && (s.config == nil || cfg.GetGeneration() > s.config.GetGeneration())
+	if newer {
+		s.config = cfg
 	}
-	if s.push(&agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Config{Config: cfg}}) {
-		s.config = cfg.GetGeneration()
+	s.mu.Unlock()
+	if newer {
+		s.notify()
 	}
 }
 
-func (s *subscriber) push(msg *agentv1.SubscribeResponse) bool {
-	select {
-	case s.ch <- msg:
-		return true
-	default:
-		s.close(errSlowStream)
-		return false
+// takeConfig returns the configuration to send, if any, and counts it sent.
+func (s *subscriber) takeConfig() *agentv1.DesiredConfig {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := s.config
+	if cfg != nil {
+		s.config, s.configSent = nil, cfg.GetGeneration()
 	}
+	return cfg
 }
 
 // hub holds the open streams of this replica by device.
@@ -83,10 +105,10 @@ func newHub() *hub {
 
 func (h *hub) add(key types.NamespacedName, configGeneration int64) *subscriber {
 	s := &subscriber{
-		ch:     make(chan *agentv1.SubscribeResponse, subscriberBuffer),
-		closed: make(chan struct{}),
-		sent:   map[string]bool{},
-		config: configGeneration,
+		wake:       make(chan struct{}, 1),
+		closed:     make(chan struct{}),
+		configSent: configGeneration,
+		sent:       map[string]bool{},
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/index"
 )
 
 // Cache field indexes the gateway looks objects up by.
@@ -39,13 +40,5 @@ func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	}); err != nil {
 		return fmt.Errorf("indexing Devices by serial number: %w", err)
 	}
-	if err := indexer.IndexField(ctx, &mdmv1alpha1.DeviceAction{}, IndexOpenCommands, openCommandDevices); err != nil {
-		return fmt.Errorf("indexing DeviceActions by device: %w", err)
-	}
-	if err := indexer.IndexField(ctx, &mdmv1alpha1.DeviceAction{}, IndexUID, func(o client.Object) []string {
-		return []string{string(o.GetUID())}
-	}); err != nil {
-		return fmt.Errorf("indexing DeviceActions by UID: %w", err)
-	}
-	return nil
+	return index.Register(ctx, indexer, index.OpenCommands, index.ActionUID)
 }

@@ -13,6 +13,7 @@ import (
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/index"
 )
 
 // streamKeepalive is how often an open stream counts as a heartbeat and
@@ -21,7 +22,6 @@ import (
 const streamKeepalive = 30 * time.Second
 
 var (
-	errSlowStream     = connect.NewError(connect.CodeResourceExhausted, errors.New("the stream fell behind; reconnect to receive everything again"))
 	errDeviceReleased = connect.NewError(connect.CodePermissionDenied, errors.New("the device is no longer managed"))
 )
 
@@ -61,27 +61,21 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[agentv1.Sub
 	defer s.presence.disconnected(key, device.UID)
 
 	// What the device missed while away: the configuration if it is newer,
-	// then every open command. Anything that arrives meanwhile through the
-	// informers is de-duplicated by the subscriber.
+	// then every open command, then a Keepalive so that the agent learns
+	// the interval at once.
 	sub.offerConfig(desiredConfig(device))
-	if err := s.deliverOpen(ctx, device, sub.offerCommand); err != nil {
-		return connect.NewError(connect.CodeUnavailable, err)
+	out := &streamSender{server: s, device: device, sub: sub, send: stream.Send}
+	if err := out.sendDue(ctx); err != nil {
+		return err
 	}
-
 	keepalive := &agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Keepalive{
 		Keepalive: &agentv1.Keepalive{Interval: durationpb.New(streamKeepalive)}}}
+	if err := stream.Send(keepalive); err != nil {
+		return err
+	}
 	seen := time.NewTicker(streamKeepalive)
 	defer seen.Stop()
-	sentFirst := false
 	for {
-		// The first Keepalive follows what the device missed, so that an
-		// agent learns the interval at once.
-		if !sentFirst && len(sub.ch) == 0 {
-			if err := stream.Send(keepalive); err != nil {
-				return err
-			}
-			sentFirst = true
-		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -92,12 +86,50 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[agentv1.Sub
 			if err := stream.Send(keepalive); err != nil {
 				return err
 			}
-		case msg := <-sub.ch:
-			if err := stream.Send(msg); err != nil {
+		case <-sub.wake:
+			if err := out.sendDue(ctx); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// streamSender sends one stream what is due: a newer configuration and the
+// open commands not yet sent on it, in queue order.
+type streamSender struct {
+	server *Server
+	device *mdmv1alpha1.Device
+	sub    *subscriber
+	send   func(*agentv1.SubscribeResponse) error
+}
+
+func (o *streamSender) sendDue(ctx context.Context) error {
+	if cfg := o.sub.takeConfig(); cfg != nil {
+		if err := o.send(&agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Config{Config: cfg}}); err != nil {
+			return err
+		}
+	}
+	open, err := o.server.openCommands(ctx, o.device)
+	if err != nil {
+		return connect.NewError(connect.CodeUnavailable, err)
+	}
+	still := make(map[string]bool, len(open))
+	for _, c := range open {
+		id := string(c.action.UID)
+		still[id] = true
+		if o.sub.wasSent(id) {
+			continue
+		}
+		// Send blocks while the agent's flow-control window is full, so a
+		// row turns Delivered only once its command was written.
+		if err := o.send(&agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Command{Command: commandFor(c.action)}}); err != nil {
+			return err
+		}
+		o.sub.markSent(id)
+		o.server.delivered(c, o.device.Name)
+	}
+	o.sub.keepSent(still)
+	return nil
 }
 
 // Poll answers with the configuration if newer and the open commands.
@@ -111,50 +143,27 @@ func (s *Server) Poll(ctx context.Context, req *connect.Request[agentv1.PollRequ
 	if device.Generation > req.Msg.GetConfigGeneration() {
 		resp.Config = desiredConfig(device)
 	}
-	err = s.deliverOpen(ctx, device, func(cmd *agentv1.Command) bool {
-		resp.Commands = append(resp.Commands, cmd)
-		return true
-	})
+	open, err := s.openCommands(ctx, device)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeUnavailable, err)
+	}
+	for _, c := range open {
+		resp.Commands = append(resp.Commands, commandFor(c.action))
+		s.delivered(c, device.Name)
 	}
 	return connect.NewResponse(resp), nil
 }
 
-// deliverOpen hands every open command of the device to send and marks the
-// Queued ones Delivered.
-func (s *Server) deliverOpen(ctx context.Context, device *mdmv1alpha1.Device, send func(*agentv1.Command) bool) error {
-	actions, err := s.openCommands(ctx, device)
-	if err != nil {
-		return err
-	}
-	for _, a := range actions {
-		s.offer(a, device.Name, send)
-	}
-	return nil
-}
-
-// offer sends the action's command to the device if its row is open, and
-// records the delivery of a Queued row.
-func (s *Server) offer(a *mdmv1alpha1.DeviceAction, device string, send func(*agentv1.Command) bool) {
-	_, row := rowOf(a, device)
-	if row == nil || (row.Phase != mdmv1alpha1.CommandQueued && row.Phase != mdmv1alpha1.CommandDelivered) {
-		return
-	}
-	if !s.now().Before(a.Deadline()) {
-		return
-	}
-	if send(commandFor(a)) && row.Phase == mdmv1alpha1.CommandQueued {
-		s.results.enqueue(client.ObjectKeyFromObject(a), rowUpdate{device: device, phase: mdmv1alpha1.CommandDelivered, at: s.now()})
-	}
-}
-
-// onActionChange pushes the commands of a new or changed DeviceAction to the
-// devices holding a stream to this replica.
+// onActionChange wakes the streams on this replica that have yet to carry
+// an open command of a new or changed DeviceAction. The results of a large
+// action update it many times; streams that already carried it stay asleep.
 func (s *Server) onActionChange(a *mdmv1alpha1.DeviceAction) {
-	for _, name := range openCommandDevices(a) {
+	id := string(a.UID)
+	for _, name := range index.OpenCommandDevices(a) {
 		for _, sub := range s.hub.get(client.ObjectKey{Namespace: a.Namespace, Name: name}) {
-			s.offer(a, name, sub.offerCommand)
+			if !sub.wasSent(id) {
+				sub.notify()
+			}
 		}
 	}
 }

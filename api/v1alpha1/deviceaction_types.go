@@ -1,9 +1,11 @@
 package v1alpha1
 
 import (
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // ActionType is a command sent to devices.
@@ -235,6 +237,31 @@ const (
 	CommandCanceled   DeviceCommandPhase = "Canceled"
 )
 
+// Open reports whether the command is still to deliver or to complete.
+func (p DeviceCommandPhase) Open() bool {
+	return p == CommandQueued || p == CommandDelivered
+}
+
+// CompareQueueOrder orders DeviceActions the way a device receives their
+// commands: by creation, to the second, then by when the controller queued
+// them, to the microsecond, then by name.
+func CompareQueueOrder(a, b *DeviceAction) int {
+	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+		return c
+	}
+	var qa, qb time.Time
+	if a.Status.QueuedAt != nil {
+		qa = a.Status.QueuedAt.Time
+	}
+	if b.Status.QueuedAt != nil {
+		qb = b.Status.QueuedAt.Time
+	}
+	if c := qa.Compare(qb); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Name, b.Name)
+}
+
 // Result codes of a device row, the google.rpc.Code numbers of the source API.
 const (
 	CodeOK                 int32 = 0
@@ -250,6 +277,14 @@ type DeviceResult struct {
 	// name of the Device.
 	// +required
 	Name string `json:"name"`
+
+	// deviceUID is the UID of the Device the command was queued for. A
+	// Device deleted and created again under the same name is another
+	// device: it neither receives nor completes this command.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	DeviceUID types.UID `json:"deviceUID,omitempty"`
 
 	// +required
 	Phase DeviceCommandPhase `json:"phase"`
@@ -300,6 +335,13 @@ type DeviceActionStatus struct {
 
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
+
+	// queuedAt is when the controller queued the commands, to the
+	// microsecond. After metadata.creationTimestamp, which counts whole
+	// seconds, it orders the commands of one device: actions created in the
+	// same second are delivered in the order they were queued.
+	// +optional
+	QueuedAt *metav1.MicroTime `json:"queuedAt,omitempty"`
 
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`

@@ -303,6 +303,10 @@ func (in *DeviceActionStatus) DeepCopyInto(out *DeviceActionStatus) {
 		in, out := &in.StartTime, &out.StartTime
 		*out = (*in).DeepCopy()
 	}
+	if in.QueuedAt != nil {
+		in, out := &in.QueuedAt, &out.QueuedAt
+		*out = (*in).DeepCopy()
+	}
 	if in.CompletionTime != nil {
 		in, out := &in.CompletionTime, &out.CompletionTime
 		*out = (*in).DeepCopy()

@@ -66,6 +66,33 @@ var _ = Describe("DeviceAction", func() {
 		Expect(rowOf(kiosk, "an-iphone")).To(HaveField("Code", mdmv1alpha1.CodeUnimplemented))
 	})
 
+	It("fails the row of a Device deleted or replaced before its command ran, and never runs it on the new one", func() {
+		f := newFleet(ctx)
+		f.enroll(ctx, "swap-1")
+		f.enroll(ctx, "swap-2")
+		old1, old2 := device(ctx, f.ns, "swap-1"), device(ctx, f.ns, "swap-2")
+		a := f.action(ctx, "lock-swapped", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionLock, Devices: []string{"swap-1", "swap-2"}})
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
+			g.Expect(rowOf(a, "swap-1")).To(SatisfyAll(HaveField("Phase", mdmv1alpha1.CommandQueued), HaveField("DeviceUID", old1.UID)))
+			g.Expect(rowOf(a, "swap-2")).To(SatisfyAll(HaveField("Phase", mdmv1alpha1.CommandQueued), HaveField("DeviceUID", old2.UID)))
+		}).Should(Succeed())
+
+		// swap-1 is deleted; swap-2 is deleted and its serial enrolls again.
+		forceDelete(ctx, old1)
+		forceDelete(ctx, old2)
+		Eventually(gone(ctx, f.ns, "swap-2")).Should(BeTrue())
+		dev := f.enroll(ctx, "swap-2")
+		f.connect("swap-2")
+
+		Eventually(finished(ctx, a)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionFailed))
+		Expect(rowOf(a, "swap-1")).To(SatisfyAll(HaveField("Phase", mdmv1alpha1.CommandFailed), HaveField("Code", mdmv1alpha1.CodeNotFound),
+			HaveField("Message", ContainSubstring(`Device "swap-1" was deleted`))))
+		Expect(rowOf(a, "swap-2")).To(SatisfyAll(HaveField("Phase", mdmv1alpha1.CommandFailed), HaveField("Code", mdmv1alpha1.CodeNotFound),
+			HaveField("Message", ContainSubstring(`Device "swap-2" was`))))
+		Consistently(dev.Executed).WithTimeout(500 * time.Millisecond).Should(BeEmpty())
+	})
+
 	It("computes eligibility and sends nothing on a dry run", func() {
 		f := newFleet(ctx)
 		dev := f.enroll(ctx, "dry-1")

@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
@@ -17,6 +18,13 @@ func gone(ctx context.Context, ns, name string) func() bool {
 	return func() bool {
 		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &mdmv1alpha1.Device{}))
 	}
+}
+
+// forceDelete deletes a Device and lets it go at once, whatever its policy.
+func forceDelete(ctx context.Context, d *mdmv1alpha1.Device) {
+	Expect(k8sClient.Patch(ctx, d, client.RawPatch(types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"`+controllers.AnnotationForceDelete+`":"true"}}}`)))).To(Succeed())
+	Expect(k8sClient.Delete(ctx, d)).To(Succeed())
 }
 
 func setPolicy(ctx context.Context, ns, name string, p mdmv1alpha1.DeletionPolicy) {

@@ -67,9 +67,9 @@ type AgentServiceClient interface {
 	Enroll(context.Context, *connect.Request[v1.EnrollRequest]) (*connect.Response[v1.EnrollResponse], error)
 	// Subscribe streams the desired configuration and commands as they come.
 	// The first message is the current configuration when it is newer than
-	// config_generation, followed by every command not yet completed, then a
-	// Keepalive; after that, anything new the moment it is queued, and a
-	// Keepalive every interval.
+	// config_generation, followed by every command not yet completed, in the
+	// order their DeviceActions were created, then a Keepalive; after that,
+	// anything new the moment it is queued, and a Keepalive every interval.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest]) (*connect.ServerStreamForClient[v1.SubscribeResponse], error)
 	// Poll is the unary fallback of Subscribe for agents that cannot hold a
 	// stream open.
@@ -182,9 +182,9 @@ type AgentServiceHandler interface {
 	Enroll(context.Context, *connect.Request[v1.EnrollRequest]) (*connect.Response[v1.EnrollResponse], error)
 	// Subscribe streams the desired configuration and commands as they come.
 	// The first message is the current configuration when it is newer than
-	// config_generation, followed by every command not yet completed, then a
-	// Keepalive; after that, anything new the moment it is queued, and a
-	// Keepalive every interval.
+	// config_generation, followed by every command not yet completed, in the
+	// order their DeviceActions were created, then a Keepalive; after that,
+	// anything new the moment it is queued, and a Keepalive every interval.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest], *connect.ServerStream[v1.SubscribeResponse]) error
 	// Poll is the unary fallback of Subscribe for agents that cannot hold a
 	// stream open.
