@@ -113,15 +113,29 @@ func (a *Agent) Enroll(ctx context.Context) error {
 // Identity is the Device the agent enrolled as.
 func (a *Agent) Identity() Identity { return a.state.Identity }
 
+// Reconnect backoff: from minBackoff, doubling up to Options.MaxBackoff, and
+// back to minBackoff after a session that lasted healthySession.
+const (
+	minBackoff     = 250 * time.Millisecond
+	healthySession = time.Minute
+)
+
 // Run enrolls if needed and keeps a stream to the gateway until ctx ends or
 // the device is released, reconnecting with capped, jittered backoff.
 func (a *Agent) Run(ctx context.Context) error {
-	backoff := 250 * time.Millisecond
+	backoff := minBackoff
 	refusals := 0
 	for {
+		began := time.Now()
 		err := a.Enroll(ctx)
 		if err == nil {
 			err = a.session(ctx)
+		}
+		// A session that held for a while ended by chance (a gateway
+		// restart, a network change): start over with a short wait instead
+		// of the backoff earned by failures long ago.
+		if time.Since(began) >= healthySession {
+			backoff = minBackoff
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -257,15 +271,38 @@ func (a *Agent) execute(ctx context.Context, c agentv1connect.AgentServiceClient
 	}
 	// Commands run one after the other, in the order they came; their
 	// results are reported without holding up the next one.
-	go func() {
-		_, err := c.CompleteCommand(ctx, connect.NewRequest(&agentv1.CompleteCommandRequest{
-			CommandId: cmd.GetId(), Outcome: outcome, Code: res.Code, Message: res.Message, Steps: res.Steps,
-		}))
-		if err != nil && connect.CodeOf(err) != connect.CodeFailedPrecondition && ctx.Err() == nil {
-			// The command is sent again on reconnect and reported then.
-			a.log.Error(err, "Reporting a command result", "command", cmd.GetId())
+	go a.report(ctx, c, &agentv1.CompleteCommandRequest{
+		CommandId: cmd.GetId(), Outcome: outcome, Code: res.Code, Message: res.Message, Steps: res.Steps,
+	})
+}
+
+// report sends a result until the gateway acknowledges it or says it can
+// never take it. If the session ends first, the gateway sends the command
+// again on reconnect, and the journaled result is reported then.
+func (a *Agent) report(ctx context.Context, c agentv1connect.AgentServiceClient, req *agentv1.CompleteCommandRequest) {
+	wait := minBackoff
+	for {
+		_, err := c.CompleteCommand(ctx, connect.NewRequest(req))
+		if err == nil {
+			return
 		}
-	}()
+		switch connect.CodeOf(err) {
+		case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeUnknown, connect.CodeInternal,
+			connect.CodeResourceExhausted, connect.CodeAborted:
+			// The gateway could not record it now: try again.
+		default:
+			if connect.CodeOf(err) != connect.CodeFailedPrecondition && ctx.Err() == nil {
+				a.log.Error(err, "The gateway refused a command result", "command", req.GetCommandId())
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, a.opts.MaxBackoff)
+	}
 }
 
 // renewIfDue renews the certificate once two thirds of its life are gone.

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -42,12 +44,23 @@ type jsonCodec struct{ name string }
 
 func (c jsonCodec) Name() string { return c.name }
 
+// Marshal writes compact JSON. protojson on its own adds spaces at random,
+// on purpose, so that nobody relies on its output byte for byte; people
+// reading answers with curl and tests comparing them do.
 func (jsonCodec) Marshal(m any) ([]byte, error) {
 	msg, err := asMessage(m)
 	if err != nil {
 		return nil, err
 	}
-	return protojson.Marshal(msg)
+	out, err := protojson.Marshal(msg)
+	if err != nil {
+		return nil, err
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, out); err != nil {
+		return nil, err
+	}
+	return compact.Bytes(), nil
 }
 
 func (jsonCodec) Unmarshal(data []byte, m any) error {

@@ -41,3 +41,17 @@ func TestDecodeErrorsNameTheProtocol(t *testing.T) {
 		t.Errorf("a well-formed body with an unknown field: %v, %v", err, msg.GetConfigGeneration())
 	}
 }
+
+// Answers are compact JSON, the same bytes every time.
+func TestJSONAnswersAreStable(t *testing.T) {
+	resp := &agentv1.PollResponse{Config: &agentv1.DesiredConfig{Generation: 1, State: "Active"}}
+	for range 20 {
+		out, err := (jsonCodec{}).Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(out) != `{"config":{"generation":"1","state":"Active"}}` {
+			t.Fatalf("got %s", out)
+		}
+	}
+}

@@ -44,6 +44,13 @@ func (w failingStatusWriter) Apply(ctx context.Context, obj runtime.ApplyConfigu
 	return w.SubResourceWriter.Apply(ctx, obj, opts...)
 }
 
+func (w failingStatusWriter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	if w.failures.Add(-1) >= 0 {
+		return errors.New("injected: the apiserver is unreachable")
+	}
+	return w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+}
+
 // errorLog records the messages logged at error level.
 type errorLog struct {
 	mu   sync.Mutex

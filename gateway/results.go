@@ -37,6 +37,11 @@ type rowUpdate struct {
 // changed row carries test operations on its name and current phase, so a
 // patch never lands on a moved row or moves a row backwards, and no
 // resourceVersion conflict arises from unrelated changes to the action.
+//
+// A write that fails is not lost: a waiting CompleteCommand gets the error
+// (its agent sends the result again), and an update nobody waits for (a
+// delivery) is tried again with backoff. When the gateway stops, what is
+// pending is written once more before it returns.
 type resultWriter struct {
 	client    client.Client
 	apiReader client.Reader
@@ -44,8 +49,20 @@ type resultWriter struct {
 
 	mu      sync.Mutex
 	pending map[types.NamespacedName][]rowUpdate
+	// stopped refuses updates that arrive after the final flush.
+	stopped bool
 	wakeup  chan struct{}
 }
+
+// Retry delays of updates nobody waits for, after a failed write.
+const (
+	resultRetryMin = 100 * time.Millisecond
+	resultRetryMax = 10 * time.Second
+	// resultFinalFlush bounds the last write when the gateway stops.
+	resultFinalFlush = 5 * time.Second
+)
+
+var errGatewayStopping = errors.New("the gateway is stopping")
 
 func newResultWriter(c client.Client, apiReader client.Reader, log logr.Logger) *resultWriter {
 	return &resultWriter{client: c, apiReader: apiReader, log: log,
@@ -54,8 +71,19 @@ func newResultWriter(c client.Client, apiReader client.Reader, log logr.Logger) 
 
 func (w *resultWriter) enqueue(action types.NamespacedName, u rowUpdate) {
 	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		if u.done != nil {
+			u.done <- errGatewayStopping
+		}
+		return
+	}
 	w.pending[action] = append(w.pending[action], u)
 	w.mu.Unlock()
+	w.wake()
+}
+
+func (w *resultWriter) wake() {
 	select {
 	case w.wakeup <- struct{}{}:
 	default:
@@ -63,10 +91,11 @@ func (w *resultWriter) enqueue(action types.NamespacedName, u rowUpdate) {
 }
 
 func (w *resultWriter) run(ctx context.Context) {
+	retry := resultRetryMin
 	for {
 		select {
 		case <-ctx.Done():
-			w.fail(ctx.Err())
+			w.stop()
 			return
 		case <-w.wakeup:
 		}
@@ -75,35 +104,61 @@ func (w *resultWriter) run(ctx context.Context) {
 		case <-ctx.Done():
 		case <-time.After(resultBatchWindow):
 		}
-		w.mu.Lock()
-		batch := w.pending
-		w.pending = map[types.NamespacedName][]rowUpdate{}
-		w.mu.Unlock()
-		for key, updates := range batch {
-			err := w.flush(ctx, key, updates)
-			if err != nil {
-				w.log.Error(err, "Writing command results", "deviceAction", key)
-			}
-			for _, u := range updates {
-				if u.done != nil {
-					u.done <- err
-				}
-			}
+		if w.flushPending(ctx) {
+			retry = resultRetryMin
+			continue
 		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(retry):
+			w.wake()
+		}
+		retry = min(2*retry, resultRetryMax)
 	}
 }
 
-func (w *resultWriter) fail(err error) {
+// flushPending writes every pending update and reports whether all writes
+// succeeded. Failed updates that nobody waits for go back to pending.
+func (w *resultWriter) flushPending(ctx context.Context) bool {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, updates := range w.pending {
+	batch := w.pending
+	w.pending = map[types.NamespacedName][]rowUpdate{}
+	w.mu.Unlock()
+	ok := true
+	for key, updates := range batch {
+		err := w.flush(ctx, key, updates)
+		if err != nil {
+			ok = false
+			w.log.Error(err, "Writing command results; trying again", "deviceAction", key)
+		}
+		var again []rowUpdate
 		for _, u := range updates {
-			if u.done != nil {
+			switch {
+			case u.done != nil:
 				u.done <- err
+			case err != nil:
+				again = append(again, u)
 			}
 		}
+		if len(again) > 0 {
+			w.mu.Lock()
+			w.pending[key] = append(again, w.pending[key]...)
+			w.mu.Unlock()
+		}
 	}
-	w.pending = nil
+	return ok
+}
+
+// stop refuses new updates and writes what is pending one last time.
+func (w *resultWriter) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), resultFinalFlush)
+	defer cancel()
+	if !w.flushPending(ctx) {
+		w.log.Error(errGatewayStopping, "Some command deliveries were not recorded; their devices receive the commands again on reconnect")
+	}
 }
 
 // flush writes the updates of one action, re-reading it from the apiserver

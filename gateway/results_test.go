@@ -1,0 +1,101 @@
+package gateway
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+)
+
+func TestResultWriter(t *testing.T) {
+	c := startControlPlane(t)
+	ctx := context.Background()
+	newQueued := func(t *testing.T, name string) *mdmv1alpha1.DeviceAction {
+		t.Helper()
+		a := &mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+			Spec: mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionSync, Devices: []string{"d1"}}}
+		if err := c.Create(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		now := metav1.Now()
+		a.Status.Phase = mdmv1alpha1.ActionRunning
+		a.Status.Devices = []mdmv1alpha1.DeviceResult{{Name: "d1", Phase: mdmv1alpha1.CommandQueued, QueuedAt: &now}}
+		if err := c.Status().Update(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	phase := func(a *mdmv1alpha1.DeviceAction) mdmv1alpha1.DeviceCommandPhase {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(a), a); err != nil {
+			t.Fatal(err)
+		}
+		return a.Status.Devices[0].Phase
+	}
+	start := func(w *resultWriter) (stop func()) {
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { w.run(runCtx); close(done) }()
+		return func() { cancel(); <-done }
+	}
+
+	t.Run("a delivery whose write fails is written later, not dropped", func(t *testing.T) {
+		failures := &atomic.Int32{}
+		failures.Store(3)
+		w := newResultWriter(failingStatus{c, failures}, c, (&errorLog{}).logger())
+		defer start(w)()
+		a := newQueued(t, "delivered-late")
+		w.enqueue(client.ObjectKeyFromObject(a), rowUpdate{device: "d1", phase: mdmv1alpha1.CommandDelivered, at: time.Now()})
+		deadline := time.Now().Add(10 * time.Second)
+		for phase(a) != mdmv1alpha1.CommandDelivered {
+			if time.Now().After(deadline) {
+				t.Fatalf("the row is still %s after three failed writes: the delivery was dropped", phase(a))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+
+	t.Run("a result whose write fails is reported to its waiter, and the next one lands", func(t *testing.T) {
+		failures := &atomic.Int32{}
+		failures.Store(1)
+		w := newResultWriter(failingStatus{c, failures}, c, (&errorLog{}).logger())
+		defer start(w)()
+		a := newQueued(t, "result-retried")
+		result := func() error {
+			u := rowUpdate{device: "d1", phase: mdmv1alpha1.CommandSucceeded, at: time.Now(), done: make(chan error, 1)}
+			w.enqueue(client.ObjectKeyFromObject(a), u)
+			return <-u.done
+		}
+		if err := result(); err == nil {
+			t.Fatal("the failed write was acknowledged")
+		}
+		if err := result(); err != nil {
+			t.Fatalf("the agent's second try: %v", err)
+		}
+		if got := phase(a); got != mdmv1alpha1.CommandSucceeded {
+			t.Fatalf("row is %s", got)
+		}
+	})
+
+	t.Run("a stopping writer writes what it holds and refuses the rest without panicking", func(t *testing.T) {
+		w := newResultWriter(c, c, (&errorLog{}).logger())
+		a := newQueued(t, "at-stop")
+		stop := start(w)
+		// Stop before the batch window ends: the final flush writes it.
+		w.enqueue(client.ObjectKeyFromObject(a), rowUpdate{device: "d1", phase: mdmv1alpha1.CommandDelivered, at: time.Now()})
+		stop()
+		if got := phase(a); got != mdmv1alpha1.CommandDelivered {
+			t.Fatalf("row is %s after the gateway stopped: the pending delivery was lost", got)
+		}
+		u := rowUpdate{device: "d1", phase: mdmv1alpha1.CommandSucceeded, at: time.Now(), done: make(chan error, 1)}
+		w.enqueue(client.ObjectKeyFromObject(a), u)
+		w.enqueue(client.ObjectKeyFromObject(a), rowUpdate{device: "d1", phase: mdmv1alpha1.CommandSucceeded, at: time.Now()})
+		if err := <-u.done; err != errGatewayStopping {
+			t.Fatalf("a result after stop: %v", err)
+		}
+	})
+}
