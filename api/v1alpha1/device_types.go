@@ -284,12 +284,18 @@ const (
 	ComplianceUnknown ComplianceState = "Unknown"
 )
 
+// MaxComplianceReasons caps status.compliance.reasons; it must equal the
+// list's MaxItems, or a device with many failing configurations could never
+// have its status written again.
+const MaxComplianceReasons = 32
+
 // ComplianceStatus is the last compliance evaluation.
 type ComplianceStatus struct {
 	// +required
 	State ComplianceState `json:"state"`
 
-	// reasons the device is not compliant.
+	// reasons the device is not compliant, at most MaxComplianceReasons; the
+	// last one counts those left out.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=32

@@ -50,9 +50,19 @@ func Evaluate(d *mdmv1alpha1.Device, now time.Time, window time.Duration) (mdmv1
 		reasons = append(reasons, fmt.Sprintf("the agent was last seen %s ago, more than %s", now.Sub(d.Status.LastSeen.Time).Round(time.Minute), window))
 	}
 	if len(reasons) > 0 {
-		return mdmv1alpha1.ComplianceNonCompliant, reasons
+		return mdmv1alpha1.ComplianceNonCompliant, capReasons(reasons)
 	}
 	return mdmv1alpha1.ComplianceCompliant, nil
+}
+
+// capReasons keeps the list within the schema's limit, the last entry
+// counting what it leaves out.
+func capReasons(reasons []string) []string {
+	if len(reasons) <= mdmv1alpha1.MaxComplianceReasons {
+		return reasons
+	}
+	kept := reasons[:mdmv1alpha1.MaxComplianceReasons-1]
+	return append(kept, fmt.Sprintf("and %d more reasons", len(reasons)-len(kept)))
 }
 
 // Older reports whether version is older than minimum, comparing the

@@ -1,10 +1,15 @@
 package compliance
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 )
@@ -51,6 +56,15 @@ func TestEvaluate(t *testing.T) {
 		"failed config":   {func(d *mdmv1alpha1.Device) { d.Status.Configurations[0].State = "Failed" }, mdmv1alpha1.ComplianceNonCompliant, 1},
 		"missing config":  {func(d *mdmv1alpha1.Device) { d.Status.Configurations = d.Status.Configurations[1:] }, mdmv1alpha1.ComplianceNonCompliant, 1},
 		"not seen lately": {func(d *mdmv1alpha1.Device) { d.Status.LastSeen = &metav1.Time{Time: now.Add(-48 * time.Hour)} }, mdmv1alpha1.ComplianceNonCompliant, 1},
+		// 64 configurations, each missing and requiring a newer OS, and not
+		// seen: 129 reasons, cut to the schema's 32.
+		"more reasons than the status holds": {func(d *mdmv1alpha1.Device) {
+			d.Spec.Configurations = nil
+			for i := range 64 {
+				d.Spec.Configurations = append(d.Spec.Configurations, mdmv1alpha1.ConfigurationAssignment{Name: fmt.Sprintf("c%d", i), MinOSVersion: "99"})
+			}
+			d.Status.LastSeen = &metav1.Time{Time: now.Add(-48 * time.Hour)}
+		}, mdmv1alpha1.ComplianceNonCompliant, mdmv1alpha1.MaxComplianceReasons},
 	} {
 		d := base()
 		tc.mutate(d)
@@ -58,5 +72,25 @@ func TestEvaluate(t *testing.T) {
 		if state != tc.state || len(reasons) != tc.reasons {
 			t.Errorf("%s: %s %v, want %s with %d reasons", name, state, reasons, tc.state, tc.reasons)
 		}
+		if len(reasons) == mdmv1alpha1.MaxComplianceReasons && reasons[len(reasons)-1] != "and 98 more reasons" {
+			t.Errorf("%s: the last reason is %q, want the count of those left out", name, reasons[len(reasons)-1])
+		}
+	}
+}
+
+// The cap must be the schema's: a longer list would make every later status
+// write of the Device fail.
+func TestCapIsTheSchemasMaxItems(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "crd", "bases", "mdm.kubemdm.io_devices.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := yaml.Unmarshal(raw, crd); err != nil {
+		t.Fatal(err)
+	}
+	reasons := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["status"].Properties["compliance"].Properties["reasons"]
+	if reasons.MaxItems == nil || *reasons.MaxItems != mdmv1alpha1.MaxComplianceReasons {
+		t.Errorf("status.compliance.reasons has maxItems %v, MaxComplianceReasons is %d", reasons.MaxItems, mdmv1alpha1.MaxComplianceReasons)
 	}
 }
