@@ -287,9 +287,11 @@ func (a *Agent) report(ctx context.Context, c agentv1connect.AgentServiceClient,
 			return
 		}
 		switch connect.CodeOf(err) {
-		case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeUnknown, connect.CodeInternal,
+		case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeUnknown, connect.CodeCanceled,
 			connect.CodeResourceExhausted, connect.CodeAborted:
-			// The gateway could not record it now: try again.
+			// The gateway could not record it now, or the call broke (a
+			// gateway that stops cancels its calls): try again. Internal
+			// is a gateway bug that the same request would hit again.
 		default:
 			if connect.CodeOf(err) != connect.CodeFailedPrecondition && ctx.Err() == nil {
 				a.log.Error(err, "The gateway refused a command result", "command", req.GetCommandId())

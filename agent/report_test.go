@@ -38,6 +38,8 @@ func TestReportRetriesUntilAcknowledged(t *testing.T) {
 		{"acknowledged at once", nil, 1},
 		{"the gateway could not write it twice", []error{unavailable, unavailable}, 3},
 		{"a stream cut mid-call", []error{connect.NewError(connect.CodeUnknown, errors.New("EOF"))}, 2},
+		{"the gateway stopped mid-call", []error{connect.NewError(connect.CodeCanceled, errors.New("context canceled"))}, 2},
+		{"a gateway bug", []error{connect.NewError(connect.CodeInternal, errors.New("internal error"))}, 1},
 		{"already recorded", []error{connect.NewError(connect.CodeFailedPrecondition, errors.New("already Succeeded"))}, 1},
 		{"not this device's command", []error{connect.NewError(connect.CodePermissionDenied, errors.New("not addressed to this device"))}, 1},
 	} {

@@ -216,6 +216,9 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 				errs = append(errs, client.IgnoreNotFound(err))
 				continue
 			}
+			if row.DeviceUID != "" && row.DeviceUID != d.UID {
+				continue // the row was for a Device that is gone; this one is another
+			}
 			errs = append(errs, r.onFinish(ctx, action.Spec.Action, row, d))
 		}
 	}
@@ -254,7 +257,7 @@ func (r *DeviceActionReconciler) failReplacedDevices(ctx context.Context, action
 		var msg string
 		switch {
 		case apierrors.IsNotFound(err):
-			msg = fmt.Sprintf("Device %q was deleted before it completed the command", row.Name)
+			msg = fmt.Sprintf("Device %q was deleted before it completed the command; a Device created again under this name is another device and will not receive it", row.Name)
 		case err != nil:
 			return fmt.Errorf("reading Device %s: %w", row.Name, err)
 		case d.UID != row.DeviceUID:

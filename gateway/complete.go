@@ -52,7 +52,13 @@ func (s *Server) CompleteCommand(ctx context.Context, req *connect.Request[agent
 	s.results.enqueue(client.ObjectKeyFromObject(action), update)
 	select {
 	case err := <-update.done:
-		if err != nil {
+		var overtaken *overtakenError
+		switch {
+		case errors.As(err, &overtaken):
+			return nil, connect.NewError(connect.CodeFailedPrecondition, err)
+		case errors.Is(err, errActionGone):
+			return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("no command %q: %w", msg.GetCommandId(), err))
+		case err != nil:
 			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("recording the result: %w", err))
 		}
 	case <-ctx.Done():

@@ -102,6 +102,8 @@ func (w *resultWriter) run(ctx context.Context) {
 		// Let the updates that arrive close together join one patch.
 		select {
 		case <-ctx.Done():
+			w.stop()
+			return
 		case <-time.After(resultBatchWindow):
 		}
 		if w.flushPending(ctx) {
@@ -126,7 +128,7 @@ func (w *resultWriter) flushPending(ctx context.Context) bool {
 	w.mu.Unlock()
 	ok := true
 	for key, updates := range batch {
-		err := w.flush(ctx, key, updates)
+		action, err := w.flush(ctx, key, updates)
 		if err != nil {
 			ok = false
 			w.log.Error(err, "Writing command results; trying again", "deviceAction", key)
@@ -134,9 +136,11 @@ func (w *resultWriter) flushPending(ctx context.Context) bool {
 		var again []rowUpdate
 		for _, u := range updates {
 			switch {
-			case u.done != nil:
+			case u.done != nil && err != nil:
 				u.done <- err
-			case err != nil:
+			case u.done != nil:
+				u.done <- recorded(action, u)
+			case err != nil && retryable(err):
 				again = append(again, u)
 			}
 		}
@@ -147,6 +151,18 @@ func (w *resultWriter) flushPending(ctx context.Context) bool {
 		}
 	}
 	return ok
+}
+
+// retryable tells a write that may succeed later (the apiserver or the
+// network is down, busy or slow) from one that never will (forbidden,
+// invalid), which is logged and dropped instead of holding up the writer.
+func retryable(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return true // not an answer from the apiserver: a network error
+	}
+	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err)
 }
 
 // stop refuses new updates and writes what is pending one last time.
@@ -163,35 +179,63 @@ func (w *resultWriter) stop() {
 
 // flush writes the updates of one action, re-reading it from the apiserver
 // when the cache was behind and a test operation failed.
-func (w *resultWriter) flush(ctx context.Context, key types.NamespacedName, updates []rowUpdate) error {
+func (w *resultWriter) flush(ctx context.Context, key types.NamespacedName, updates []rowUpdate) (*mdmv1alpha1.DeviceAction, error) {
 	action := &mdmv1alpha1.DeviceAction{}
 	var reader client.Reader = w.client
 	for attempt := 0; attempt < 3; attempt++ {
 		if err := reader.Get(ctx, key, action); err != nil {
 			if apierrors.IsNotFound(err) {
-				return nil // the action is gone; nothing to record
+				return nil, nil // the action is gone; nothing to record
 			}
-			return err
+			return nil, err
 		}
 		ops := patchOps(action, updates)
 		if len(ops) == 0 {
-			return nil
+			return action, nil
 		}
 		body, err := json.Marshal(ops)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		err = w.client.Status().Patch(ctx, action, client.RawPatch(types.JSONPatchType, body))
-		if err == nil || apierrors.IsNotFound(err) {
-			return nil
-		}
-		if !apierrors.IsConflict(err) && !isTestFailed(err) {
-			return fmt.Errorf("patching DeviceAction status: %w", err)
+		switch {
+		case err == nil:
+			return action, nil
+		case apierrors.IsNotFound(err):
+			return nil, nil
+		case !apierrors.IsConflict(err) && !isTestFailed(err):
+			return nil, fmt.Errorf("patching DeviceAction status: %w", err)
 		}
 		reader = w.apiReader
 	}
-	return fmt.Errorf("patching DeviceAction status: rows kept changing")
+	return nil, fmt.Errorf("patching DeviceAction status: rows kept changing")
 }
+
+// recorded says whether a result is what the action's row now holds: an
+// update that was overtaken (the row expired, or the action is gone) must
+// not be acknowledged as stored.
+func recorded(action *mdmv1alpha1.DeviceAction, u rowUpdate) error {
+	if action == nil {
+		return errActionGone
+	}
+	if _, row := rowOf(action, u.device); row == nil || row.Phase != u.phase {
+		phase := mdmv1alpha1.DeviceCommandPhase("gone")
+		if row != nil {
+			phase = row.Phase
+		}
+		return &overtakenError{phase: phase}
+	}
+	return nil
+}
+
+var errActionGone = errors.New("the DeviceAction was deleted")
+
+// overtakenError is a result that arrived after its row had ended otherwise.
+type overtakenError struct {
+	phase mdmv1alpha1.DeviceCommandPhase
+}
+
+func (e *overtakenError) Error() string { return fmt.Sprintf("the command is already %s", e.phase) }
 
 // isTestFailed recognises a JSON patch whose test operation did not hold.
 func isTestFailed(err error) bool {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,6 +79,30 @@ func TestResultWriter(t *testing.T) {
 		}
 		if got := phase(a); got != mdmv1alpha1.CommandSucceeded {
 			t.Fatalf("row is %s", got)
+		}
+	})
+
+	t.Run("a result that arrives after its row ended otherwise is not acknowledged", func(t *testing.T) {
+		w := newResultWriter(c, c, (&errorLog{}).logger())
+		defer start(w)()
+		a := newQueued(t, "expired-first")
+		a.Status.Devices[0].Phase, a.Status.Devices[0].Code = mdmv1alpha1.CommandExpired, mdmv1alpha1.CodeDeadlineExceeded
+		if err := c.Status().Update(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		u := rowUpdate{device: "d1", phase: mdmv1alpha1.CommandSucceeded, at: time.Now(), done: make(chan error, 1)}
+		w.enqueue(client.ObjectKeyFromObject(a), u)
+		var overtaken *overtakenError
+		if err := <-u.done; !errors.As(err, &overtaken) || overtaken.phase != mdmv1alpha1.CommandExpired {
+			t.Fatalf("a late result was answered %v, want that the command already Expired", err)
+		}
+		if err := c.Delete(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		u = rowUpdate{device: "d1", phase: mdmv1alpha1.CommandSucceeded, at: time.Now(), done: make(chan error, 1)}
+		w.enqueue(client.ObjectKeyFromObject(a), u)
+		if err := <-u.done; !errors.Is(err, errActionGone) {
+			t.Fatalf("a result for a deleted action was answered %v", err)
 		}
 	})
 

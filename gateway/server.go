@@ -112,7 +112,8 @@ func (s *Server) Addr() net.Addr {
 // NeedLeaderElection is false: every replica serves devices.
 func (s *Server) NeedLeaderElection() bool { return false }
 
-// Start serves until ctx ends, then drains connections and flushes presence.
+// Start serves until ctx ends, then drains connections and flushes presence
+// and pending command results.
 func (s *Server) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.opts.BindAddress)
 	if err != nil {
@@ -132,7 +133,11 @@ func (s *Server) Start(ctx context.Context) error {
 		defer close(presenceDone)
 		s.presence.run(ctx)
 	}()
-	go s.results.run(ctx)
+	resultsDone := make(chan struct{})
+	go func() {
+		defer close(resultsDone)
+		s.results.run(ctx)
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	s.log.Info("Gateway serving", "address", s.addr.String())
@@ -145,5 +150,6 @@ func (s *Server) Start(ctx context.Context) error {
 	defer cancel()
 	_ = srv.Shutdown(shutdownCtx)
 	<-presenceDone
+	<-resultsDone
 	return nil
 }

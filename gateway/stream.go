@@ -65,8 +65,17 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[agentv1.Sub
 	// the interval at once.
 	sub.offerConfig(desiredConfig(device))
 	out := &streamSender{server: s, device: device, sub: sub, send: stream.Send}
-	if err := out.sendDue(ctx); err != nil {
-		return err
+	for more := true; more; {
+		if more, err = out.sendDue(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub.closed:
+			return sub.err
+		default:
+		}
 	}
 	keepalive := &agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Keepalive{
 		Keepalive: &agentv1.Keepalive{Interval: durationpb.New(streamKeepalive)}}}
@@ -87,12 +96,20 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[agentv1.Sub
 				return err
 			}
 		case <-sub.wake:
-			if err := out.sendDue(ctx); err != nil {
+			more, err := out.sendDue(ctx)
+			if err != nil {
 				return err
+			}
+			if more {
+				sub.notify()
 			}
 		}
 	}
 }
+
+// streamChunk is how many commands one stream sends before it reads the
+// queue again.
+const streamChunk = 32
 
 // streamSender sends one stream what is due: a newer configuration and the
 // open commands not yet sent on it, in queue order.
@@ -103,33 +120,43 @@ type streamSender struct {
 	send   func(*agentv1.SubscribeResponse) error
 }
 
-func (o *streamSender) sendDue(ctx context.Context) error {
+// sendDue sends at most streamChunk commands and reports whether more are
+// due.
+func (o *streamSender) sendDue(ctx context.Context) (more bool, err error) {
 	if cfg := o.sub.takeConfig(); cfg != nil {
 		if err := o.send(&agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Config{Config: cfg}}); err != nil {
-			return err
+			return false, err
 		}
 	}
 	open, err := o.server.openCommands(ctx, o.device)
 	if err != nil {
-		return connect.NewError(connect.CodeUnavailable, err)
+		return false, connect.NewError(connect.CodeUnavailable, err)
 	}
 	still := make(map[string]bool, len(open))
+	sent := 0
 	for _, c := range open {
 		id := string(c.action.UID)
 		still[id] = true
 		if o.sub.wasSent(id) {
 			continue
 		}
+		// A long backlog goes out in chunks, so that the stream serves its
+		// keepalive, notices a release or a closed connection, and reads
+		// the queue afresh (rows expire, devices are replaced) in between.
+		if sent == streamChunk {
+			return true, nil
+		}
+		sent++
 		// Send blocks while the agent's flow-control window is full, so a
 		// row turns Delivered only once its command was written.
 		if err := o.send(&agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Command{Command: commandFor(c.action)}}); err != nil {
-			return err
+			return false, err
 		}
 		o.sub.markSent(id)
 		o.server.delivered(c, o.device.Name)
 	}
 	o.sub.keepSent(still)
-	return nil
+	return false, nil
 }
 
 // Poll answers with the configuration if newer and the open commands.
