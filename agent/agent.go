@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -179,7 +180,14 @@ func (a *Agent) session(ctx context.Context) error {
 	}
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The worker runs configurations and commands in the order they came,
+	// while this loop keeps reading, so a CancelCommand reaches a command
+	// still waiting its turn. A session ends only once its worker has, so
+	// two sessions never run commands at once.
+	queue := newWorkQueue()
+	var worker sync.WaitGroup
+	worker.Go(func() { a.work(ctx, c, queue) })
+	defer func() { cancel(); worker.Wait() }()
 	stream, err := c.Subscribe(ctx, connect.NewRequest(&agentv1.SubscribeRequest{ConfigGeneration: a.state.ConfigGeneration}))
 	if err != nil {
 		return err
@@ -203,9 +211,11 @@ func (a *Agent) session(ctx context.Context) error {
 		}
 		switch m := stream.Msg().GetMessage().(type) {
 		case *agentv1.SubscribeResponse_Config:
-			a.apply(ctx, c, m.Config)
+			queue.push(work{config: m.Config})
 		case *agentv1.SubscribeResponse_Command:
-			a.execute(ctx, c, m.Command)
+			queue.push(work{command: m.Command})
+		case *agentv1.SubscribeResponse_Cancel:
+			a.cancel(ctx, c, queue, m.Cancel.GetId())
 		case *agentv1.SubscribeResponse_Keepalive:
 			if interval := m.Keepalive.GetInterval().AsDuration(); silence == nil && interval > 0 {
 				silentFor = 3 * interval
@@ -249,31 +259,101 @@ func (a *Agent) apply(ctx context.Context, c agentv1connect.AgentServiceClient, 
 	}
 }
 
-// execute runs a command once. A redelivered command is not run again: its
-// recorded result is reported again, which the gateway treats as a repeat.
+// work runs what the stream delivered, one item after the other.
+func (a *Agent) work(ctx context.Context, c agentv1connect.AgentServiceClient, q *workQueue) {
+	for {
+		w, ok := q.next(ctx)
+		if !ok {
+			return
+		}
+		if w.config != nil {
+			a.apply(ctx, c, w.config)
+			continue
+		}
+		a.execute(ctx, c, w.command)
+		q.done()
+	}
+}
+
+// execute runs a command at most once. It journals the command as started
+// before running it: a command found started after a restart was
+// interrupted by it (a Restart by its own reboot) and is reported, not run
+// again. A redelivered command that finished is reported again, which the
+// gateway treats as a repeat.
 func (a *Agent) execute(ctx context.Context, c agentv1connect.AgentServiceClient, cmd *agentv1.Command) {
-	res := Result{}
-	if done, ok := a.state.Completion(cmd.GetId()); ok {
-		res = Result{Code: done.Code, Message: done.Message}
-	} else {
-		if exec := a.platform.Executors()[cmd.GetAction()]; exec != nil {
+	id := cmd.GetId()
+	res, known := a.recorded(id)
+	if !known {
+		if err := a.state.MarkStarted(id, cmd.GetAction()); err != nil {
+			// Running without a journal could run it twice: refuse.
+			res = Result{Code: CodeUnknown, Message: fmt.Sprintf("the agent could not journal the command, so did not run it: %v", err)}
+		} else if exec := a.platform.Executors()[cmd.GetAction()]; exec != nil {
 			res = exec(ctx, cmd)
 		} else {
 			res = Result{Code: CodeUnimplemented, Message: fmt.Sprintf("%s is not supported on this platform", cmd.GetAction())}
 		}
-		if err := a.state.MarkCompleted(cmd.GetId(), res); err != nil {
+		if err := a.state.MarkCompleted(id, res); err != nil {
 			a.log.Error(err, "Saving state")
 		}
 	}
+	// Commands run one after the other, in the order they came; their
+	// results are reported without holding up the next one.
+	go a.report(ctx, c, completion(id, res))
+}
+
+// recorded is the journal's answer for a command: its result if it
+// finished, or the outcome of an interruption if it began and never
+// finished (which is then recorded as its result).
+func (a *Agent) recorded(id string) (Result, bool) {
+	if done, ok := a.state.Completion(id); ok {
+		return Result{Code: done.Code, Message: done.Message}, true
+	}
+	started, ok := a.state.StartedOnly(id)
+	if !ok {
+		return Result{}, false
+	}
+	res := interrupted(started.Action)
+	if err := a.state.MarkCompleted(id, res); err != nil {
+		a.log.Error(err, "Saving state")
+	}
+	return res, true
+}
+
+// interrupted is the result of a command the agent began and did not
+// finish because it stopped. A Restart stops the agent by rebooting: that
+// is its success.
+func interrupted(action string) Result {
+	if action == "Restart" {
+		return Result{Code: CodeOK, Message: "Restarted"}
+	}
+	return Result{Code: CodeAborted, Message: fmt.Sprintf("%s was interrupted: the agent stopped while running it and did not run it again", action)}
+}
+
+// cancel withdraws a command the gateway no longer wants run. One still
+// waiting is dropped and reported Canceled; one running or finished keeps
+// its result; one the agent never saw is recorded Canceled, so that it is
+// never run should it still arrive.
+func (a *Agent) cancel(ctx context.Context, c agentv1connect.AgentServiceClient, q *workQueue, id string) {
+	waiting, running := q.withdraw(id)
+	if running {
+		return // its result follows when it finishes
+	}
+	res, known := a.recorded(id)
+	if waiting || !known {
+		res = Result{Code: CodeCanceled, Message: "Canceled before it started"}
+		if err := a.state.MarkCompleted(id, res); err != nil {
+			a.log.Error(err, "Saving state")
+		}
+	}
+	go a.report(ctx, c, completion(id, res))
+}
+
+func completion(id string, res Result) *agentv1.CompleteCommandRequest {
 	outcome := agentv1.Outcome_OUTCOME_SUCCEEDED
 	if res.Code != CodeOK {
 		outcome = agentv1.Outcome_OUTCOME_FAILED
 	}
-	// Commands run one after the other, in the order they came; their
-	// results are reported without holding up the next one.
-	go a.report(ctx, c, &agentv1.CompleteCommandRequest{
-		CommandId: cmd.GetId(), Outcome: outcome, Code: res.Code, Message: res.Message, Steps: res.Steps,
-	})
+	return &agentv1.CompleteCommandRequest{CommandId: id, Outcome: outcome, Code: res.Code, Message: res.Message, Steps: res.Steps}
 }
 
 // report sends a result until the gateway acknowledges it or says it can

@@ -21,8 +21,10 @@ type Result struct {
 // Codes the executors answer with (google.rpc.Code numbers).
 const (
 	CodeOK                 int32 = 0
+	CodeCanceled           int32 = 1
 	CodeUnknown            int32 = 2
 	CodeFailedPrecondition int32 = 9
+	CodeAborted            int32 = 10
 	CodeUnimplemented      int32 = 12
 	CodeInternal           int32 = 13
 )

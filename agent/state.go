@@ -14,24 +14,42 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // State is what an agent keeps across restarts, in its state directory.
 type State struct {
 	dir string
 
-	mu        sync.Mutex
-	Identity  Identity                    `json:"identity"`
+	mu       sync.Mutex
+	Identity Identity `json:"identity"`
+	// Started journals the commands begun and not finished: one found
+	// here after a restart was interrupted (a Restart by its own reboot)
+	// and is never run again.
+	Started   map[string]StartedCommand   `json:"started,omitempty"`
 	Completed map[string]CompletedCommand `json:"completed"`
 	// ConfigGeneration is the newest configuration applied.
 	ConfigGeneration int64 `json:"configGeneration"`
 }
 
-// CompletedCommand is the recorded result of a command that ran.
+// CompletedCommand is the recorded result of a command that ran, or was
+// canceled before it ran.
 type CompletedCommand struct {
-	Code    int32  `json:"code"`
-	Message string `json:"message,omitempty"`
+	Code    int32     `json:"code"`
+	Message string    `json:"message,omitempty"`
+	At      time.Time `json:"at,omitzero"`
 }
+
+// StartedCommand is a command the agent began.
+type StartedCommand struct {
+	Action string    `json:"action"`
+	At     time.Time `json:"at"`
+}
+
+// journalRetention is how long a command's record is kept: longer than the
+// longest deadline a DeviceAction may have (90 days), after which the
+// gateway never sends the command again.
+const journalRetention = 92 * 24 * time.Hour
 
 // Identity names the Device the agent enrolled as.
 type Identity struct {
@@ -52,7 +70,7 @@ func LoadState(dir string) (*State, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	s := &State{dir: dir, Completed: map[string]CompletedCommand{}}
+	s := &State{dir: dir, Completed: map[string]CompletedCommand{}, Started: map[string]StartedCommand{}}
 	raw, err := os.ReadFile(filepath.Join(dir, stateFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
@@ -65,6 +83,9 @@ func LoadState(dir string) (*State, error) {
 	}
 	if s.Completed == nil {
 		s.Completed = map[string]CompletedCommand{}
+	}
+	if s.Started == nil {
+		s.Started = map[string]StartedCommand{}
 	}
 	return s, nil
 }
@@ -86,11 +107,37 @@ func (s *State) Save() error {
 	return writeAtomic(filepath.Join(s.dir, stateFile), raw)
 }
 
-// MarkCompleted records that a command ran, so a redelivery runs it never
-// again and only reports the recorded result.
-func (s *State) MarkCompleted(id string, r Result) error {
+// MarkStarted journals that a command is about to run, durably, so that
+// an agent that stops while running it (a Restart reboots the host) never
+// runs it again.
+func (s *State) MarkStarted(id, action string) error {
 	s.mu.Lock()
-	s.Completed[id] = CompletedCommand{Code: r.Code, Message: r.Message}
+	s.Started[id] = StartedCommand{Action: action, At: time.Now()}
+	s.mu.Unlock()
+	return s.Save()
+}
+
+// StartedOnly returns a command that began and never finished.
+func (s *State) StartedOnly(id string) (StartedCommand, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.Started[id]
+	return c, ok
+}
+
+// MarkCompleted records a command's result, so a redelivery runs it never
+// again and only reports the recorded result. Records older than any
+// deadline are dropped.
+func (s *State) MarkCompleted(id string, r Result) error {
+	now := time.Now()
+	s.mu.Lock()
+	delete(s.Started, id)
+	s.Completed[id] = CompletedCommand{Code: r.Code, Message: r.Message, At: now}
+	for k, c := range s.Completed {
+		if !c.At.IsZero() && now.Sub(c.At) > journalRetention {
+			delete(s.Completed, k)
+		}
+	}
 	s.mu.Unlock()
 	return s.Save()
 }
@@ -160,9 +207,22 @@ func (s *State) GatewayCA() []byte {
 	return b
 }
 
+// writeAtomic replaces path with data, durably: the journal must survive
+// the reboot a Restart command causes right after it is written.
 func writeAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)

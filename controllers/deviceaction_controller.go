@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -44,6 +45,9 @@ type DeviceActionReconciler struct {
 	Now func() time.Time
 	// SeenWindow is the compliance rule's window, as the Device controller's.
 	SeenWindow time.Duration
+	// CancelGrace is how long a deleted action waits for the devices that
+	// hold its command to answer the cancel; zero means DefaultCancelGrace.
+	CancelGrace time.Duration
 }
 
 func (r *DeviceActionReconciler) now() time.Time {
@@ -54,6 +58,7 @@ func (r *DeviceActionReconciler) now() time.Time {
 }
 
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=deviceactions,verbs=get;list;watch;update;patch;delete
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=deviceactions/finalizers,verbs=update
 
 // Reconcile advances one DeviceAction.
 func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
@@ -61,28 +66,51 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.Get(ctx, req.NamespacedName, action); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if action.Status.Phase.Finished() {
-		return r.reconcileFinished(ctx, action)
-	}
 	patcher := patch.NewHelper(action)
+	if action.Status.Phase.Finished() {
+		return r.reconcileFinished(ctx, patcher, action)
+	}
 	failedBefore := countPhase(action.Status.Devices, mdmv1alpha1.CommandFailed)
 	starting := action.Status.Phase == "" || action.Status.Phase == mdmv1alpha1.ActionPending
 	defer func() {
+		// A finished action has nothing left to undo: its deletion need
+		// not wait. The status is written before the finalizer goes.
+		if action.Status.Phase.Finished() {
+			controllerutil.RemoveFinalizer(action, mdmv1alpha1.Finalizer)
+		}
 		if patcher.Finish(ctx, r.Client, action, &res, &retErr) {
 			r.recordProgress(action, starting, failedBefore)
 		}
 	}()
 
+	// The finalizer lets a deleted action cancel its commands and undo
+	// what it did to devices before it goes. A dry run changes nothing.
+	if !canceling(action) && !action.Spec.DryRun && controllerutil.AddFinalizer(action, mdmv1alpha1.Finalizer) {
+		// The deferred patch adds the finalizer; its watch event brings us back.
+		return ctrl.Result{}, nil
+	}
 	if starting {
+		if canceling(action) {
+			r.cancelBeforeStart(action)
+			return ctrl.Result{}, nil
+		}
 		if err := r.start(ctx, action); err != nil {
 			return ctrl.Result{}, err
+		}
+		if countPhase(action.Status.Devices, mdmv1alpha1.CommandPending) > 0 {
+			// The rows are written before any device is changed for them;
+			// the status patch's watch event brings us back to change them.
+			action.Status.Summary = summarize(action.Status.Devices)
+			conditions.MarkReconciling(action, "Starting", "Recording the devices' rows before changing the devices")
+			return ctrl.Result{}, nil
 		}
 	}
 	return r.follow(ctx, action)
 }
 
-// start resolves the targets, checks each against the eligibility table and
-// queues the eligible ones.
+// start resolves the targets and checks each against the eligibility table.
+// It only records rows: an eligible device's row is Queued, or Pending when
+// queueing changes the device, which follow does once the rows are stored.
 func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.DeviceAction) error {
 	now := metav1.NewTime(r.now())
 	queuedAt := metav1.NewMicroTime(now.Time)
@@ -103,6 +131,7 @@ func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.
 	// Rows in name order, whatever order spec.devices or the cache gave, so
 	// that people find a device in kubectl output.
 	slices.SortFunc(targets, func(a, b target) int { return strings.Compare(a.name, b.name) })
+	changesDevice := changesDeviceOnQueue(action)
 	rows := make([]mdmv1alpha1.DeviceResult, 0, len(targets))
 	for _, t := range targets {
 		row := mdmv1alpha1.DeviceResult{Name: t.name}
@@ -118,24 +147,52 @@ func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.
 			row.Phase, row.Code, row.Message, row.CompletedAt = mdmv1alpha1.CommandIneligible, v.Code, v.Reason, &now
 		case action.Spec.DryRun:
 			row.Phase, row.Message, row.CompletedAt = mdmv1alpha1.CommandSucceeded, "Eligible; dry run, nothing was sent", &now
+		case changesDevice:
+			row.Phase = mdmv1alpha1.CommandPending
 		default:
-			applied, reason, err := r.applySpec(ctx, action, t.device)
-			if err != nil {
-				return err
-			}
-			if !applied {
-				row.Phase, row.Code, row.Message, row.CompletedAt = mdmv1alpha1.CommandFailed, mdmv1alpha1.CodeAborted, reason, &now
-				break
-			}
-			if err := r.onQueue(ctx, action.Spec.Action, t.device, now.Time); err != nil {
-				return err
-			}
 			row.Phase, row.QueuedAt = mdmv1alpha1.CommandQueued, &now
 		}
 		rows = append(rows, row)
 	}
 	action.Status.Devices = rows
 	action.Status.Phase = mdmv1alpha1.ActionRunning
+	return nil
+}
+
+// queuePending makes, for each Pending row, the change queueing does to its
+// device, then queues the row. The rows were stored first, so a failed
+// write leaves them Pending for the next try, which never asks the
+// eligibility table again about a phase the action set itself.
+func (r *DeviceActionReconciler) queuePending(ctx context.Context, action *mdmv1alpha1.DeviceAction, now time.Time) error {
+	at := metav1.NewTime(now)
+	for i := range action.Status.Devices {
+		row := &action.Status.Devices[i]
+		if row.Phase != mdmv1alpha1.CommandPending {
+			continue
+		}
+		d := &mdmv1alpha1.Device{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: action.Namespace, Name: row.Name}, d); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue // failReplacedDevices ends the row
+			}
+			return fmt.Errorf("reading Device %s: %w", row.Name, err)
+		}
+		if d.UID != row.DeviceUID {
+			continue // replaced: failReplacedDevices ends the row
+		}
+		applied, reason, err := r.applySpec(ctx, action, d)
+		if err != nil {
+			return err
+		}
+		if !applied {
+			row.Phase, row.Code, row.Message, row.CompletedAt = mdmv1alpha1.CommandFailed, mdmv1alpha1.CodeAborted, reason, &at
+			continue
+		}
+		if err := r.onQueue(ctx, action.Spec.Action, d, now); err != nil {
+			return err
+		}
+		row.Phase, row.QueuedAt = mdmv1alpha1.CommandQueued, &at
+	}
 	return nil
 }
 
@@ -191,12 +248,25 @@ func (r *DeviceActionReconciler) targets(ctx context.Context, action *mdmv1alpha
 func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1.DeviceAction) (ctrl.Result, error) {
 	now := r.now()
 	deadline := action.Deadline()
+	var wake time.Time
+	if canceling(action) {
+		wake = r.cancelRows(action, now)
+	}
+	var errs []error
+	if now.Before(deadline) {
+		// A failed write ends this pass, but the rows queued before it
+		// are kept: the deferred patch stores them.
+		errs = append(errs, r.queuePending(ctx, action, now))
+	}
 	for i := range action.Status.Devices {
 		row := &action.Status.Devices[i]
-		if (row.Phase == mdmv1alpha1.CommandQueued || row.Phase == mdmv1alpha1.CommandDelivered) && !now.Before(deadline) {
+		if row.Phase.Unfinished() && !now.Before(deadline) {
 			msg := "The device did not connect before the deadline"
-			if row.Phase == mdmv1alpha1.CommandDelivered {
+			switch row.Phase {
+			case mdmv1alpha1.CommandDelivered:
 				msg = "The device did not report a result before the deadline"
+			case mdmv1alpha1.CommandPending:
+				msg = "The device could not be prepared for the command before the deadline"
 			}
 			at := metav1.NewTime(now)
 			row.Phase, row.Code, row.Message, row.CompletedAt = mdmv1alpha1.CommandExpired, mdmv1alpha1.CodeDeadlineExceeded, msg, &at
@@ -205,10 +275,9 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 	if err := r.failReplacedDevices(ctx, action, now); err != nil {
 		return ctrl.Result{}, err
 	}
-	var errs []error
 	if !action.Spec.DryRun {
 		for _, row := range action.Status.Devices {
-			if row.Phase != mdmv1alpha1.CommandSucceeded && row.Phase != mdmv1alpha1.CommandFailed && row.Phase != mdmv1alpha1.CommandExpired {
+			if row.Phase.Unfinished() || row.Phase == mdmv1alpha1.CommandIneligible {
 				continue
 			}
 			d := &mdmv1alpha1.Device{}
@@ -219,25 +288,37 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 			if row.DeviceUID != "" && row.DeviceUID != d.UID {
 				continue // the row was for a Device that is gone; this one is another
 			}
-			errs = append(errs, r.onFinish(ctx, action.Spec.Action, row, d))
+			errs = append(errs, r.onFinish(ctx, action, row, d))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return ctrl.Result{}, err
 	}
 
-	action.Status.Summary = summarize(action.Status.Devices)
-	phase := finalPhase(action.Status.Summary)
+	s := summarize(action.Status.Devices)
+	action.Status.Summary = s
+	phase := finalPhase(s)
 	if phase == "" {
-		conditions.MarkReconciling(action, "Running", fmt.Sprintf("%d of %d devices still to answer",
-			action.Status.Summary.Queued+action.Status.Summary.Delivered, action.Status.Summary.Total))
-		return ctrl.Result{RequeueAfter: max(deadline.Sub(now), time.Millisecond)}, nil
+		reason, verb := "Running", "still to answer"
+		if canceling(action) {
+			reason, verb = "Canceling", "hold the command and have yet to answer the cancel"
+		}
+		conditions.MarkReconciling(action, reason, fmt.Sprintf("%d of %d devices %s", s.Pending+s.Queued+s.Delivered, s.Total, verb))
+		if wake.IsZero() || deadline.Before(wake) {
+			wake = deadline
+		}
+		return ctrl.Result{RequeueAfter: max(wake.Sub(now), time.Millisecond)}, nil
+	}
+	if canceling(action) && s.Canceled > 0 {
+		phase = mdmv1alpha1.ActionCanceled
 	}
 	at := metav1.NewTime(now)
 	action.Status.Phase, action.Status.CompletionTime = phase, &at
 	message := fmt.Sprintf("%s on %d devices: %d succeeded, %d failed, %d ineligible, %d expired", action.Spec.Action,
-		action.Status.Summary.Total, action.Status.Summary.Succeeded, action.Status.Summary.Failed,
-		action.Status.Summary.Ineligible, action.Status.Summary.Expired)
+		s.Total, s.Succeeded, s.Failed, s.Ineligible, s.Expired)
+	if s.Canceled > 0 {
+		message += fmt.Sprintf(", %d canceled", s.Canceled)
+	}
 	settleFinishedAction(action, phase, message)
 	action.Status.ObservedGeneration = action.Generation
 	return r.ttlResult(action, now), nil
@@ -249,7 +330,7 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 func (r *DeviceActionReconciler) failReplacedDevices(ctx context.Context, action *mdmv1alpha1.DeviceAction, now time.Time) error {
 	for i := range action.Status.Devices {
 		row := &action.Status.Devices[i]
-		if !row.Phase.Open() || row.DeviceUID == "" {
+		if !row.Phase.Unfinished() || row.DeviceUID == "" {
 			continue
 		}
 		d := &mdmv1alpha1.Device{}
@@ -282,11 +363,17 @@ func settleFinishedAction(action *mdmv1alpha1.DeviceAction, phase mdmv1alpha1.Ac
 	conditions.MarkStalled(action, string(phase), message)
 }
 
-// reconcileFinished deletes a finished action once its TTL passed.
-func (r *DeviceActionReconciler) reconcileFinished(ctx context.Context, action *mdmv1alpha1.DeviceAction) (ctrl.Result, error) {
+// reconcileFinished drops the finalizer of a finished action, which has
+// nothing left to undo, and deletes the action once its TTL passed.
+func (r *DeviceActionReconciler) reconcileFinished(ctx context.Context, patcher *patch.Helper, action *mdmv1alpha1.DeviceAction) (ctrl.Result, error) {
+	if controllerutil.RemoveFinalizer(action, mdmv1alpha1.Finalizer) {
+		if err := patcher.Patch(ctx, r.Client, action); err != nil {
+			return ctrl.Result{}, fmt.Errorf("removing the finalizer of %s: %w", klog.KObj(action), err)
+		}
+	}
 	left, ok := ttlLeft(action, r.now())
 	switch {
-	case !ok:
+	case !ok || !action.DeletionTimestamp.IsZero():
 		return ctrl.Result{}, nil
 	case left > 0:
 		return ctrl.Result{RequeueAfter: left}, nil

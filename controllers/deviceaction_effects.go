@@ -24,6 +24,9 @@ const (
 // pending, and an unenroll is pending with its request date (also for an
 // offline device, as the source API says).
 func (r *DeviceActionReconciler) onQueue(ctx context.Context, action mdmv1alpha1.ActionType, d *mdmv1alpha1.Device, now time.Time) error {
+	if action == mdmv1alpha1.ActionUnenroll && d.Status.Unenrollment != nil && d.Status.Unenrollment.Phase == mdmv1alpha1.UnenrollmentPending {
+		return nil // already pending: a retry keeps the first request date
+	}
 	switch action {
 	case mdmv1alpha1.ActionWipe:
 		return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceWipePending)
@@ -33,17 +36,32 @@ func (r *DeviceActionReconciler) onQueue(ctx context.Context, action mdmv1alpha1
 	return nil
 }
 
-// onFinish is what a finished row does to its device. Each effect applies
-// only while the device still shows the state the action started from, so
-// reconciling again, or later, changes nothing.
-func (r *DeviceActionReconciler) onFinish(ctx context.Context, action mdmv1alpha1.ActionType, row mdmv1alpha1.DeviceResult, d *mdmv1alpha1.Device) error {
+// changesDeviceOnQueue reports whether queueing the action changes its
+// devices (see onQueue and applySpec), so that its rows are recorded first.
+func changesDeviceOnQueue(a *mdmv1alpha1.DeviceAction) bool {
+	field, _ := specChange(a)
+	return field != "" || a.Spec.Action == mdmv1alpha1.ActionWipe || a.Spec.Action == mdmv1alpha1.ActionUnenroll
+}
+
+// onFinish is what a finished row does to its device. A row that ran
+// records the device's new phase; one canceled or expired undoes what
+// queueing did. Each effect applies only while the device still shows the
+// state the action left it in, so reconciling again, or later, changes
+// nothing.
+func (r *DeviceActionReconciler) onFinish(ctx context.Context, action *mdmv1alpha1.DeviceAction, row mdmv1alpha1.DeviceResult, d *mdmv1alpha1.Device) error {
 	ok := row.Phase == mdmv1alpha1.CommandSucceeded
+	withdrawn := row.Phase == mdmv1alpha1.CommandCanceled || row.Phase == mdmv1alpha1.CommandExpired
 	at := time.Now()
 	if row.CompletedAt != nil {
 		at = row.CompletedAt.Time
 	}
 	phase := d.Status.Phase
-	switch action {
+	if withdrawn {
+		if err := r.revertSpec(ctx, action, d); err != nil {
+			return err
+		}
+	}
+	switch action.Spec.Action {
 	case mdmv1alpha1.ActionWipe:
 		if phase == mdmv1alpha1.DeviceWipePending {
 			return r.setDevicePhase(ctx, d, map[bool]mdmv1alpha1.DevicePhase{true: mdmv1alpha1.DeviceWiped, false: mdmv1alpha1.DeviceEnrolled}[ok])
@@ -53,11 +71,15 @@ func (r *DeviceActionReconciler) onFinish(ctx context.Context, action mdmv1alpha
 		if u == nil || u.Phase != mdmv1alpha1.UnenrollmentPending {
 			return nil
 		}
-		if ok {
+		switch {
+		case ok:
 			if err := r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentSuccess, timeOf(u.RequestDate), &at); err != nil {
 				return err
 			}
 			return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceUnenrolled)
+		case row.Phase == mdmv1alpha1.CommandCanceled:
+			// Never asked of the device: as if it had not been requested.
+			return r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentNone, nil, nil)
 		}
 		return r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentFailed, timeOf(u.RequestDate), &at)
 	case mdmv1alpha1.ActionRetire:

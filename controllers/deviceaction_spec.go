@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -80,14 +81,7 @@ func (r *DeviceActionReconciler) applySpec(ctx context.Context, a *mdmv1alpha1.D
 		return false, fmt.Sprintf("spec.%s of Device %s is managed by %q; change it there, or remove it from that manager, to let %s set it",
 			field, d.Name, owner, a.Spec.Action), nil
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": mdmv1alpha1.GroupVersion.String(),
-		"kind":       "Device",
-		"metadata":   map[string]any{"name": d.Name, "namespace": d.Namespace, "uid": string(d.UID)},
-		"spec":       map[string]any{field: value},
-	}}
-	// Forced only over kubemdm's own managers, which foreignOwner let pass.
-	err = r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(ActionSpecManager), client.ForceOwnership)
+	err = r.applySpecField(ctx, d, field, value)
 	if err != nil {
 		if strings.Contains(err.Error(), "conflict") {
 			return false, err.Error(), nil
@@ -95,4 +89,84 @@ func (r *DeviceActionReconciler) applySpec(ctx context.Context, a *mdmv1alpha1.D
 		return false, "", fmt.Errorf("setting spec.%s of Device %s: %w", field, d.Name, err)
 	}
 	return true, "", nil
+}
+
+// applySpecField sets one spec field of a Device as the actions' manager.
+func (r *DeviceActionReconciler) applySpecField(ctx context.Context, d *mdmv1alpha1.Device, field string, value any) error {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": mdmv1alpha1.GroupVersion.String(),
+		"kind":       "Device",
+		"metadata":   map[string]any{"name": d.Name, "namespace": d.Namespace, "uid": string(d.UID)},
+		"spec":       map[string]any{field: value},
+	}}
+	// Forced only over kubemdm's own managers, which foreignOwner let pass.
+	return r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(ActionSpecManager), client.ForceOwnership)
+}
+
+// revertSpec undoes the spec field a canceled or expired action set on a
+// device that never ran it, as long as the field still holds the action's
+// value and no one outside kubemdm took it over since. The value before is
+// known from eligibility (a Disable ran on an Active device) or, for
+// leaving kiosk or lost mode, from what the device last reported; without
+// such a report the field is left as the action set it.
+func (r *DeviceActionReconciler) revertSpec(ctx context.Context, a *mdmv1alpha1.DeviceAction, d *mdmv1alpha1.Device) error {
+	field, value := specChange(a)
+	if field == "" || foreignOwner(d, field) != "" {
+		return nil
+	}
+	current, err := specFieldOf(d, field)
+	if err != nil {
+		return err
+	}
+	if want, err := jsonValue(value); err != nil || !equality.Semantic.DeepEqual(current, want) {
+		return err
+	}
+	var previous any
+	switch a.Spec.Action {
+	case mdmv1alpha1.ActionDisable:
+		previous = string(mdmv1alpha1.DeviceStateActive)
+	case mdmv1alpha1.ActionReenable:
+		previous = string(mdmv1alpha1.DeviceStateDisabled)
+	case mdmv1alpha1.ActionEnterKiosk, mdmv1alpha1.ActionEnableLostMode:
+		previous = map[string]any{"enabled": false}
+	case mdmv1alpha1.ActionExitKiosk:
+		if k := d.Status.Kiosk; k != nil && k.Enabled && k.App != "" {
+			previous = map[string]any{"enabled": true, "app": k.App}
+		}
+	case mdmv1alpha1.ActionDisableLostMode:
+		if l := d.Status.LostMode; l != nil && l.Enabled && (l.Message != "" || l.PhoneNumber != "") {
+			previous, err = jsonValue(l)
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if previous == nil {
+		return nil
+	}
+	if err := r.applySpecField(ctx, d, field, previous); err != nil {
+		return fmt.Errorf("undoing spec.%s of Device %s: %w", field, d.Name, err)
+	}
+	return nil
+}
+
+// specFieldOf is one field of a Device's spec in its JSON form.
+func specFieldOf(d *mdmv1alpha1.Device, field string) (any, error) {
+	spec, err := jsonValue(d.Spec)
+	if err != nil {
+		return nil, err
+	}
+	m, _ := spec.(map[string]any)
+	return m[field], nil
+}
+
+// jsonValue is v as encoding/json decodes it, for comparing a typed value
+// with an apply body.
+func jsonValue(v any) (any, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out any
+	return out, json.Unmarshal(raw, &out)
 }

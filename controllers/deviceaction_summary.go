@@ -11,6 +11,8 @@ func summarize(rows []mdmv1alpha1.DeviceResult) *mdmv1alpha1.ActionSummary {
 		switch r.Phase {
 		case mdmv1alpha1.CommandIneligible:
 			s.Ineligible++
+		case mdmv1alpha1.CommandPending:
+			s.Pending++
 		case mdmv1alpha1.CommandQueued:
 			s.Queued++
 		case mdmv1alpha1.CommandDelivered:
@@ -33,7 +35,7 @@ func summarize(rows []mdmv1alpha1.DeviceResult) *mdmv1alpha1.ActionSummary {
 // open row ran out of time), anything between is PartiallySucceeded.
 func finalPhase(s *mdmv1alpha1.ActionSummary) mdmv1alpha1.ActionPhase {
 	switch {
-	case s.Queued+s.Delivered > 0:
+	case s.Pending+s.Queued+s.Delivered > 0:
 		return ""
 	case s.Total > 0 && s.Succeeded == s.Total:
 		return mdmv1alpha1.ActionSucceeded

@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -102,7 +103,10 @@ var _ = BeforeSuite(func() {
 	// A short deletion timeout, so that the timeout spec need not wait an hour.
 	Expect((&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
 		DeletionTimeout: 3 * time.Second}).SetupWithManager(mgr)).To(Succeed())
-	Expect((&controllers.DeviceActionReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("deviceaction-controller")}).SetupWithManager(mgr)).To(Succeed())
+	// Device status writes fail on demand (deviceStatusFaults), and a
+	// deleted action waits only briefly for devices that hold its command.
+	Expect((&controllers.DeviceActionReconciler{Client: faultyClient{mgr.GetClient()}, Recorder: mgr.GetEventRecorder("deviceaction-controller"),
+		CancelGrace: 2 * time.Second}).SetupWithManager(mgr)).To(Succeed())
 
 	var ctx context.Context
 	ctx, cancel = context.WithCancel(context.Background())
@@ -111,6 +115,47 @@ var _ = BeforeSuite(func() {
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
 })
+
+// deviceStatusFaults makes the DeviceAction controller's next status writes
+// to the named Devices fail, as when the apiserver is briefly away: a
+// Device name maps to how many writes still fail.
+var deviceStatusFaults = struct {
+	sync.Mutex
+	left map[string]int
+}{left: map[string]int{}}
+
+func failDeviceStatusWrites(device string, n int) {
+	deviceStatusFaults.Lock()
+	defer deviceStatusFaults.Unlock()
+	deviceStatusFaults.left[device] = n
+}
+
+func deviceStatusFaultsLeft(device string) int {
+	deviceStatusFaults.Lock()
+	defer deviceStatusFaults.Unlock()
+	return deviceStatusFaults.left[device]
+}
+
+type faultyClient struct{ client.Client }
+
+func (c faultyClient) Status() client.SubResourceWriter { return faultyStatus{c.Client.Status()} }
+
+type faultyStatus struct{ client.SubResourceWriter }
+
+func (s faultyStatus) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.SubResourceApplyOption) error {
+	if named, ok := obj.(interface{ GetName() string }); ok {
+		deviceStatusFaults.Lock()
+		left := deviceStatusFaults.left[named.GetName()]
+		if left > 0 {
+			deviceStatusFaults.left[named.GetName()] = left - 1
+		}
+		deviceStatusFaults.Unlock()
+		if left > 0 {
+			return apierrors.NewServiceUnavailable("injected fault: the apiserver is away")
+		}
+	}
+	return s.SubResourceWriter.Apply(ctx, obj, opts...)
+}
 
 var _ = AfterSuite(func() {
 	if cancel != nil {

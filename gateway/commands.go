@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 
@@ -39,15 +40,22 @@ func commandFor(a *mdmv1alpha1.DeviceAction) *agentv1.Command {
 }
 
 // openCommand is a command the device has yet to receive or complete, with
-// its row.
+// its row. cancel means the device holds it and must drop it: its action
+// was canceled after the row was Delivered.
 type openCommand struct {
 	action *mdmv1alpha1.DeviceAction
 	row    *mdmv1alpha1.DeviceResult
+	cancel bool
 }
 
+// cancelKey is what a stream remembers it sent for a CancelCommand.
+func cancelKey(id string) string { return "cancel/" + id }
+
 // openCommands lists, from the cache index, the commands the device has yet
-// to receive or complete, in the order the device must run them. The actions
-// are the cache's own objects, not copies (an action can hold 1,000 rows and
+// to receive or complete, in the order the device must run them, and the
+// delivered ones it must drop. A canceled action's rows that were not
+// delivered are never sent: its controller cancels them. The actions are
+// the cache's own objects, not copies (an action can hold 1,000 rows and
 // every stream of its devices reads it): read them, never change them.
 func (s *Server) openCommands(ctx context.Context, device *mdmv1alpha1.Device) ([]openCommand, error) {
 	list := &mdmv1alpha1.DeviceActionList{}
@@ -62,9 +70,15 @@ func (s *Server) openCommands(ctx context.Context, device *mdmv1alpha1.Device) (
 		if !now.Before(a.Deadline()) {
 			continue
 		}
-		if row := openRowFor(a, device); row != nil {
-			out = append(out, openCommand{action: a, row: row})
+		row := openRowFor(a, device)
+		if row == nil {
+			continue
 		}
+		canceled := a.Spec.Cancel || !a.DeletionTimestamp.IsZero()
+		if canceled && row.Phase != mdmv1alpha1.CommandDelivered {
+			continue
+		}
+		out = append(out, openCommand{action: a, row: row, cancel: canceled})
 	}
 	slices.SortFunc(out, func(x, y openCommand) int { return mdmv1alpha1.CompareQueueOrder(x.action, y.action) })
 	return out, nil
@@ -100,9 +114,42 @@ func rowOf(a *mdmv1alpha1.DeviceAction, device string) (int, *mdmv1alpha1.Device
 	return -1, nil
 }
 
-// delivered records that a Queued row's command went out.
-func (s *Server) delivered(c openCommand, device string) {
-	if c.row.Phase == mdmv1alpha1.CommandQueued {
-		s.results.enqueue(client.ObjectKeyFromObject(c.action), rowUpdate{device: device, phase: mdmv1alpha1.CommandDelivered, at: s.now()})
+// markDelivered records, before the commands go out, that their Queued rows
+// are Delivered, and waits until that is written. Recording first is what
+// makes a cancel safe: a row the controller canceled meanwhile fails the
+// write's test and its command is never sent; a row recorded Delivered is
+// one the controller waits on and the gateway tells the device to drop.
+// The answer holds, per command, nil to send it, errOvertaken not to, or
+// the write's error.
+func (s *Server) markDelivered(ctx context.Context, cmds []openCommand, device string) []error {
+	out := make([]error, len(cmds))
+	waits := make([]chan error, len(cmds))
+	at := s.now()
+	for i, c := range cmds {
+		if c.row.Phase != mdmv1alpha1.CommandQueued {
+			continue
+		}
+		waits[i] = make(chan error, 1)
+		s.results.enqueue(client.ObjectKeyFromObject(c.action), rowUpdate{device: device, phase: mdmv1alpha1.CommandDelivered, at: at, done: waits[i]})
 	}
+	for i, w := range waits {
+		if w == nil {
+			continue
+		}
+		select {
+		case err := <-w:
+			var overtaken *overtakenError
+			if errors.As(err, &overtaken) || errors.Is(err, errActionGone) {
+				err = errOvertaken
+			}
+			out[i] = err
+		case <-ctx.Done():
+			out[i] = ctx.Err()
+		}
+	}
+	return out
 }
+
+// errOvertaken is a command whose row ended (canceled, expired) before it
+// could be recorded Delivered: it is not sent.
+var errOvertaken = errors.New("the command's row ended before it was delivered")

@@ -46,6 +46,8 @@ func (s *Server) CompleteCommand(ctx context.Context, req *connect.Request[agent
 		return connect.NewResponse(&agentv1.CompleteCommandResponse{}), nil
 	case isFinal(row.Phase):
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("the command is already %s", row.Phase))
+	case !row.Phase.Open():
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("the command is %s, not yet delivered", row.Phase))
 	}
 	update.done = make(chan error, 1)
 	update.at = s.now()
@@ -85,10 +87,13 @@ func resultUpdate(device string, msg *agentv1.CompleteCommandRequest) (rowUpdate
 		}
 		u.phase = mdmv1alpha1.CommandSucceeded
 	case agentv1.Outcome_OUTCOME_FAILED:
-		if msg.GetCode() == 0 {
-			u.code = 2 // google.rpc.Code UNKNOWN: a failure must not read as OK
-		}
 		u.phase = mdmv1alpha1.CommandFailed
+		switch msg.GetCode() {
+		case 0:
+			u.code = 2 // google.rpc.Code UNKNOWN: a failure must not read as OK
+		case mdmv1alpha1.CodeCanceled:
+			u.phase = mdmv1alpha1.CommandCanceled // dropped before it started
+		}
 	default:
 		return rowUpdate{}, errors.New("outcome must be OUTCOME_SUCCEEDED or OUTCOME_FAILED")
 	}

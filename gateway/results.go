@@ -268,7 +268,7 @@ func patchOps(action *mdmv1alpha1.DeviceAction, updates []rowUpdate) []jsonPatch
 	for _, name := range order {
 		u := latest[name]
 		i, row := rowOf(action, name)
-		if row == nil || rank(u.phase) <= rank(row.Phase) || isFinal(row.Phase) {
+		if row == nil || !row.Phase.Open() || rank(u.phase) <= rank(row.Phase) {
 			continue
 		}
 		base := fmt.Sprintf("/status/devices/%d", i)
@@ -302,7 +302,7 @@ func rank(p mdmv1alpha1.DeviceCommandPhase) int {
 		return 1
 	case mdmv1alpha1.CommandDelivered:
 		return 2
-	case mdmv1alpha1.CommandSucceeded, mdmv1alpha1.CommandFailed:
+	case mdmv1alpha1.CommandSucceeded, mdmv1alpha1.CommandFailed, mdmv1alpha1.CommandCanceled:
 		return 3
 	}
 	return 0

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -32,7 +34,7 @@ func desiredConfig(d *mdmv1alpha1.Device) *agentv1.DesiredConfig {
 		Generation: d.Generation,
 		Owner:      d.Spec.Owner,
 		Attributes: d.Spec.Attributes,
-		State:      string(d.Spec.State),
+		State:      string(cmp.Or(d.Spec.State, mdmv1alpha1.DeviceStateActive)),
 	}
 	if k := d.Spec.Kiosk; k != nil {
 		cfg.Kiosk = &agentv1.Kiosk{Enabled: k.Enabled, App: k.App}
@@ -133,9 +135,12 @@ func (o *streamSender) sendDue(ctx context.Context) (more bool, err error) {
 		return false, connect.NewError(connect.CodeUnavailable, err)
 	}
 	still := make(map[string]bool, len(open))
-	sent := 0
+	var due []openCommand
 	for _, c := range open {
 		id := string(c.action.UID)
+		if c.cancel {
+			id = cancelKey(id)
+		}
 		still[id] = true
 		if o.sub.wasSent(id) {
 			continue
@@ -143,23 +148,39 @@ func (o *streamSender) sendDue(ctx context.Context) (more bool, err error) {
 		// A long backlog goes out in chunks, so that the stream serves its
 		// keepalive, notices a release or a closed connection, and reads
 		// the queue afresh (rows expire, devices are replaced) in between.
-		if sent == streamChunk {
-			return true, nil
+		if len(due) == streamChunk {
+			more = true
+			break
 		}
-		sent++
-		// Send blocks while the agent's flow-control window is full, so a
-		// row turns Delivered only once its command was written.
-		if err := o.send(&agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Command{Command: commandFor(c.action)}}); err != nil {
+		due = append(due, c)
+	}
+	marked := o.server.markDelivered(ctx, due, o.device.Name)
+	for i, c := range due {
+		id := string(c.action.UID)
+		msg := &agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Command{Command: commandFor(c.action)}}
+		switch {
+		case c.cancel:
+			id = cancelKey(id)
+			msg = &agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Cancel{Cancel: &agentv1.CancelCommand{Id: string(c.action.UID)}}}
+		case errors.Is(marked[i], errOvertaken):
+			continue
+		case marked[i] != nil:
+			return false, connect.NewError(connect.CodeUnavailable, fmt.Errorf("recording the delivery of command %s: %w", id, marked[i]))
+		}
+		// Send blocks while the agent's flow-control window is full.
+		if err := o.send(msg); err != nil {
 			return false, err
 		}
 		o.sub.markSent(id)
-		o.server.delivered(c, o.device.Name)
 	}
-	o.sub.keepSent(still)
-	return false, nil
+	if !more {
+		o.sub.keepSent(still)
+	}
+	return more, nil
 }
 
-// Poll answers with the configuration if newer and the open commands.
+// Poll answers with the configuration if newer, the open commands and the
+// delivered ones to drop.
 func (s *Server) Poll(ctx context.Context, req *connect.Request[agentv1.PollRequest]) (*connect.Response[agentv1.PollResponse], error) {
 	device, err := s.authenticate(ctx)
 	if err != nil {
@@ -174,9 +195,17 @@ func (s *Server) Poll(ctx context.Context, req *connect.Request[agentv1.PollRequ
 	if err != nil {
 		return nil, connect.NewError(connect.CodeUnavailable, err)
 	}
-	for _, c := range open {
-		resp.Commands = append(resp.Commands, commandFor(c.action))
-		s.delivered(c, device.Name)
+	marked := s.markDelivered(ctx, open, device.Name)
+	for i, c := range open {
+		switch {
+		case c.cancel:
+			resp.CanceledCommandIds = append(resp.CanceledCommandIds, string(c.action.UID))
+		case errors.Is(marked[i], errOvertaken):
+		case marked[i] != nil:
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("recording the delivery of command %s: %w", c.action.UID, marked[i]))
+		default:
+			resp.Commands = append(resp.Commands, commandFor(c.action))
+		}
 	}
 	return connect.NewResponse(resp), nil
 }
@@ -186,6 +215,9 @@ func (s *Server) Poll(ctx context.Context, req *connect.Request[agentv1.PollRequ
 // action update it many times; streams that already carried it stay asleep.
 func (s *Server) onActionChange(a *mdmv1alpha1.DeviceAction) {
 	id := string(a.UID)
+	if a.Spec.Cancel || !a.DeletionTimestamp.IsZero() {
+		id = cancelKey(id)
+	}
 	for _, name := range index.OpenCommandDevices(a) {
 		for _, sub := range s.hub.get(client.ObjectKey{Namespace: a.Namespace, Name: name}) {
 			if !sub.wasSent(id) {

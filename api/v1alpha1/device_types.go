@@ -63,9 +63,10 @@ type DeviceSpec struct {
 	Attributes map[string]string `json:"attributes,omitempty"`
 
 	// state Disabled makes a lost or stolen device unusable while keeping it
-	// managed. Defaults to Active.
+	// managed; empty means Active. It has no schema default, which would
+	// make whoever creates the Device (Git, the gateway) the owner of the
+	// field and refuse the Disable and Reenable actions.
 	// +optional
-	// +kubebuilder:default=Active
 	State DeviceState `json:"state,omitempty"`
 
 	// kiosk locks an Android device to one app.

@@ -65,8 +65,10 @@ const MaxActionDevices = 50
 // row per device must stay well under the apiserver's object size limit.
 const MaxSelectorMatches = 1000
 
-// DeviceActionSpec is the command to run. It is immutable.
-// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable; create a new DeviceAction instead"
+// DeviceActionSpec is the command to run. It is immutable but for cancel,
+// which may only be turned on.
+// +kubebuilder:validation:XValidation:rule="self.action == oldSelf.action && has(self.devices) == has(oldSelf.devices) && has(self.selector) == has(oldSelf.selector) && has(self.parameters) == has(oldSelf.parameters) && (has(self.dryRun) ? self.dryRun : false) == (has(oldSelf.dryRun) ? oldSelf.dryRun : false) && (has(self.deadline) ? self.deadline : '') == (has(oldSelf.deadline) ? oldSelf.deadline : '') && (has(self.ttlSecondsAfterFinished) ? self.ttlSecondsAfterFinished : -1) == (has(oldSelf.ttlSecondsAfterFinished) ? oldSelf.ttlSecondsAfterFinished : -1) && (has(self.confirm) ? self.confirm : '') == (has(oldSelf.confirm) ? oldSelf.confirm : '')",message="spec is immutable except cancel; create a new DeviceAction instead"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",message="cancel cannot be undone; create a new DeviceAction to run the command again",fieldPath=".cancel"
 // +kubebuilder:validation:XValidation:rule="has(self.devices) != has(self.selector)",message="set exactly one of devices or selector"
 // +kubebuilder:validation:XValidation:rule="self.action != 'Deprovision' || (has(self.parameters) && has(self.parameters.deprovisionReason))",message="parameters.deprovisionReason is required for Deprovision",fieldPath=".parameters"
 // +kubebuilder:validation:XValidation:rule="self.action == 'Deprovision' || !has(self.parameters) || !has(self.parameters.deprovisionReason)",message="parameters.deprovisionReason is only allowed for Deprovision",fieldPath=".parameters"
@@ -88,15 +90,18 @@ type DeviceActionSpec struct {
 	// +kubebuilder:validation:MaxItems=50
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.devices is immutable; create a new DeviceAction instead"
 	Devices []string `json:"devices,omitempty"`
 
 	// selector picks the target Devices by label, resolved once when the
 	// action starts. More than 1000 matches fail the action.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.selector is immutable; create a new DeviceAction instead"
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 
 	// parameters of the actions that take them.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.parameters is immutable; create a new DeviceAction instead"
 	Parameters *ActionParameters `json:"parameters,omitempty"`
 
 	// dryRun computes eligibility per device and sends nothing, the
@@ -118,6 +123,15 @@ type DeviceActionSpec struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+
+	// cancel stops the action: commands not yet delivered are Canceled at
+	// once, devices that hold a delivered command are told to drop it if
+	// they have not started it, and what queueing did to a device (a
+	// pending wipe or unenrollment, a state change) is undone. The action
+	// then ends Canceled and keeps its record. It is the one field that
+	// may change after creation, and only from false to true.
+	// +optional
+	Cancel bool `json:"cancel,omitempty"`
 
 	// confirm must equal the action name for Wipe, Retire and Deprovision,
 	// so that a destructive action is never created by accident.
@@ -188,7 +202,7 @@ type LostModeParameters struct {
 }
 
 // ActionPhase is where a DeviceAction is.
-// +kubebuilder:validation:Enum=Pending;Running;Succeeded;PartiallySucceeded;Failed;Expired
+// +kubebuilder:validation:Enum=Pending;Running;Succeeded;PartiallySucceeded;Failed;Expired;Canceled
 type ActionPhase string
 
 const (
@@ -198,6 +212,8 @@ const (
 	ActionPartiallySucceeded ActionPhase = "PartiallySucceeded"
 	ActionFailed             ActionPhase = "Failed"
 	ActionExpired            ActionPhase = "Expired"
+	// ActionCanceled is an action stopped by spec.cancel or by its deletion.
+	ActionCanceled ActionPhase = "Canceled"
 )
 
 // Deadline is when commands not yet delivered expire: the action's start
@@ -217,18 +233,22 @@ func (a *DeviceAction) Deadline() time.Time {
 // Finished reports whether the action is over.
 func (p ActionPhase) Finished() bool {
 	switch p {
-	case ActionSucceeded, ActionPartiallySucceeded, ActionFailed, ActionExpired:
+	case ActionSucceeded, ActionPartiallySucceeded, ActionFailed, ActionExpired, ActionCanceled:
 		return true
 	}
 	return false
 }
 
 // DeviceCommandPhase is where the command for one device is.
-// +kubebuilder:validation:Enum=Ineligible;Queued;Delivered;Succeeded;Failed;Expired;Canceled
+// +kubebuilder:validation:Enum=Ineligible;Pending;Queued;Delivered;Succeeded;Failed;Expired;Canceled
 type DeviceCommandPhase string
 
 const (
 	CommandIneligible DeviceCommandPhase = "Ineligible"
+	// CommandPending is a row recorded before the action changed the
+	// device for it (a pending wipe or unenrollment, a spec field); it is
+	// Queued once that change is made, and never delivered before.
+	CommandPending    DeviceCommandPhase = "Pending"
 	CommandQueued     DeviceCommandPhase = "Queued"
 	CommandDelivered  DeviceCommandPhase = "Delivered"
 	CommandSucceeded  DeviceCommandPhase = "Succeeded"
@@ -240,6 +260,12 @@ const (
 // Open reports whether the command is still to deliver or to complete.
 func (p DeviceCommandPhase) Open() bool {
 	return p == CommandQueued || p == CommandDelivered
+}
+
+// Unfinished reports whether the row has yet to reach a result: open, or
+// still Pending.
+func (p DeviceCommandPhase) Unfinished() bool {
+	return p == CommandPending || p.Open()
 }
 
 // CompareQueueOrder orders DeviceActions the way a device receives their
@@ -265,6 +291,7 @@ func CompareQueueOrder(a, b *DeviceAction) int {
 // Result codes of a device row, the google.rpc.Code numbers of the source API.
 const (
 	CodeOK                 int32 = 0
+	CodeCanceled           int32 = 1
 	CodeDeadlineExceeded   int32 = 4
 	CodeNotFound           int32 = 5
 	CodeFailedPrecondition int32 = 9
@@ -289,7 +316,7 @@ type DeviceResult struct {
 	// +required
 	Phase DeviceCommandPhase `json:"phase"`
 
-	// code is a google.rpc.Code number: 0 OK, 4 DeadlineExceeded,
+	// code is a google.rpc.Code number: 0 OK, 1 Cancelled, 4 DeadlineExceeded,
 	// 5 NotFound, 9 FailedPrecondition, 10 Aborted, 12 Unimplemented.
 	// +optional
 	Code int32 `json:"code,omitempty"`
@@ -309,6 +336,7 @@ type DeviceResult struct {
 type ActionSummary struct {
 	Total      int32 `json:"total"`
 	Ineligible int32 `json:"ineligible,omitempty"`
+	Pending    int32 `json:"pending,omitempty"`
 	Queued     int32 `json:"queued,omitempty"`
 	Delivered  int32 `json:"delivered,omitempty"`
 	Succeeded  int32 `json:"succeeded,omitempty"`

@@ -228,7 +228,20 @@ var _ = DescribeTable("the apiserver refuses bad manifests with the field and a 
 		field:  "spec.deadline", message: "deadline must be a duration between 1s and 2160h"}),
 	Entry("action: spec changed after creation", rejection{kind: "DeviceAction",
 		create: `{spec: {action: Lock, devices: [a]}}`, update: `{spec: {action: Wipe, devices: [a], confirm: Wipe}}`,
-		field: "spec", message: "spec is immutable; create a new DeviceAction instead"}),
+		field: "spec", message: "spec is immutable except cancel; create a new DeviceAction instead"}),
+	Entry("action: devices changed after creation", rejection{kind: "DeviceAction",
+		create: `{spec: {action: Lock, devices: [a]}}`, update: `{spec: {action: Lock, devices: [a, b]}}`,
+		field: "spec.devices", message: "spec.devices is immutable"}),
+	Entry("action: devices swapped for a selector", rejection{kind: "DeviceAction",
+		create: `{spec: {action: Lock, devices: [a]}}`, update: `{spec: {action: Lock, selector: {matchLabels: {a: b}}}}`,
+		field: "spec", message: "spec is immutable except cancel"}),
+	Entry("action: a message changed after creation", rejection{kind: "DeviceAction",
+		create: `{spec: {action: SendMessage, devices: [a], parameters: {message: {title: t, body: b}}}}`,
+		update: `{spec: {action: SendMessage, devices: [a], parameters: {message: {title: t, body: other}}}}`,
+		field: "spec.parameters", message: "spec.parameters is immutable"}),
+	Entry("action: a cancel undone", rejection{kind: "DeviceAction",
+		create: `{spec: {action: Lock, devices: [a], cancel: true}}`, update: `{spec: {action: Lock, devices: [a], cancel: false}}`,
+		field: "spec.cancel", message: "cancel cannot be undone"}),
 )
 
 func firstNonEmpty(a, b string) string {
@@ -260,7 +273,10 @@ var _ = Describe("the samples", func() {
 		Expect(obj.Object["spec"]).To(HaveKeyWithValue("deadline", "24h"))
 		dev := object("Device", "defaults", `{spec: {platform: Linux}}`)
 		Expect(k8sClient.Create(ctx, dev)).To(Succeed())
-		Expect(dev.Object["spec"]).To(And(HaveKeyWithValue("state", "Active"), HaveKeyWithValue("deletionPolicy", "Retire")))
+		Expect(dev.Object["spec"]).To(HaveKeyWithValue("deletionPolicy", "Retire"))
+		// No default for state: the creator must not own it, or no action
+		// could ever set it.
+		Expect(dev.Object["spec"]).NotTo(HaveKey("state"))
 	})
 
 	It("select Devices by owner, platform and phase with field selectors", func() {
@@ -284,3 +300,13 @@ func namespace(name string) client.Object {
 	u.SetName(name)
 	return u
 }
+
+var _ = Describe("a DeviceAction's cancel", func() {
+	It("may be turned on after creation, the one change allowed", func() {
+		obj := object("DeviceAction", "cancel-me", `{spec: {action: Wipe, devices: [a], confirm: Wipe}}`)
+		Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+		changed := object("DeviceAction", "cancel-me", `{spec: {action: Wipe, devices: [a], confirm: Wipe, cancel: true}}`)
+		changed.SetResourceVersion(obj.GetResourceVersion())
+		Expect(k8sClient.Update(ctx, changed)).To(Succeed())
+	})
+})

@@ -814,6 +814,7 @@ type SubscribeResponse struct {
 	//	*SubscribeResponse_Config
 	//	*SubscribeResponse_Command
 	//	*SubscribeResponse_Keepalive
+	//	*SubscribeResponse_Cancel
 	Message       isSubscribeResponse_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -883,6 +884,15 @@ func (x *SubscribeResponse) GetKeepalive() *Keepalive {
 	return nil
 }
 
+func (x *SubscribeResponse) GetCancel() *CancelCommand {
+	if x != nil {
+		if x, ok := x.Message.(*SubscribeResponse_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
 type isSubscribeResponse_Message interface {
 	isSubscribeResponse_Message()
 }
@@ -899,11 +909,67 @@ type SubscribeResponse_Keepalive struct {
 	Keepalive *Keepalive `protobuf:"bytes,3,opt,name=keepalive,proto3,oneof"`
 }
 
+type SubscribeResponse_Cancel struct {
+	Cancel *CancelCommand `protobuf:"bytes,4,opt,name=cancel,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Config) isSubscribeResponse_Message() {}
 
 func (*SubscribeResponse_Command) isSubscribeResponse_Message() {}
 
 func (*SubscribeResponse_Keepalive) isSubscribeResponse_Message() {}
+
+func (*SubscribeResponse_Cancel) isSubscribeResponse_Message() {}
+
+// CancelCommand withdraws a command the agent received. An agent that has
+// not started it drops it and reports it with code 1 (CANCELLED); one that
+// started or finished it reports its result as usual. An agent that never
+// received the command, or no longer knows it, records it as canceled (so
+// that it never runs should it arrive later) and reports code 1.
+type CancelCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the command's id, its DeviceAction's UID.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelCommand) Reset() {
+	*x = CancelCommand{}
+	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelCommand) ProtoMessage() {}
+
+func (x *CancelCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelCommand.ProtoReflect.Descriptor instead.
+func (*CancelCommand) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CancelCommand) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
 
 // Keepalive tells the agent its stream is alive. An agent that receives
 // nothing on the stream for three intervals should treat it as dead and
@@ -918,7 +984,7 @@ type Keepalive struct {
 
 func (x *Keepalive) Reset() {
 	*x = Keepalive{}
-	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +996,7 @@ func (x *Keepalive) String() string {
 func (*Keepalive) ProtoMessage() {}
 
 func (x *Keepalive) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1009,7 @@ func (x *Keepalive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keepalive.ProtoReflect.Descriptor instead.
 func (*Keepalive) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Keepalive) GetInterval() *durationpb.Duration {
@@ -962,7 +1028,7 @@ type PollRequest struct {
 
 func (x *PollRequest) Reset() {
 	*x = PollRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1040,7 @@ func (x *PollRequest) String() string {
 func (*PollRequest) ProtoMessage() {}
 
 func (x *PollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1053,7 @@ func (x *PollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollRequest.ProtoReflect.Descriptor instead.
 func (*PollRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PollRequest) GetConfigGeneration() int64 {
@@ -1000,15 +1066,18 @@ func (x *PollRequest) GetConfigGeneration() int64 {
 type PollResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// config is set when it is newer than the request's config_generation.
-	Config        *DesiredConfig `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
-	Commands      []*Command     `protobuf:"bytes,2,rep,name=commands,proto3" json:"commands,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Config   *DesiredConfig `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Commands []*Command     `protobuf:"bytes,2,rep,name=commands,proto3" json:"commands,omitempty"`
+	// canceled_command_ids are commands withdrawn after they were delivered,
+	// to handle as a CancelCommand on the stream.
+	CanceledCommandIds []string `protobuf:"bytes,3,rep,name=canceled_command_ids,json=canceledCommandIds,proto3" json:"canceled_command_ids,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *PollResponse) Reset() {
 	*x = PollResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1089,7 @@ func (x *PollResponse) String() string {
 func (*PollResponse) ProtoMessage() {}
 
 func (x *PollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1102,7 @@ func (x *PollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollResponse.ProtoReflect.Descriptor instead.
 func (*PollResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PollResponse) GetConfig() *DesiredConfig {
@@ -1050,6 +1119,13 @@ func (x *PollResponse) GetCommands() []*Command {
 	return nil
 }
 
+func (x *PollResponse) GetCanceledCommandIds() []string {
+	if x != nil {
+		return x.CanceledCommandIds
+	}
+	return nil
+}
+
 type ConfigurationState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1062,7 +1138,7 @@ type ConfigurationState struct {
 
 func (x *ConfigurationState) Reset() {
 	*x = ConfigurationState{}
-	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1150,7 @@ func (x *ConfigurationState) String() string {
 func (*ConfigurationState) ProtoMessage() {}
 
 func (x *ConfigurationState) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1163,7 @@ func (x *ConfigurationState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigurationState.ProtoReflect.Descriptor instead.
 func (*ConfigurationState) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ConfigurationState) GetName() string {
@@ -1123,7 +1199,7 @@ type Certificate struct {
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1211,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1224,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Certificate) GetSubject() string {
@@ -1193,7 +1269,7 @@ type Facts struct {
 
 func (x *Facts) Reset() {
 	*x = Facts{}
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1281,7 @@ func (x *Facts) String() string {
 func (*Facts) ProtoMessage() {}
 
 func (x *Facts) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1294,7 @@ func (x *Facts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Facts.ProtoReflect.Descriptor instead.
 func (*Facts) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Facts) GetDeviceInfo() *DeviceInfo {
@@ -1274,7 +1350,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1362,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1375,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReportStatusRequest) GetObservedGeneration() int64 {
@@ -1324,7 +1400,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1412,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1425,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 // Step is one step of a multi-step command, such as the four steps of
@@ -1365,7 +1441,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1453,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1466,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Step) GetName() string {
@@ -1429,7 +1505,7 @@ type CompleteCommandRequest struct {
 
 func (x *CompleteCommandRequest) Reset() {
 	*x = CompleteCommandRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1517,7 @@ func (x *CompleteCommandRequest) String() string {
 func (*CompleteCommandRequest) ProtoMessage() {}
 
 func (x *CompleteCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1530,7 @@ func (x *CompleteCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCommandRequest.ProtoReflect.Descriptor instead.
 func (*CompleteCommandRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CompleteCommandRequest) GetCommandId() string {
@@ -1500,7 +1576,7 @@ type CompleteCommandResponse struct {
 
 func (x *CompleteCommandResponse) Reset() {
 	*x = CompleteCommandResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1588,7 @@ func (x *CompleteCommandResponse) String() string {
 func (*CompleteCommandResponse) ProtoMessage() {}
 
 func (x *CompleteCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1601,7 @@ func (x *CompleteCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCommandResponse.ProtoReflect.Descriptor instead.
 func (*CompleteCommandResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 type RenewCertificateRequest struct {
@@ -1537,7 +1613,7 @@ type RenewCertificateRequest struct {
 
 func (x *RenewCertificateRequest) Reset() {
 	*x = RenewCertificateRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1625,7 @@ func (x *RenewCertificateRequest) String() string {
 func (*RenewCertificateRequest) ProtoMessage() {}
 
 func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1638,7 @@ func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RenewCertificateRequest) GetCsrPem() string {
@@ -1582,7 +1658,7 @@ type RenewCertificateResponse struct {
 
 func (x *RenewCertificateResponse) Reset() {
 	*x = RenewCertificateResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1670,7 @@ func (x *RenewCertificateResponse) String() string {
 func (*RenewCertificateResponse) ProtoMessage() {}
 
 func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1683,7 @@ func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RenewCertificateResponse) GetCertificatePem() string {
@@ -1697,19 +1773,23 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"parameters\x126\n" +
 	"\bdeadline\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"?\n" +
 	"\x10SubscribeRequest\x12+\n" +
-	"\x11config_generation\x18\x01 \x01(\x03R\x10configGeneration\"\xcd\x01\n" +
+	"\x11config_generation\x18\x01 \x01(\x03R\x10configGeneration\"\x88\x02\n" +
 	"\x11SubscribeResponse\x129\n" +
 	"\x06config\x18\x01 \x01(\v2\x1f.kubemdm.agent.v1.DesiredConfigH\x00R\x06config\x125\n" +
 	"\acommand\x18\x02 \x01(\v2\x19.kubemdm.agent.v1.CommandH\x00R\acommand\x12;\n" +
-	"\tkeepalive\x18\x03 \x01(\v2\x1b.kubemdm.agent.v1.KeepaliveH\x00R\tkeepaliveB\t\n" +
-	"\amessage\"B\n" +
+	"\tkeepalive\x18\x03 \x01(\v2\x1b.kubemdm.agent.v1.KeepaliveH\x00R\tkeepalive\x129\n" +
+	"\x06cancel\x18\x04 \x01(\v2\x1f.kubemdm.agent.v1.CancelCommandH\x00R\x06cancelB\t\n" +
+	"\amessage\"\x1f\n" +
+	"\rCancelCommand\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"B\n" +
 	"\tKeepalive\x125\n" +
 	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\":\n" +
 	"\vPollRequest\x12+\n" +
-	"\x11config_generation\x18\x01 \x01(\x03R\x10configGeneration\"~\n" +
+	"\x11config_generation\x18\x01 \x01(\x03R\x10configGeneration\"\xb0\x01\n" +
 	"\fPollResponse\x127\n" +
 	"\x06config\x18\x01 \x01(\v2\x1f.kubemdm.agent.v1.DesiredConfigR\x06config\x125\n" +
-	"\bcommands\x18\x02 \x03(\v2\x19.kubemdm.agent.v1.CommandR\bcommands\"X\n" +
+	"\bcommands\x18\x02 \x03(\v2\x19.kubemdm.agent.v1.CommandR\bcommands\x120\n" +
+	"\x14canceled_command_ids\x18\x03 \x03(\tR\x12canceledCommandIds\"X\n" +
 	"\x12ConfigurationState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x18\n" +
@@ -1773,7 +1853,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: kubemdm.agent.v1.Outcome
 	(*DeviceInfo)(nil),               // 1: kubemdm.agent.v1.DeviceInfo
@@ -1787,67 +1867,69 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*Command)(nil),                  // 9: kubemdm.agent.v1.Command
 	(*SubscribeRequest)(nil),         // 10: kubemdm.agent.v1.SubscribeRequest
 	(*SubscribeResponse)(nil),        // 11: kubemdm.agent.v1.SubscribeResponse
-	(*Keepalive)(nil),                // 12: kubemdm.agent.v1.Keepalive
-	(*PollRequest)(nil),              // 13: kubemdm.agent.v1.PollRequest
-	(*PollResponse)(nil),             // 14: kubemdm.agent.v1.PollResponse
-	(*ConfigurationState)(nil),       // 15: kubemdm.agent.v1.ConfigurationState
-	(*Certificate)(nil),              // 16: kubemdm.agent.v1.Certificate
-	(*Facts)(nil),                    // 17: kubemdm.agent.v1.Facts
-	(*ReportStatusRequest)(nil),      // 18: kubemdm.agent.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),     // 19: kubemdm.agent.v1.ReportStatusResponse
-	(*Step)(nil),                     // 20: kubemdm.agent.v1.Step
-	(*CompleteCommandRequest)(nil),   // 21: kubemdm.agent.v1.CompleteCommandRequest
-	(*CompleteCommandResponse)(nil),  // 22: kubemdm.agent.v1.CompleteCommandResponse
-	(*RenewCertificateRequest)(nil),  // 23: kubemdm.agent.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil), // 24: kubemdm.agent.v1.RenewCertificateResponse
-	nil,                              // 25: kubemdm.agent.v1.DesiredConfig.AttributesEntry
-	(*timestamppb.Timestamp)(nil),    // 26: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 27: google.protobuf.Duration
+	(*CancelCommand)(nil),            // 12: kubemdm.agent.v1.CancelCommand
+	(*Keepalive)(nil),                // 13: kubemdm.agent.v1.Keepalive
+	(*PollRequest)(nil),              // 14: kubemdm.agent.v1.PollRequest
+	(*PollResponse)(nil),             // 15: kubemdm.agent.v1.PollResponse
+	(*ConfigurationState)(nil),       // 16: kubemdm.agent.v1.ConfigurationState
+	(*Certificate)(nil),              // 17: kubemdm.agent.v1.Certificate
+	(*Facts)(nil),                    // 18: kubemdm.agent.v1.Facts
+	(*ReportStatusRequest)(nil),      // 19: kubemdm.agent.v1.ReportStatusRequest
+	(*ReportStatusResponse)(nil),     // 20: kubemdm.agent.v1.ReportStatusResponse
+	(*Step)(nil),                     // 21: kubemdm.agent.v1.Step
+	(*CompleteCommandRequest)(nil),   // 22: kubemdm.agent.v1.CompleteCommandRequest
+	(*CompleteCommandResponse)(nil),  // 23: kubemdm.agent.v1.CompleteCommandResponse
+	(*RenewCertificateRequest)(nil),  // 24: kubemdm.agent.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 25: kubemdm.agent.v1.RenewCertificateResponse
+	nil,                              // 26: kubemdm.agent.v1.DesiredConfig.AttributesEntry
+	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 28: google.protobuf.Duration
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	1,  // 0: kubemdm.agent.v1.EnrollRequest.device_info:type_name -> kubemdm.agent.v1.DeviceInfo
-	26, // 1: kubemdm.agent.v1.EnrollResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
-	25, // 2: kubemdm.agent.v1.DesiredConfig.attributes:type_name -> kubemdm.agent.v1.DesiredConfig.AttributesEntry
+	27, // 1: kubemdm.agent.v1.EnrollResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
+	26, // 2: kubemdm.agent.v1.DesiredConfig.attributes:type_name -> kubemdm.agent.v1.DesiredConfig.AttributesEntry
 	4,  // 3: kubemdm.agent.v1.DesiredConfig.kiosk:type_name -> kubemdm.agent.v1.Kiosk
 	5,  // 4: kubemdm.agent.v1.DesiredConfig.lost_mode:type_name -> kubemdm.agent.v1.LostMode
 	6,  // 5: kubemdm.agent.v1.DesiredConfig.configurations:type_name -> kubemdm.agent.v1.Configuration
 	5,  // 6: kubemdm.agent.v1.CommandParameters.lost_mode:type_name -> kubemdm.agent.v1.LostMode
 	8,  // 7: kubemdm.agent.v1.Command.parameters:type_name -> kubemdm.agent.v1.CommandParameters
-	26, // 8: kubemdm.agent.v1.Command.deadline:type_name -> google.protobuf.Timestamp
+	27, // 8: kubemdm.agent.v1.Command.deadline:type_name -> google.protobuf.Timestamp
 	7,  // 9: kubemdm.agent.v1.SubscribeResponse.config:type_name -> kubemdm.agent.v1.DesiredConfig
 	9,  // 10: kubemdm.agent.v1.SubscribeResponse.command:type_name -> kubemdm.agent.v1.Command
-	12, // 11: kubemdm.agent.v1.SubscribeResponse.keepalive:type_name -> kubemdm.agent.v1.Keepalive
-	27, // 12: kubemdm.agent.v1.Keepalive.interval:type_name -> google.protobuf.Duration
-	7,  // 13: kubemdm.agent.v1.PollResponse.config:type_name -> kubemdm.agent.v1.DesiredConfig
-	9,  // 14: kubemdm.agent.v1.PollResponse.commands:type_name -> kubemdm.agent.v1.Command
-	26, // 15: kubemdm.agent.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	1,  // 16: kubemdm.agent.v1.Facts.device_info:type_name -> kubemdm.agent.v1.DeviceInfo
-	4,  // 17: kubemdm.agent.v1.Facts.kiosk:type_name -> kubemdm.agent.v1.Kiosk
-	5,  // 18: kubemdm.agent.v1.Facts.lost_mode:type_name -> kubemdm.agent.v1.LostMode
-	15, // 19: kubemdm.agent.v1.Facts.configurations:type_name -> kubemdm.agent.v1.ConfigurationState
-	16, // 20: kubemdm.agent.v1.Facts.certificates:type_name -> kubemdm.agent.v1.Certificate
-	17, // 21: kubemdm.agent.v1.ReportStatusRequest.facts:type_name -> kubemdm.agent.v1.Facts
-	0,  // 22: kubemdm.agent.v1.Step.outcome:type_name -> kubemdm.agent.v1.Outcome
-	0,  // 23: kubemdm.agent.v1.CompleteCommandRequest.outcome:type_name -> kubemdm.agent.v1.Outcome
-	20, // 24: kubemdm.agent.v1.CompleteCommandRequest.steps:type_name -> kubemdm.agent.v1.Step
-	26, // 25: kubemdm.agent.v1.RenewCertificateResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
-	2,  // 26: kubemdm.agent.v1.AgentService.Enroll:input_type -> kubemdm.agent.v1.EnrollRequest
-	10, // 27: kubemdm.agent.v1.AgentService.Subscribe:input_type -> kubemdm.agent.v1.SubscribeRequest
-	13, // 28: kubemdm.agent.v1.AgentService.Poll:input_type -> kubemdm.agent.v1.PollRequest
-	18, // 29: kubemdm.agent.v1.AgentService.ReportStatus:input_type -> kubemdm.agent.v1.ReportStatusRequest
-	21, // 30: kubemdm.agent.v1.AgentService.CompleteCommand:input_type -> kubemdm.agent.v1.CompleteCommandRequest
-	23, // 31: kubemdm.agent.v1.AgentService.RenewCertificate:input_type -> kubemdm.agent.v1.RenewCertificateRequest
-	3,  // 32: kubemdm.agent.v1.AgentService.Enroll:output_type -> kubemdm.agent.v1.EnrollResponse
-	11, // 33: kubemdm.agent.v1.AgentService.Subscribe:output_type -> kubemdm.agent.v1.SubscribeResponse
-	14, // 34: kubemdm.agent.v1.AgentService.Poll:output_type -> kubemdm.agent.v1.PollResponse
-	19, // 35: kubemdm.agent.v1.AgentService.ReportStatus:output_type -> kubemdm.agent.v1.ReportStatusResponse
-	22, // 36: kubemdm.agent.v1.AgentService.CompleteCommand:output_type -> kubemdm.agent.v1.CompleteCommandResponse
-	24, // 37: kubemdm.agent.v1.AgentService.RenewCertificate:output_type -> kubemdm.agent.v1.RenewCertificateResponse
-	32, // [32:38] is the sub-list for method output_type
-	26, // [26:32] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	13, // 11: kubemdm.agent.v1.SubscribeResponse.keepalive:type_name -> kubemdm.agent.v1.Keepalive
+	12, // 12: kubemdm.agent.v1.SubscribeResponse.cancel:type_name -> kubemdm.agent.v1.CancelCommand
+	28, // 13: kubemdm.agent.v1.Keepalive.interval:type_name -> google.protobuf.Duration
+	7,  // 14: kubemdm.agent.v1.PollResponse.config:type_name -> kubemdm.agent.v1.DesiredConfig
+	9,  // 15: kubemdm.agent.v1.PollResponse.commands:type_name -> kubemdm.agent.v1.Command
+	27, // 16: kubemdm.agent.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	1,  // 17: kubemdm.agent.v1.Facts.device_info:type_name -> kubemdm.agent.v1.DeviceInfo
+	4,  // 18: kubemdm.agent.v1.Facts.kiosk:type_name -> kubemdm.agent.v1.Kiosk
+	5,  // 19: kubemdm.agent.v1.Facts.lost_mode:type_name -> kubemdm.agent.v1.LostMode
+	16, // 20: kubemdm.agent.v1.Facts.configurations:type_name -> kubemdm.agent.v1.ConfigurationState
+	17, // 21: kubemdm.agent.v1.Facts.certificates:type_name -> kubemdm.agent.v1.Certificate
+	18, // 22: kubemdm.agent.v1.ReportStatusRequest.facts:type_name -> kubemdm.agent.v1.Facts
+	0,  // 23: kubemdm.agent.v1.Step.outcome:type_name -> kubemdm.agent.v1.Outcome
+	0,  // 24: kubemdm.agent.v1.CompleteCommandRequest.outcome:type_name -> kubemdm.agent.v1.Outcome
+	21, // 25: kubemdm.agent.v1.CompleteCommandRequest.steps:type_name -> kubemdm.agent.v1.Step
+	27, // 26: kubemdm.agent.v1.RenewCertificateResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
+	2,  // 27: kubemdm.agent.v1.AgentService.Enroll:input_type -> kubemdm.agent.v1.EnrollRequest
+	10, // 28: kubemdm.agent.v1.AgentService.Subscribe:input_type -> kubemdm.agent.v1.SubscribeRequest
+	14, // 29: kubemdm.agent.v1.AgentService.Poll:input_type -> kubemdm.agent.v1.PollRequest
+	19, // 30: kubemdm.agent.v1.AgentService.ReportStatus:input_type -> kubemdm.agent.v1.ReportStatusRequest
+	22, // 31: kubemdm.agent.v1.AgentService.CompleteCommand:input_type -> kubemdm.agent.v1.CompleteCommandRequest
+	24, // 32: kubemdm.agent.v1.AgentService.RenewCertificate:input_type -> kubemdm.agent.v1.RenewCertificateRequest
+	3,  // 33: kubemdm.agent.v1.AgentService.Enroll:output_type -> kubemdm.agent.v1.EnrollResponse
+	11, // 34: kubemdm.agent.v1.AgentService.Subscribe:output_type -> kubemdm.agent.v1.SubscribeResponse
+	15, // 35: kubemdm.agent.v1.AgentService.Poll:output_type -> kubemdm.agent.v1.PollResponse
+	20, // 36: kubemdm.agent.v1.AgentService.ReportStatus:output_type -> kubemdm.agent.v1.ReportStatusResponse
+	23, // 37: kubemdm.agent.v1.AgentService.CompleteCommand:output_type -> kubemdm.agent.v1.CompleteCommandResponse
+	25, // 38: kubemdm.agent.v1.AgentService.RenewCertificate:output_type -> kubemdm.agent.v1.RenewCertificateResponse
+	33, // [33:39] is the sub-list for method output_type
+	27, // [27:33] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -1859,6 +1941,7 @@ func file_agent_v1_agent_proto_init() {
 		(*SubscribeResponse_Config)(nil),
 		(*SubscribeResponse_Command)(nil),
 		(*SubscribeResponse_Keepalive)(nil),
+		(*SubscribeResponse_Cancel)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1866,7 +1949,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
