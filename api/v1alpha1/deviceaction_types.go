@@ -67,7 +67,7 @@ const MaxSelectorMatches = 1000
 
 // DeviceActionSpec is the command to run. It is immutable but for cancel,
 // which may only be turned on.
-// +kubebuilder:validation:XValidation:rule="self.action == oldSelf.action && has(self.devices) == has(oldSelf.devices) && has(self.selector) == has(oldSelf.selector) && has(self.parameters) == has(oldSelf.parameters) && (has(self.dryRun) ? self.dryRun : false) == (has(oldSelf.dryRun) ? oldSelf.dryRun : false) && (has(self.deadline) ? self.deadline : '') == (has(oldSelf.deadline) ? oldSelf.deadline : '') && (has(self.ttlSecondsAfterFinished) ? self.ttlSecondsAfterFinished : -1) == (has(oldSelf.ttlSecondsAfterFinished) ? oldSelf.ttlSecondsAfterFinished : -1) && (has(self.confirm) ? self.confirm : '') == (has(oldSelf.confirm) ? oldSelf.confirm : '')",message="spec is immutable except cancel; create a new DeviceAction instead"
+// +kubebuilder:validation:XValidation:rule="self.action == oldSelf.action && has(self.devices) == has(oldSelf.devices) && has(self.selector) == has(oldSelf.selector) && has(self.parameters) == has(oldSelf.parameters) && has(self.dryRun) == has(oldSelf.dryRun) && (!has(self.dryRun) || self.dryRun == oldSelf.dryRun) && has(self.deadline) == has(oldSelf.deadline) && (!has(self.deadline) || self.deadline == oldSelf.deadline) && has(self.ttlSecondsAfterFinished) == has(oldSelf.ttlSecondsAfterFinished) && (!has(self.ttlSecondsAfterFinished) || self.ttlSecondsAfterFinished == oldSelf.ttlSecondsAfterFinished) && has(self.confirm) == has(oldSelf.confirm) && (!has(self.confirm) || self.confirm == oldSelf.confirm)",message="spec is immutable except cancel; create a new DeviceAction instead"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",message="cancel cannot be undone; create a new DeviceAction to run the command again",fieldPath=".cancel"
 // +kubebuilder:validation:XValidation:rule="has(self.devices) != has(self.selector)",message="set exactly one of devices or selector"
 // +kubebuilder:validation:XValidation:rule="self.action != 'Deprovision' || (has(self.parameters) && has(self.parameters.deprovisionReason))",message="parameters.deprovisionReason is required for Deprovision",fieldPath=".parameters"
@@ -248,13 +248,13 @@ const (
 	// CommandPending is a row recorded before the action changed the
 	// device for it (a pending wipe or unenrollment, a spec field); it is
 	// Queued once that change is made, and never delivered before.
-	CommandPending    DeviceCommandPhase = "Pending"
-	CommandQueued     DeviceCommandPhase = "Queued"
-	CommandDelivered  DeviceCommandPhase = "Delivered"
-	CommandSucceeded  DeviceCommandPhase = "Succeeded"
-	CommandFailed     DeviceCommandPhase = "Failed"
-	CommandExpired    DeviceCommandPhase = "Expired"
-	CommandCanceled   DeviceCommandPhase = "Canceled"
+	CommandPending   DeviceCommandPhase = "Pending"
+	CommandQueued    DeviceCommandPhase = "Queued"
+	CommandDelivered DeviceCommandPhase = "Delivered"
+	CommandSucceeded DeviceCommandPhase = "Succeeded"
+	CommandFailed    DeviceCommandPhase = "Failed"
+	CommandExpired   DeviceCommandPhase = "Expired"
+	CommandCanceled  DeviceCommandPhase = "Canceled"
 )
 
 // Open reports whether the command is still to deliver or to complete.

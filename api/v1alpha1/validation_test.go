@@ -238,7 +238,7 @@ var _ = DescribeTable("the apiserver refuses bad manifests with the field and a 
 	Entry("action: a message changed after creation", rejection{kind: "DeviceAction",
 		create: `{spec: {action: SendMessage, devices: [a], parameters: {message: {title: t, body: b}}}}`,
 		update: `{spec: {action: SendMessage, devices: [a], parameters: {message: {title: t, body: other}}}}`,
-		field: "spec.parameters", message: "spec.parameters is immutable"}),
+		field:  "spec.parameters", message: "spec.parameters is immutable"}),
 	Entry("action: a cancel undone", rejection{kind: "DeviceAction",
 		create: `{spec: {action: Lock, devices: [a], cancel: true}}`, update: `{spec: {action: Lock, devices: [a], cancel: false}}`,
 		field: "spec.cancel", message: "cancel cannot be undone"}),
