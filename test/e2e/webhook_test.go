@@ -122,6 +122,11 @@ var _ = Describe("Admission", func() {
 		Expect(u.ExecutionDate).To(BeNil())
 		requested := u.RequestDate
 
+		// Changing only the dates is undone: they stay the server's.
+		u = set("pending")
+		Expect(u.RequestDate).To(Equal(requested), "a client's requestDate is ignored")
+		Expect(u.ExecutionDate).To(BeNil(), "a client's executionDate is ignored")
+
 		u = set("success")
 		Expect(u.RequestDate).To(Equal(requested), "success keeps requestDate")
 		Expect(u.ExecutionDate.Time).To(recent())
