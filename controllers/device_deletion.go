@@ -19,7 +19,7 @@ import (
 
 // AnnotationForceDelete on a Device being deleted releases it at once,
 // without running its deletion policy.
-const AnnotationForceDelete = "mdm.kubemdm.io/force-delete"
+const AnnotationForceDelete = mdmv1alpha1.AnnotationForceDelete
 
 // DefaultDeletionTimeout is how long a deleted Device waits for its device
 // to confirm the deletion policy before it is released anyway.

@@ -6,10 +6,7 @@ package webhook
 import (
 	"context"
 	"fmt"
-	"strings"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,22 +37,9 @@ func (v *DeviceActionValidator) ValidateCreate(ctx context.Context, a *mdmv1alph
 		return nil, apierrors.NewInternalError(err)
 	}
 	if a.Spec.Action.Destructive() {
-		verb := strings.ToLower(string(a.Spec.Action))
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: req.UserInfo.Username, UID: req.UserInfo.UID, Groups: req.UserInfo.Groups,
-			Extra: extra(req.UserInfo.Extra),
-			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: a.Namespace, Verb: verb, Group: mdmv1alpha1.GroupVersion.Group, Resource: "devices",
-			},
-		}}
-		if err := v.Client.Create(ctx, sar); err != nil {
-			return nil, apierrors.NewInternalError(fmt.Errorf("checking the %q verb: %w", verb, err))
-		}
-		if !sar.Status.Allowed {
-			return nil, apierrors.NewForbidden(mdmv1alpha1.GroupVersion.WithResource("deviceactions").GroupResource(), a.Name,
-				field.Forbidden(field.NewPath("spec", "action"), fmt.Sprintf(
-					"a %s DeviceAction needs the %q verb on devices.%s in namespace %s, which %s does not have; the kubemdm-admin role grants it",
-					a.Spec.Action, verb, mdmv1alpha1.GroupVersion.Group, a.Namespace, req.UserInfo.Username)))
+		if err := requireActionVerb(ctx, v.Client, req.UserInfo, a.Namespace, a.Spec.Action, "deviceactions", a.Name,
+			field.NewPath("spec", "action"), fmt.Sprintf("a %s DeviceAction", a.Spec.Action)); err != nil {
+			return nil, err
 		}
 	}
 	return v.warnings(ctx, a), nil
@@ -92,12 +76,4 @@ func (v *DeviceActionValidator) ValidateUpdate(context.Context, *mdmv1alpha1.Dev
 // ValidateDelete allows deletes.
 func (v *DeviceActionValidator) ValidateDelete(context.Context, *mdmv1alpha1.DeviceAction) (admission.Warnings, error) {
 	return nil, nil
-}
-
-func extra(in map[string]authenticationv1.ExtraValue) map[string]authorizationv1.ExtraValue {
-	out := map[string]authorizationv1.ExtraValue{}
-	for k, v := range in {
-		out[k] = authorizationv1.ExtraValue(v)
-	}
-	return out
 }

@@ -15,6 +15,11 @@ func Setup(mgr ctrl.Manager) error {
 		Complete(); err != nil {
 		return err
 	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &mdmv1alpha1.Device{}).
+		WithValidator(&DeviceValidator{Client: mgr.GetClient()}).
+		Complete(); err != nil {
+		return err
+	}
 	mgr.GetWebhookServer().Register(UnenrollmentStamperPath, &webhook.Admission{
 		Handler: &UnenrollmentStamper{Decoder: admission.NewDecoder(mgr.GetScheme())},
 	})

@@ -39,6 +39,10 @@ const (
 	ConditionStalled = "Stalled"
 )
 
+// AnnotationForceDelete on a Device lets its deletion release the device at
+// once, without running spec.deletionPolicy on it.
+const AnnotationForceDelete = "mdm.kubemdm.io/force-delete"
+
 // Finalizer is the finalizer every kubemdm controller puts on the objects
 // whose deletion needs work first.
 const Finalizer = "mdm.kubemdm.io/finalizer"

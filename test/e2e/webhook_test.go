@@ -85,6 +85,28 @@ var _ = Describe("Admission", func() {
 			Spec:       mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionWipe, Confirm: "Wipe", Devices: []string{"op-1"}}})).To(Succeed())
 	})
 
+	It("lets only someone who may retire a device delete it when that retires it", func() {
+		installRoles(ctx)
+		f := newFleet(ctx)
+		f.enroll(ctx, "del-1")
+		f.enroll(ctx, "del-2")
+		olivia := userClient(ctx, "olivia", "kubemdm-operator", f.ns)
+		var err error
+		Eventually(func() bool {
+			err = olivia.Delete(ctx, device(ctx, f.ns, "del-1"))
+			return apierrors.IsForbidden(err)
+		}).Should(BeTrue(), "err: %v", err)
+		Expect(err.Error()).To(ContainSubstring(`deleting Device del-1 runs its deletionPolicy Retire on the device, which needs the "retire" verb on devices.mdm.kubemdm.io`))
+		Expect(device(ctx, f.ns, "del-1").DeletionTimestamp).To(BeNil())
+
+		// Orphan releases the device without touching it: no verb needed.
+		setPolicy(ctx, f.ns, "del-2", mdmv1alpha1.DeletionPolicyOrphan)
+		Expect(olivia.Delete(ctx, device(ctx, f.ns, "del-2"))).To(Succeed())
+
+		adam := userClient(ctx, "adam", "kubemdm-admin", f.ns)
+		Expect(adam.Delete(ctx, device(ctx, f.ns, "del-1"))).To(Succeed())
+	})
+
 	It("warns about ineligible devices on a server-side dry run and creates nothing", func() {
 		f := newFleet(ctx)
 		f.enroll(ctx, "dr-1")
