@@ -41,6 +41,19 @@ func (l *Linux) Info() *agentv1.DeviceInfo {
 // Apply writes each configuration as a file and removes excluded ones.
 func (l *Linux) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv1.Facts {
 	facts := &agentv1.Facts{Owner: cfg.GetOwner(), Kiosk: cfg.GetKiosk(), LostMode: cfg.GetLostMode()}
+	// The disabled flag is the host's disabled state, whether Git set
+	// spec.state or a Disable command ran; the report says what it holds.
+	_ = os.MkdirAll(l.Dir, 0o700)
+	switch cfg.GetState() {
+	case "Disabled":
+		l.setFlag("disabled", true)
+	case "Active":
+		l.setFlag("disabled", false)
+	}
+	facts.State = "Active"
+	if _, err := os.Stat(filepath.Join(l.Dir, "disabled")); err == nil {
+		facts.State = "Disabled"
+	}
 	dir := filepath.Join(l.Dir, "configurations")
 	_ = os.MkdirAll(dir, 0o700)
 	for _, c := range cfg.GetConfigurations() {

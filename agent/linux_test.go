@@ -78,3 +78,27 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Fatal("a corrupt state file must be an error, not a silent fresh start")
 	}
 }
+
+func TestLinuxEnforcesTheDisabledState(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "managed")
+	l := &Linux{Dir: dir}
+	ctx := context.Background()
+	flag := filepath.Join(dir, "disabled")
+
+	if facts := l.Apply(ctx, &agentv1.DesiredConfig{State: "Disabled"}); facts.GetState() != "Disabled" {
+		t.Errorf("reported state %q after a Disabled configuration", facts.GetState())
+	}
+	if _, err := os.Stat(flag); err != nil {
+		t.Errorf("no disabled flag: %v", err)
+	}
+	// A configuration that says nothing about the state keeps it.
+	if facts := l.Apply(ctx, &agentv1.DesiredConfig{}); facts.GetState() != "Disabled" {
+		t.Errorf("reported state %q after a configuration without state", facts.GetState())
+	}
+	if facts := l.Apply(ctx, &agentv1.DesiredConfig{State: "Active"}); facts.GetState() != "Active" {
+		t.Errorf("reported state %q after an Active configuration", facts.GetState())
+	}
+	if _, err := os.Stat(flag); !os.IsNotExist(err) {
+		t.Errorf("the disabled flag stayed: %v", err)
+	}
+}

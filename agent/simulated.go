@@ -40,6 +40,25 @@ type Simulated struct {
 	executed []*agentv1.Command
 	config   *agentv1.DesiredConfig
 	owner    string
+	// disabled is what the device enforces: set by a configuration whose
+	// state is Disabled and by the Disable command, cleared by their
+	// opposites.
+	disabled bool
+}
+
+// Disabled reports whether the device is disabled (unusable) now.
+func (s *Simulated) Disabled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.disabled
+}
+
+// stateLocked is the administrative state the device enforces.
+func (s *Simulated) stateLocked() string {
+	if s.disabled {
+		return "Disabled"
+	}
+	return "Active"
 }
 
 // Info describes the simulated device.
@@ -81,13 +100,19 @@ func (s *Simulated) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv
 	if !s.RefuseOwners[cfg.GetOwner()] {
 		s.owner = cfg.GetOwner()
 	}
-	owner := s.owner
+	switch cfg.GetState() {
+	case "Disabled":
+		s.disabled = true
+	case "Active":
+		s.disabled = false
+	}
+	owner, state := s.owner, s.stateLocked()
 	failing := make(map[string]bool, len(s.FailConfigurations))
 	for k, v := range s.FailConfigurations {
 		failing[k] = v
 	}
 	s.mu.Unlock()
-	facts := &agentv1.Facts{Owner: owner, Kiosk: cfg.GetKiosk(), LostMode: cfg.GetLostMode()}
+	facts := &agentv1.Facts{Owner: owner, Kiosk: cfg.GetKiosk(), LostMode: cfg.GetLostMode(), State: state}
 	for _, c := range cfg.GetConfigurations() {
 		st := &agentv1.ConfigurationState{Name: c.GetName(), State: "Installed"}
 		switch {
@@ -126,6 +151,12 @@ func (s *Simulated) run(ctx context.Context, cmd *agentv1.Command) Result {
 	}
 	s.mu.Lock()
 	s.executed = append(s.executed, cmd)
+	switch cmd.GetAction() {
+	case "Disable":
+		s.disabled = true
+	case "Reenable":
+		s.disabled = false
+	}
 	s.mu.Unlock()
 	if cmd.GetAction() == "Unenroll" {
 		return s.unenroll()

@@ -19,6 +19,7 @@ import (
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/controllers/compliance"
 	"github.com/kubemdm/kubemdm/internal/conditions"
+	"github.com/kubemdm/kubemdm/internal/lifecycle"
 	"github.com/kubemdm/kubemdm/internal/patch"
 )
 
@@ -75,8 +76,8 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	patcher := patch.NewHelper(device)
 	defer func() { patcher.Finish(ctx, r.Client, device, &res, &retErr) }()
 
-	if device.Status.Phase == "" {
-		device.Status.Phase = mdmv1alpha1.DeviceRegistered
+	if phase, moves := lifecycle.Next(device, lifecycle.Created); moves {
+		device.Status.Phase = phase
 	}
 	if !device.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, device)

@@ -10,13 +10,13 @@ import (
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/controllers/compliance"
+	"github.com/kubemdm/kubemdm/internal/lifecycle"
 	"github.com/kubemdm/kubemdm/internal/patch"
 )
 
 // Field managers of what actions change in a Device's status. Each applies
 // its whole set every time, so one never removes another's field.
 const (
-	actionPhaseManager        = "kubemdm-action-phase"
 	actionUnenrollmentManager = "kubemdm-action-unenrollment"
 )
 
@@ -29,7 +29,7 @@ func (r *DeviceActionReconciler) onQueue(ctx context.Context, action mdmv1alpha1
 	}
 	switch action {
 	case mdmv1alpha1.ActionWipe:
-		return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceWipePending)
+		return r.setDevicePhase(ctx, d, lifecycle.WipeQueued)
 	case mdmv1alpha1.ActionUnenroll:
 		return r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentPending, &now, nil)
 	}
@@ -55,7 +55,6 @@ func (r *DeviceActionReconciler) onFinish(ctx context.Context, action *mdmv1alph
 	if row.CompletedAt != nil {
 		at = row.CompletedAt.Time
 	}
-	phase := d.Status.Phase
 	if withdrawn {
 		if err := r.revertSpec(ctx, action, d); err != nil {
 			return err
@@ -63,9 +62,7 @@ func (r *DeviceActionReconciler) onFinish(ctx context.Context, action *mdmv1alph
 	}
 	switch action.Spec.Action {
 	case mdmv1alpha1.ActionWipe:
-		if phase == mdmv1alpha1.DeviceWipePending {
-			return r.setDevicePhase(ctx, d, map[bool]mdmv1alpha1.DevicePhase{true: mdmv1alpha1.DeviceWiped, false: mdmv1alpha1.DeviceEnrolled}[ok])
-		}
+		return r.setDevicePhase(ctx, d, map[bool]lifecycle.Event{true: lifecycle.WipeDone, false: lifecycle.WipeWithdrawn}[ok])
 	case mdmv1alpha1.ActionUnenroll:
 		u := d.Status.Unenrollment
 		if u == nil || u.Phase != mdmv1alpha1.UnenrollmentPending {
@@ -76,32 +73,29 @@ func (r *DeviceActionReconciler) onFinish(ctx context.Context, action *mdmv1alph
 			if err := r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentSuccess, timeOf(u.RequestDate), &at); err != nil {
 				return err
 			}
-			return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceUnenrolled)
+			return r.setDevicePhase(ctx, d, lifecycle.Unenrolled)
 		case row.Phase == mdmv1alpha1.CommandCanceled:
 			// Never asked of the device: as if it had not been requested.
 			return r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentNone, nil, nil)
 		}
 		return r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentFailed, timeOf(u.RequestDate), &at)
+	}
+	if !ok {
+		return nil
+	}
+	switch action.Spec.Action {
 	case mdmv1alpha1.ActionRetire:
-		if ok && phase.Managed() {
-			return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceRetired)
-		}
+		return r.setDevicePhase(ctx, d, lifecycle.Retired)
 	case mdmv1alpha1.ActionDeprovision:
-		if ok && phase.Managed() {
-			return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceDeprovisioned)
-		}
+		return r.setDevicePhase(ctx, d, lifecycle.Deprovisioned)
 	case mdmv1alpha1.ActionDisable:
-		if ok && phase == mdmv1alpha1.DeviceEnrolled {
-			return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceDisabled)
-		}
+		return r.setDevicePhase(ctx, d, lifecycle.StateDisabled)
 	case mdmv1alpha1.ActionReenable:
-		if ok && phase == mdmv1alpha1.DeviceDisabled {
-			return r.setDevicePhase(ctx, d, mdmv1alpha1.DeviceEnrolled)
-		}
+		return r.setDevicePhase(ctx, d, lifecycle.StateActive)
 	case mdmv1alpha1.ActionSyncCompliance:
 		// The device re-sent its facts; evaluate them now rather than at the
 		// next change.
-		if c := d.Status.Compliance; ok && (c == nil || c.LastEvaluated == nil || c.LastEvaluated.Time.Before(at.Truncate(time.Second))) {
+		if c := d.Status.Compliance; c == nil || c.LastEvaluated == nil || c.LastEvaluated.Time.Before(at.Truncate(time.Second)) {
 			return r.syncCompliance(ctx, d, at)
 		}
 	}
@@ -127,12 +121,10 @@ func timeOf(t *metav1.Time) *time.Time {
 	return &t.Time
 }
 
-func (r *DeviceActionReconciler) setDevicePhase(ctx context.Context, d *mdmv1alpha1.Device, phase mdmv1alpha1.DevicePhase) error {
-	if err := patch.ApplyDeviceStatus(ctx, r.Client, client.ObjectKeyFromObject(d), d.UID, actionPhaseManager, map[string]any{"phase": string(phase)}); err != nil {
-		return fmt.Errorf("setting Device %s phase %s: %w", d.Name, phase, err)
-	}
-	d.Status.Phase = phase
-	return nil
+// setDevicePhase moves the device's phase through the lifecycle table.
+func (r *DeviceActionReconciler) setDevicePhase(ctx context.Context, d *mdmv1alpha1.Device, event lifecycle.Event) error {
+	_, err := lifecycle.Apply(ctx, r.Client, d, event)
+	return err
 }
 
 func (r *DeviceActionReconciler) setUnenrollment(ctx context.Context, d *mdmv1alpha1.Device, phase mdmv1alpha1.UnenrollmentPhase, requested, executed *time.Time) error {

@@ -23,6 +23,7 @@ import (
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/enrollment"
+	"github.com/kubemdm/kubemdm/internal/lifecycle"
 	"github.com/kubemdm/kubemdm/internal/patch"
 	"github.com/kubemdm/kubemdm/internal/pki"
 )
@@ -242,7 +243,7 @@ func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.Enro
 			// Only a Device that never enrolled can be claimed. A Device
 			// that was enrolled keeps its identity; re-enrolling needs a new
 			// Device object, whose new UID voids every old certificate.
-			if d.Status.Phase != "" && d.Status.Phase != mdmv1alpha1.DeviceRegistered {
+			if !lifecycle.Claimable(d) {
 				return nil, connect.NewError(connect.CodeAlreadyExists,
 					fmt.Errorf("device %s with serial number %s was already enrolled (phase %s); delete it to enroll the hardware again", d.Name, serial, d.Status.Phase))
 			}
@@ -312,8 +313,11 @@ func generateNamePrefix(p mdmv1alpha1.Platform) string {
 // dates as the enrollment manager, the reported facts as the report manager.
 func (s *Server) markEnrolled(ctx context.Context, device *mdmv1alpha1.Device, token string, info *agentv1.DeviceInfo, cert *x509.Certificate, now time.Time) error {
 	key := client.ObjectKeyFromObject(device)
+	// The phase goes with the dates, in one write; the lifecycle table says
+	// which (Enrolled, from a Device that never enrolled).
+	phase, _ := lifecycle.Next(device, lifecycle.Enrolled)
 	if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, enrollManager, map[string]any{
-		"phase":           string(mdmv1alpha1.DeviceEnrolled),
+		"phase":           string(phase),
 		"enrolledAt":      metav1.NewTime(now).ToUnstructured(),
 		"enrollmentToken": token,
 	}); err != nil {

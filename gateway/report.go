@@ -17,6 +17,7 @@ import (
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/lifecycle"
 	"github.com/kubemdm/kubemdm/internal/patch"
 )
 
@@ -49,11 +50,21 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
-	if !factsChanged(device, want) {
-		return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
+	if factsChanged(device, want) {
+		if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, reportManager, want); err != nil {
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("writing device facts: %w", err))
+		}
 	}
-	if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, reportManager, want); err != nil {
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("writing device facts: %w", err))
+	// The phase shows whether the device enforces Disabled, however it
+	// was asked to (Git, or a Disable action). The lifecycle table moves
+	// it only between Enrolled and Disabled, and writes only a change.
+	if event, ok := map[string]lifecycle.Event{
+		string(mdmv1alpha1.DeviceStateDisabled): lifecycle.StateDisabled,
+		string(mdmv1alpha1.DeviceStateActive):   lifecycle.StateActive,
+	}[facts.GetState()]; ok {
+		if _, err := lifecycle.Apply(ctx, s.cache, device, event); err != nil {
+			return nil, connect.NewError(connect.CodeUnavailable, err)
+		}
 	}
 	return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
 }
@@ -67,6 +78,11 @@ func validateFacts(f *agentv1.Facts) error {
 	}
 	if len(f.GetConfigurations()) > 64 || len(f.GetCertificates()) > 63 {
 		return errors.New("facts: at most 64 configurations and 63 certificates")
+	}
+	switch f.GetState() {
+	case "", string(mdmv1alpha1.DeviceStateActive), string(mdmv1alpha1.DeviceStateDisabled):
+	default:
+		return fmt.Errorf("facts.state %q must be Active or Disabled", f.GetState())
 	}
 	valid := map[string]bool{"Installed": true, "Pending": true, "Excluded": true, "Failed": true}
 	for i, c := range f.GetConfigurations() {

@@ -51,6 +51,10 @@ var platforms = map[mdmv1alpha1.ActionType][]mdmv1alpha1.Platform{
 	mdmv1alpha1.ActionDeprovision:            chromeOS,
 }
 
+// whileDisabled are the actions a Disabled (lost or stolen) device still
+// takes: bringing it back, or the ways to be done with it.
+var whileDisabled = []mdmv1alpha1.ActionType{mdmv1alpha1.ActionReenable, mdmv1alpha1.ActionWipe, mdmv1alpha1.ActionRetire, mdmv1alpha1.ActionDeprovision}
+
 // Check decides whether device can run action.
 func Check(action mdmv1alpha1.ActionType, device *mdmv1alpha1.Device) Verdict {
 	phase := device.Status.Phase
@@ -64,8 +68,8 @@ func Check(action mdmv1alpha1.ActionType, device *mdmv1alpha1.Device) Verdict {
 		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: fmt.Sprintf("the device is %s and no longer managed", phase)}
 	case phase == mdmv1alpha1.DeviceWipePending:
 		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: "a wipe is pending on the device"}
-	case phase == mdmv1alpha1.DeviceDisabled && action != mdmv1alpha1.ActionReenable:
-		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: "the device is Disabled; only Reenable is allowed"}
+	case phase == mdmv1alpha1.DeviceDisabled && !slices.Contains(whileDisabled, action):
+		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: "the device is Disabled; only Reenable, Wipe, Retire and Deprovision are allowed"}
 	case phase != mdmv1alpha1.DeviceDisabled && action == mdmv1alpha1.ActionReenable:
 		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: "the device is not Disabled"}
 	}

@@ -32,6 +32,11 @@ func TestCheck(t *testing.T) {
 		{mdmv1alpha1.ActionLock, mdmv1alpha1.PlatformLinux, mdmv1alpha1.DeviceWipePending, mdmv1alpha1.CodeFailedPrecondition},
 		{mdmv1alpha1.ActionLock, mdmv1alpha1.PlatformChromeOS, mdmv1alpha1.DeviceDisabled, mdmv1alpha1.CodeFailedPrecondition},
 		{mdmv1alpha1.ActionReenable, mdmv1alpha1.PlatformChromeOS, mdmv1alpha1.DeviceDisabled, 0},
+		// A lost or stolen device can still be wiped, retired or deprovisioned.
+		{mdmv1alpha1.ActionWipe, mdmv1alpha1.PlatformChromeOS, mdmv1alpha1.DeviceDisabled, 0},
+		{mdmv1alpha1.ActionRetire, mdmv1alpha1.PlatformChromeOS, mdmv1alpha1.DeviceDisabled, 0},
+		{mdmv1alpha1.ActionDeprovision, mdmv1alpha1.PlatformChromeOS, mdmv1alpha1.DeviceDisabled, 0},
+		{mdmv1alpha1.ActionUnlock, mdmv1alpha1.PlatformChromeOS, mdmv1alpha1.DeviceDisabled, mdmv1alpha1.CodeFailedPrecondition},
 		{mdmv1alpha1.ActionReenable, mdmv1alpha1.PlatformChromeOS, mdmv1alpha1.DeviceEnrolled, mdmv1alpha1.CodeFailedPrecondition},
 		{mdmv1alpha1.ActionDisable, mdmv1alpha1.PlatformChromeOS, mdmv1alpha1.DeviceEnrolled, 0},
 	} {

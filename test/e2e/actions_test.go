@@ -248,3 +248,38 @@ var _ = Describe("State-changing actions", func() {
 		Expect(f.devices["git-owned"].Executed()).To(BeEmpty(), "an aborted action sends nothing")
 	})
 })
+
+var _ = Describe("A Disabled device", func() {
+	ctx := context.Background()
+
+	It("is disabled by spec.state from Git, shows it in the phase, and can still be wiped", func() {
+		f := newFleet(ctx)
+		dev := f.enroll(ctx, "stolen-1")
+		f.connect("stolen-1")
+		Eventually(func() mdmv1alpha1.DevicePhase { return device(ctx, f.ns, "stolen-1").Status.Phase }).Should(Equal(mdmv1alpha1.DeviceEnrolled))
+		Expect(dev.Disabled()).To(BeFalse())
+
+		patchSpec(ctx, f.ns, "stolen-1", func(d *mdmv1alpha1.Device) { d.Spec.State = mdmv1alpha1.DeviceStateDisabled })
+		Eventually(dev.Disabled).Should(BeTrue(), "the device enforces what Git asked")
+		Eventually(func() mdmv1alpha1.DevicePhase { return device(ctx, f.ns, "stolen-1").Status.Phase }).Should(Equal(mdmv1alpha1.DeviceDisabled))
+
+		lock := f.action(ctx, "lock", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionLock, Devices: []string{"stolen-1"}})
+		Eventually(finished(ctx, lock)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionFailed))
+		Expect(rowOf(lock, "stolen-1").Phase).To(Equal(mdmv1alpha1.CommandIneligible))
+
+		wipe := f.action(ctx, "wipe", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionWipe, Confirm: "Wipe", Devices: []string{"stolen-1"}})
+		Eventually(finished(ctx, wipe)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionSucceeded))
+		Eventually(func() mdmv1alpha1.DevicePhase { return device(ctx, f.ns, "stolen-1").Status.Phase }).Should(Equal(mdmv1alpha1.DeviceWiped))
+	})
+
+	It("comes back when Git sets it Active again", func() {
+		f := newFleet(ctx)
+		dev := f.enroll(ctx, "found-1")
+		f.connect("found-1")
+		patchSpec(ctx, f.ns, "found-1", func(d *mdmv1alpha1.Device) { d.Spec.State = mdmv1alpha1.DeviceStateDisabled })
+		Eventually(func() mdmv1alpha1.DevicePhase { return device(ctx, f.ns, "found-1").Status.Phase }).Should(Equal(mdmv1alpha1.DeviceDisabled))
+		patchSpec(ctx, f.ns, "found-1", func(d *mdmv1alpha1.Device) { d.Spec.State = mdmv1alpha1.DeviceStateActive })
+		Eventually(dev.Disabled).Should(BeFalse())
+		Eventually(func() mdmv1alpha1.DevicePhase { return device(ctx, f.ns, "found-1").Status.Phase }).Should(Equal(mdmv1alpha1.DeviceEnrolled))
+	})
+})

@@ -1263,8 +1263,11 @@ type Facts struct {
 	Configurations []*ConfigurationState  `protobuf:"bytes,4,rep,name=configurations,proto3" json:"configurations,omitempty"`
 	Certificates   []*Certificate         `protobuf:"bytes,5,rep,name=certificates,proto3" json:"certificates,omitempty"`
 	Owner          string                 `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// state is the administrative state the device enforces: Active, or
+	// Disabled (unusable, still managed). Empty means not reported.
+	State         string `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Facts) Reset() {
@@ -1335,6 +1338,13 @@ func (x *Facts) GetCertificates() []*Certificate {
 func (x *Facts) GetOwner() string {
 	if x != nil {
 		return x.Owner
+	}
+	return ""
+}
+
+func (x *Facts) GetState() string {
+	if x != nil {
+		return x.State
 	}
 	return ""
 }
@@ -1798,7 +1808,7 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12#\n" +
 	"\rserial_number\x18\x02 \x01(\tR\fserialNumber\x127\n" +
 	"\tnot_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12\x16\n" +
-	"\x06source\x18\x04 \x01(\tR\x06source\"\xd5\x02\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\"\xeb\x02\n" +
 	"\x05Facts\x12=\n" +
 	"\vdevice_info\x18\x01 \x01(\v2\x1c.kubemdm.agent.v1.DeviceInfoR\n" +
 	"deviceInfo\x12-\n" +
@@ -1806,7 +1816,8 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\tlost_mode\x18\x03 \x01(\v2\x1a.kubemdm.agent.v1.LostModeR\blostMode\x12L\n" +
 	"\x0econfigurations\x18\x04 \x03(\v2$.kubemdm.agent.v1.ConfigurationStateR\x0econfigurations\x12A\n" +
 	"\fcertificates\x18\x05 \x03(\v2\x1d.kubemdm.agent.v1.CertificateR\fcertificates\x12\x14\n" +
-	"\x05owner\x18\x06 \x01(\tR\x05owner\"u\n" +
+	"\x05owner\x18\x06 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05state\x18\a \x01(\tR\x05state\"u\n" +
 	"\x13ReportStatusRequest\x12/\n" +
 	"\x13observed_generation\x18\x01 \x01(\x03R\x12observedGeneration\x12-\n" +
 	"\x05facts\x18\x02 \x01(\v2\x17.kubemdm.agent.v1.FactsR\x05facts\"\x16\n" +
