@@ -76,6 +76,8 @@ FUZZTIME ?= 20s
 .PHONY: fuzz
 fuzz: ## Run the fuzz targets briefly (FUZZTIME each).
 	go test ./gateway -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZTIME)
+	go test ./gateway -run '^$$' -fuzz FuzzDevice -fuzztime $(FUZZTIME)
+	go test ./gateway -run '^$$' -fuzz FuzzSubscribeFraming -fuzztime $(FUZZTIME)
 	go test ./internal/enrollment -run '^$$' -fuzz FuzzWellFormed -fuzztime $(FUZZTIME)
 	go test ./internal/pki -run '^$$' -fuzz FuzzParseCSR -fuzztime $(FUZZTIME)
 
