@@ -416,4 +416,39 @@ var _ = Describe("Configuration, reports and certificates", func() {
 		_, err = c.CompleteCommand(ctx, connect.NewRequest(&agentv1.CompleteCommandRequest{CommandId: "x", Outcome: agentv1.Outcome_OUTCOME_FAILED, Code: 99}))
 		Expect(connect.CodeOf(err)).To(Equal(connect.CodeInvalidArgument))
 	})
+
+	It("records what the device observes even where it breaks the rules of the desired state", func() {
+		c, done, err := a.Client()
+		Expect(err).NotTo(HaveOccurred())
+		defer done()
+		// Kiosk on without an app and a phone number that is not one are
+		// refused in a spec, but they are what this device says it shows.
+		odd := &agentv1.Facts{
+			Kiosk:    &agentv1.Kiosk{Enabled: true},
+			LostMode: &agentv1.LostMode{Enabled: true, PhoneNumber: "ask at the front desk"},
+		}
+		_, err = c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{Facts: odd}))
+		Expect(err).NotTo(HaveOccurred())
+		device := &mdmv1alpha1.Device{}
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "carol"}, device)).To(Succeed())
+			g.Expect(device.Status.Kiosk).To(Equal(&mdmv1alpha1.KioskStatus{Enabled: true}))
+			g.Expect(device.Status.LostMode).To(Equal(&mdmv1alpha1.LostModeStatus{Enabled: true, PhoneNumber: "ask at the front desk"}))
+		}).Should(Succeed())
+
+		// Over the status schema's limits: refused, naming the field, and
+		// the next good report is written as usual.
+		long := &agentv1.Facts{Configurations: []*agentv1.ConfigurationState{
+			{Name: "wifi", State: "Failed", Message: strings.Repeat("x", mdmv1alpha1.MaxReportedMessage+1)}}}
+		_, err = c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{Facts: long}))
+		Expect(connect.CodeOf(err)).To(Equal(connect.CodeInvalidArgument))
+		Expect(err.Error()).To(ContainSubstring("facts.configurations[0].message is longer than 1024 bytes"))
+		_, err = c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{Facts: &agentv1.Facts{
+			Configurations: []*agentv1.ConfigurationState{{Name: "wifi", State: "Failed", Message: "no signal"}}}}))
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(g Gomega) []mdmv1alpha1.ConfigurationStatus {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
+			return device.Status.Configurations
+		}).Should(ConsistOf(mdmv1alpha1.ConfigurationStatus{Name: "wifi", State: mdmv1alpha1.ConfigurationFailed, Message: "no signal"}))
+	})
 })

@@ -116,8 +116,8 @@ func validateDeviceInfo(info *agentv1.DeviceInfo, enrolling bool) error {
 	}
 	for name, v := range map[string]string{"model": info.GetModel(), "manufacturer": info.GetManufacturer(),
 		"os_version": info.GetOsVersion(), "agent_version": info.GetAgentVersion()} {
-		if len(v) > 256 {
-			return fmt.Errorf("device_info.%s is longer than 256 characters", name)
+		if len(v) > mdmv1alpha1.MaxReportedField {
+			return fmt.Errorf("device_info.%s is longer than %d bytes", name, mdmv1alpha1.MaxReportedField)
 		}
 	}
 	if info.GetStorageBytes() < 0 {

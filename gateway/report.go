@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"time"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -69,6 +70,12 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 	return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
 }
 
+// reportLimit is the longest a reported string may be.
+type reportLimit struct {
+	field, value string
+	max          int
+}
+
 func validateFacts(f *agentv1.Facts) error {
 	if info := f.GetDeviceInfo(); info != nil {
 		// The platform is the Device's; a report cannot change it.
@@ -90,6 +97,36 @@ func validateFacts(f *agentv1.Facts) error {
 			return fmt.Errorf("facts.configurations[%d]: name is required and state must be Installed, Pending, Excluded or Failed", i)
 		}
 	}
+	// The same limits as the status schema: a report the apiserver would
+	// refuse is refused here, so it never blocks the writes after it.
+	limits := []reportLimit{
+		{"facts.kiosk.app", f.GetKiosk().GetApp(), mdmv1alpha1.MaxReportedField},
+		{"facts.lost_mode.message", f.GetLostMode().GetMessage(), mdmv1alpha1.MaxReportedMessage},
+		{"facts.lost_mode.phone_number", f.GetLostMode().GetPhoneNumber(), mdmv1alpha1.MaxReportedField},
+		{"facts.lost_mode.footnote", f.GetLostMode().GetFootnote(), mdmv1alpha1.MaxReportedField},
+	}
+	for i, c := range f.GetConfigurations() {
+		limits = append(limits,
+			reportLimit{fmt.Sprintf("facts.configurations[%d].name", i), c.GetName(), mdmv1alpha1.MaxReportedName},
+			reportLimit{fmt.Sprintf("facts.configurations[%d].message", i), c.GetMessage(), mdmv1alpha1.MaxReportedMessage})
+	}
+	for i, c := range f.GetCertificates() {
+		if c.GetSubject() == "" || c.GetSerialNumber() == "" {
+			return fmt.Errorf("facts.certificates[%d]: subject and serial_number are required", i)
+		}
+		limits = append(limits,
+			reportLimit{fmt.Sprintf("facts.certificates[%d].subject", i), c.GetSubject(), mdmv1alpha1.MaxReportedMessage},
+			reportLimit{fmt.Sprintf("facts.certificates[%d].serial_number", i), c.GetSerialNumber(), mdmv1alpha1.MaxReportedField},
+			reportLimit{fmt.Sprintf("facts.certificates[%d].source", i), c.GetSource(), mdmv1alpha1.MaxReportedName})
+	}
+	for _, l := range limits {
+		if len(l.value) > l.max {
+			return fmt.Errorf("%s is longer than %d bytes", l.field, l.max)
+		}
+		if !utf8.ValidString(l.value) {
+			return fmt.Errorf("%s must be UTF-8", l.field)
+		}
+	}
 	return nil
 }
 
@@ -107,10 +144,10 @@ func reportedStatus(f *agentv1.Facts, identity *x509.Certificate) *mdmv1alpha1.D
 		}
 	}
 	if k := f.GetKiosk(); k != nil {
-		st.Kiosk = &mdmv1alpha1.KioskSpec{Enabled: k.GetEnabled(), App: k.GetApp()}
+		st.Kiosk = &mdmv1alpha1.KioskStatus{Enabled: k.GetEnabled(), App: k.GetApp()}
 	}
 	if l := f.GetLostMode(); l != nil {
-		st.LostMode = &mdmv1alpha1.LostModeSpec{Enabled: l.GetEnabled(), Message: l.GetMessage(), PhoneNumber: l.GetPhoneNumber(), Footnote: l.GetFootnote()}
+		st.LostMode = &mdmv1alpha1.LostModeStatus{Enabled: l.GetEnabled(), Message: l.GetMessage(), PhoneNumber: l.GetPhoneNumber(), Footnote: l.GetFootnote()}
 	}
 	seen := map[string]bool{}
 	for _, c := range f.GetConfigurations() {

@@ -260,12 +260,16 @@ type ReassignmentStatus struct {
 // DeviceInfo is what the agent reports about the hardware and software.
 type DeviceInfo struct {
 	// +optional
+	// +kubebuilder:validation:MaxLength=256
 	Model string `json:"model,omitempty"`
 	// +optional
+	// +kubebuilder:validation:MaxLength=256
 	Manufacturer string `json:"manufacturer,omitempty"`
 	// +optional
+	// +kubebuilder:validation:MaxLength=256
 	OSVersion string `json:"osVersion,omitempty"`
 	// +optional
+	// +kubebuilder:validation:MaxLength=256
 	AgentVersion string `json:"agentVersion,omitempty"`
 	// capacity is the storage size.
 	// +optional
@@ -321,28 +325,68 @@ const (
 	ConfigurationFailed ConfigurationState = "Failed"
 )
 
+// Limits of what a device reports. The status schema holds the same ones,
+// and the gateway refuses a report over them with invalid_argument: a fact
+// the apiserver would refuse must never reach a status write, or it would
+// fail every later one.
+const (
+	MaxReportedName    = 253
+	MaxReportedMessage = 1024
+	MaxReportedField   = 256
+)
+
+// KioskStatus is kiosk mode as the device reported it. It is the device's
+// observation, so it carries none of the rules of the desired KioskSpec.
+type KioskStatus struct {
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	App string `json:"app,omitempty"`
+}
+
+// LostModeStatus is lost mode as the device reported it.
+type LostModeStatus struct {
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	PhoneNumber string `json:"phoneNumber,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Footnote string `json:"footnote,omitempty"`
+}
+
 // ConfigurationStatus is one configuration as the device reported it.
 type ConfigurationStatus struct {
 	// +required
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 	// +required
 	State ConfigurationState `json:"state"`
 	// message from the device, for a failure.
 	// +optional
+	// +kubebuilder:validation:MaxLength=1024
 	Message string `json:"message,omitempty"`
 }
 
 // CertificateInfo describes a certificate on the device.
 type CertificateInfo struct {
 	// +required
+	// +kubebuilder:validation:MaxLength=1024
 	Subject string `json:"subject"`
 	// +required
+	// +kubebuilder:validation:MaxLength=256
 	SerialNumber string `json:"serialNumber"`
 	// +optional
 	NotAfter *metav1.Time `json:"notAfter,omitempty"`
 	// source is "identity" for the device's own certificate, or the name of
 	// the configuration that installed it.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	Source string `json:"source,omitempty"`
 }
 
@@ -404,11 +448,11 @@ type DeviceStatus struct {
 
 	// kiosk as the device reported it.
 	// +optional
-	Kiosk *KioskSpec `json:"kiosk,omitempty"`
+	Kiosk *KioskStatus `json:"kiosk,omitempty"`
 
 	// lostMode as the device reported it.
 	// +optional
-	LostMode *LostModeSpec `json:"lostMode,omitempty"`
+	LostMode *LostModeStatus `json:"lostMode,omitempty"`
 
 	// compliance is the last evaluation of the compliance rules.
 	// +optional
