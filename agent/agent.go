@@ -179,6 +179,9 @@ func (a *Agent) session(ctx context.Context) error {
 		return err
 	}
 	defer tr.CloseIdleConnections()
+	// Commands run under the agent's own context, not the session's: a
+	// stream that breaks must not interrupt a wipe halfway.
+	lifetime := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	// The worker runs configurations and commands in the order they came,
 	// while this loop keeps reading, so a CancelCommand reaches a command
@@ -186,7 +189,7 @@ func (a *Agent) session(ctx context.Context) error {
 	// two sessions never run commands at once.
 	queue := newWorkQueue()
 	var worker sync.WaitGroup
-	worker.Go(func() { a.work(ctx, c, queue) })
+	worker.Go(func() { a.work(ctx, lifetime, c, queue) })
 	defer func() { cancel(); worker.Wait() }()
 	stream, err := c.Subscribe(ctx, connect.NewRequest(&agentv1.SubscribeRequest{ConfigGeneration: a.state.ConfigGeneration}))
 	if err != nil {
@@ -259,18 +262,19 @@ func (a *Agent) apply(ctx context.Context, c agentv1connect.AgentServiceClient, 
 	}
 }
 
-// work runs what the stream delivered, one item after the other.
-func (a *Agent) work(ctx context.Context, c agentv1connect.AgentServiceClient, q *workQueue) {
+// work runs what the stream delivered, one item after the other, until the
+// session ends. Commands run under lifetime, so one that started finishes.
+func (a *Agent) work(session, lifetime context.Context, c agentv1connect.AgentServiceClient, q *workQueue) {
 	for {
-		w, ok := q.next(ctx)
+		w, ok := q.next(session)
 		if !ok {
 			return
 		}
 		if w.config != nil {
-			a.apply(ctx, c, w.config)
+			a.apply(session, c, w.config)
 			continue
 		}
-		a.execute(ctx, c, w.command)
+		a.run(session, lifetime, c, w.command)
 		q.done()
 	}
 }
@@ -281,6 +285,12 @@ func (a *Agent) work(ctx context.Context, c agentv1connect.AgentServiceClient, q
 // again. A redelivered command that finished is reported again, which the
 // gateway treats as a repeat.
 func (a *Agent) execute(ctx context.Context, c agentv1connect.AgentServiceClient, cmd *agentv1.Command) {
+	a.run(ctx, ctx, c, cmd)
+}
+
+// run is execute with the command run under its own context and reported
+// under the session's.
+func (a *Agent) run(ctx, runCtx context.Context, c agentv1connect.AgentServiceClient, cmd *agentv1.Command) {
 	id := cmd.GetId()
 	res, known := a.recorded(id)
 	if !known {
@@ -288,7 +298,7 @@ func (a *Agent) execute(ctx context.Context, c agentv1connect.AgentServiceClient
 			// Running without a journal could run it twice: refuse.
 			res = Result{Code: CodeUnknown, Message: fmt.Sprintf("the agent could not journal the command, so did not run it: %v", err)}
 		} else if exec := a.platform.Executors()[cmd.GetAction()]; exec != nil {
-			res = exec(ctx, cmd)
+			res = exec(runCtx, cmd)
 		} else {
 			res = Result{Code: CodeUnimplemented, Message: fmt.Sprintf("%s is not supported on this platform", cmd.GetAction())}
 		}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -169,4 +170,51 @@ func TestCancel(t *testing.T) {
 			t.Errorf("reported %v for a running command", g.results)
 		}
 	})
+}
+
+func TestQueueDropsUnstartedWorkWhenTheSessionEnds(t *testing.T) {
+	q := newWorkQueue()
+	q.push(work{command: &agentv1.Command{Id: "a", Action: "Lock"}})
+	q.push(work{command: &agentv1.Command{Id: "b", Action: "Wipe"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if w, ok := q.next(ctx); ok {
+		t.Fatalf("the worker took %v after its session ended", w.command)
+	}
+	if waiting, _ := q.withdraw("b"); waiting {
+		t.Error("an unstarted command stayed queued after its session ended")
+	}
+}
+
+func TestJournalSurvivesConcurrentWriters(t *testing.T) {
+	dir := t.TempDir()
+	state, err := LoadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			id := fmt.Sprintf("cmd-%d", i)
+			if err := state.MarkStarted(id, "Lock"); err != nil {
+				t.Error(err)
+			}
+			if err := state.MarkCompleted(id, Result{Code: CodeOK}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	again, err := LoadState(dir)
+	if err != nil {
+		t.Fatalf("the journal is unreadable after concurrent writes: %v", err)
+	}
+	for i := range 20 {
+		if _, ok := again.Completion(fmt.Sprintf("cmd-%d", i)); !ok {
+			t.Errorf("cmd-%d is missing from the journal", i)
+		}
+	}
+	if len(again.Started) != 0 {
+		t.Errorf("finished commands still journaled as started: %v", again.Started)
+	}
 }

@@ -40,6 +40,13 @@ func (q *workQueue) push(w work) {
 func (q *workQueue) next(ctx context.Context) (work, bool) {
 	for {
 		q.mu.Lock()
+		if ctx.Err() != nil {
+			// The session ended: what waits is dropped unstarted, and the
+			// gateway sends it again on the next stream.
+			q.items = nil
+			q.mu.Unlock()
+			return work{}, false
+		}
 		if len(q.items) > 0 {
 			w := q.items[0]
 			q.items = q.items[1:]

@@ -21,6 +21,9 @@ import (
 type State struct {
 	dir string
 
+	// saving serialises Save from marshalling to rename, so that an older
+	// copy of the journal never replaces a newer one.
+	saving   sync.Mutex
 	mu       sync.Mutex
 	Identity Identity `json:"identity"`
 	// Started journals the commands begun and not finished: one found
@@ -98,6 +101,8 @@ func (s *State) Enrolled() bool {
 
 // Save writes the state atomically.
 func (s *State) Save() error {
+	s.saving.Lock()
+	defer s.saving.Unlock()
 	s.mu.Lock()
 	raw, err := json.Marshal(s)
 	s.mu.Unlock()

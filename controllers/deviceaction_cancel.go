@@ -54,7 +54,9 @@ func (r *DeviceActionReconciler) cancelRows(action *mdmv1alpha1.DeviceAction, no
 				"Canceled before it was delivered", &at
 		case row.Phase != mdmv1alpha1.CommandDelivered:
 		case !giveUp.IsZero() && !now.Before(giveUp):
-			row.Phase, row.Code, row.Message, row.CompletedAt = mdmv1alpha1.CommandCanceled, mdmv1alpha1.CodeCanceled,
+			// Code 2 (Unknown), not 1: whether the device ran it is not
+			// known, so nothing it did is undone.
+			row.Phase, row.Code, row.Message, row.CompletedAt = mdmv1alpha1.CommandCanceled, mdmv1alpha1.CodeUnknown,
 				"The DeviceAction was deleted before the device answered the cancel; the device may have run the command", &at
 		default:
 			wait = true

@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -73,7 +74,10 @@ var _ = Describe("Canceling a DeviceAction", func() {
 		stalled := meta.FindStatusCondition(a.Status.Conditions, mdmv1alpha1.ConditionStalled)
 		Expect(stalled).NotTo(BeNil())
 		Expect(stalled.Reason).To(Equal("Canceled"))
-		Expect(a.Finalizers).NotTo(ContainElement(mdmv1alpha1.Finalizer), "a finished action has nothing left to undo")
+		Eventually(func(g Gomega) []string {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
+			return a.Finalizers
+		}).ShouldNot(ContainElement(mdmv1alpha1.Finalizer), "a finished action has nothing left to undo")
 		Eventually(func() mdmv1alpha1.DevicePhase { return getDevice(ctx, ns, "w1").Status.Phase }).Should(Equal(mdmv1alpha1.DeviceEnrolled))
 		Eventually(func() mdmv1alpha1.DevicePhase { return getDevice(ctx, ns, "w2").Status.Phase }).Should(Equal(mdmv1alpha1.DeviceEnrolled))
 	})
@@ -112,9 +116,53 @@ var _ = Describe("Canceling a DeviceAction", func() {
 		Consistently(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(a), a) }, "1s").Should(Succeed(),
 			"the action waits for the device that holds the command")
 		Eventually(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(a), a)) }).Should(BeTrue())
+		// u2 may have run it: nothing is undone on a guess, and its
+		// unenrollment did not succeed as far as anyone knows.
 		u := getDevice(ctx, ns, "u2").Status.Unenrollment
-		Expect(u.Phase).To(Equal(mdmv1alpha1.UnenrollmentNone))
-		Expect(u.RequestDate).To(BeNil())
+		Expect(u.Phase).To(Equal(mdmv1alpha1.UnenrollmentFailed))
+		Expect(u.RequestDate).NotTo(BeNil())
+	})
+
+	It("leaves a change alone while another action still wants it", func() {
+		ns := newNamespace(ctx)
+		enrolledDevices(ctx, ns, "twice")
+		first := &mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "disable-1"},
+			Spec: mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionDisable, Devices: []string{"twice"}}}
+		second := &mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "disable-2"},
+			Spec: mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionDisable, Devices: []string{"twice"}}}
+		Expect(k8sClient.Create(ctx, first)).To(Succeed())
+		Eventually(rowsOf(ctx, first)).Should(ConsistOf(HaveField("Phase", mdmv1alpha1.CommandQueued)))
+		Expect(k8sClient.Create(ctx, second)).To(Succeed())
+		Eventually(rowsOf(ctx, second)).Should(ConsistOf(HaveField("Phase", mdmv1alpha1.CommandQueued)))
+
+		setCancel(ctx, first)
+		Eventually(func(g Gomega) mdmv1alpha1.ActionPhase {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(first), first)).To(Succeed())
+			return first.Status.Phase
+		}).Should(Equal(mdmv1alpha1.ActionCanceled))
+		Expect(first.Status.Devices[0].Settled).To(BeTrue())
+		Expect(getDevice(ctx, ns, "twice").Spec.State).To(Equal(mdmv1alpha1.DeviceStateDisabled), "disable-2 still wants it")
+	})
+
+	It("undoes nothing for a command the device received and never answered", func() {
+		ns := newNamespace(ctx)
+		enrolledDevices(ctx, ns, "silent")
+		deadline := metav1.Duration{Duration: 3 * time.Second}
+		a := &mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "wipe"},
+			Spec: mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionWipe, Confirm: "Wipe", Devices: []string{"silent"}, Deadline: &deadline}}
+		Expect(k8sClient.Create(ctx, a)).To(Succeed())
+		Eventually(rowsOf(ctx, a)).Should(ConsistOf(HaveField("Phase", mdmv1alpha1.CommandQueued)))
+		before := a.DeepCopy()
+		now := metav1.Now()
+		a.Status.Devices[0].Phase, a.Status.Devices[0].DeliveredAt = mdmv1alpha1.CommandDelivered, &now
+		Expect(k8sClient.Status().Patch(ctx, a, client.MergeFrom(before))).To(Succeed())
+
+		Eventually(func(g Gomega) mdmv1alpha1.ActionPhase {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
+			return a.Status.Phase
+		}).Should(Equal(mdmv1alpha1.ActionExpired))
+		Consistently(func() mdmv1alpha1.DevicePhase { return getDevice(ctx, ns, "silent").Status.Phase }, "1s").
+			Should(Equal(mdmv1alpha1.DeviceWipePending), "the device may be wiping: it is not called Enrolled on a guess")
 	})
 
 	It("ends an action canceled before it started without asking any device", func() {

@@ -248,6 +248,16 @@ func (r *DeviceActionReconciler) targets(ctx context.Context, action *mdmv1alpha
 func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1.DeviceAction) (ctrl.Result, error) {
 	now := r.now()
 	deadline := action.Deadline()
+	// Only rows stored as ended do their part on the devices: a row this
+	// pass ends (canceled, expired) might still lose to a delivery the
+	// gateway records meanwhile, and must not undo anything before its end
+	// is written.
+	stored := map[string]bool{}
+	for _, row := range action.Status.Devices {
+		if !row.Phase.Unfinished() {
+			stored[row.Name] = true
+		}
+	}
 	var wake time.Time
 	if canceling(action) {
 		wake = r.cancelRows(action, now)
@@ -275,21 +285,22 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 	if err := r.failReplacedDevices(ctx, action, now); err != nil {
 		return ctrl.Result{}, err
 	}
-	if !action.Spec.DryRun {
-		for _, row := range action.Status.Devices {
-			if row.Phase.Unfinished() || row.Phase == mdmv1alpha1.CommandIneligible {
-				continue
-			}
-			d := &mdmv1alpha1.Device{}
-			if err := r.Get(ctx, client.ObjectKey{Namespace: action.Namespace, Name: row.Name}, d); err != nil {
-				errs = append(errs, client.IgnoreNotFound(err))
-				continue
-			}
-			if row.DeviceUID != "" && row.DeviceUID != d.UID {
-				continue // the row was for a Device that is gone; this one is another
-			}
-			errs = append(errs, r.onFinish(ctx, action, row, d))
+	unsettled := 0
+	for i := range action.Status.Devices {
+		row := &action.Status.Devices[i]
+		if !needsSettling(action, row) {
+			continue
 		}
+		if !stored[row.Name] {
+			unsettled++ // the next pass, once the row's end is stored
+			continue
+		}
+		if err := r.settle(ctx, action, row); err != nil {
+			errs = append(errs, err)
+			unsettled++
+			continue
+		}
+		row.Settled = true
 	}
 	if err := errors.Join(errs...); err != nil {
 		return ctrl.Result{}, err
@@ -298,6 +309,12 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 	s := summarize(action.Status.Devices)
 	action.Status.Summary = s
 	phase := finalPhase(s)
+	if phase != "" && unsettled > 0 {
+		// Every row has ended, but some have yet to do their part on
+		// their devices; the status write of this pass brings us back.
+		conditions.MarkReconciling(action, "Settling", fmt.Sprintf("%d devices have yet to take the outcome of their rows", unsettled))
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
 	if phase == "" {
 		reason, verb := "Running", "still to answer"
 		if canceling(action) {
@@ -309,7 +326,7 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 		}
 		return ctrl.Result{RequeueAfter: max(wake.Sub(now), time.Millisecond)}, nil
 	}
-	if canceling(action) && s.Canceled > 0 {
+	if canceling(action) && s.Canceled+s.Expired > 0 {
 		phase = mdmv1alpha1.ActionCanceled
 	}
 	at := metav1.NewTime(now)
@@ -322,6 +339,32 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 	settleFinishedAction(action, phase, message)
 	action.Status.ObservedGeneration = action.Generation
 	return r.ttlResult(action, now), nil
+}
+
+// needsSettling reports whether an ended row has yet to do its part on its
+// device. Rows that never reached a device (ineligible, missing) have none.
+func needsSettling(action *mdmv1alpha1.DeviceAction, row *mdmv1alpha1.DeviceResult) bool {
+	return !action.Spec.DryRun && !row.Settled && !row.Phase.Unfinished() &&
+		row.Phase != mdmv1alpha1.CommandIneligible && row.DeviceUID != ""
+}
+
+// settle applies an ended row's outcome to its device, unless the Device is
+// gone or is another one now.
+func (r *DeviceActionReconciler) settle(ctx context.Context, action *mdmv1alpha1.DeviceAction, row *mdmv1alpha1.DeviceResult) error {
+	d := &mdmv1alpha1.Device{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: action.Namespace, Name: row.Name}, d); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if row.DeviceUID != d.UID {
+		return nil // the row was for a Device that is gone; this one is another
+	}
+	err := r.onFinish(ctx, action, *row, d)
+	if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) {
+		// Trying again cannot help, and the action must still end.
+		ctrl.LoggerFrom(ctx).Error(err, "Giving up on the outcome of a row on its device", "device", klog.KObj(d))
+		return nil
+	}
+	return err
 }
 
 // failReplacedDevices ends the open rows whose Device was deleted, or
@@ -366,9 +409,13 @@ func settleFinishedAction(action *mdmv1alpha1.DeviceAction, phase mdmv1alpha1.Ac
 // reconcileFinished drops the finalizer of a finished action, which has
 // nothing left to undo, and deletes the action once its TTL passed.
 func (r *DeviceActionReconciler) reconcileFinished(ctx context.Context, patcher *patch.Helper, action *mdmv1alpha1.DeviceAction) (ctrl.Result, error) {
-	if controllerutil.RemoveFinalizer(action, mdmv1alpha1.Finalizer) {
+	// A cancel set after the end changes the generation and nothing else:
+	// it is observed, so kstatus reads the action as settled.
+	removed := controllerutil.RemoveFinalizer(action, mdmv1alpha1.Finalizer)
+	if removed || action.Status.ObservedGeneration != action.Generation {
+		action.Status.ObservedGeneration = action.Generation
 		if err := patcher.Patch(ctx, r.Client, action); err != nil {
-			return ctrl.Result{}, fmt.Errorf("removing the finalizer of %s: %w", klog.KObj(action), err)
+			return ctrl.Result{}, fmt.Errorf("settling finished %s: %w", klog.KObj(action), err)
 		}
 	}
 	left, ok := ttlLeft(action, r.now())

@@ -10,6 +10,7 @@ import (
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/controllers/compliance"
+	"github.com/kubemdm/kubemdm/internal/index"
 	"github.com/kubemdm/kubemdm/internal/lifecycle"
 	"github.com/kubemdm/kubemdm/internal/patch"
 )
@@ -50,19 +51,35 @@ func changesDeviceOnQueue(a *mdmv1alpha1.DeviceAction) bool {
 // nothing.
 func (r *DeviceActionReconciler) onFinish(ctx context.Context, action *mdmv1alpha1.DeviceAction, row mdmv1alpha1.DeviceResult, d *mdmv1alpha1.Device) error {
 	ok := row.Phase == mdmv1alpha1.CommandSucceeded
-	withdrawn := row.Phase == mdmv1alpha1.CommandCanceled || row.Phase == mdmv1alpha1.CommandExpired
+	// Withdrawn: the device never ran it, so what queueing did is undone.
+	// That is known when it never received it, or said it dropped it; a
+	// delivered command that expired, or whose cancel went unanswered, may
+	// have run, and nothing is undone on a guess.
+	withdrawn := (row.Phase == mdmv1alpha1.CommandCanceled || row.Phase == mdmv1alpha1.CommandExpired) &&
+		(row.DeliveredAt == nil || row.Code == mdmv1alpha1.CodeCanceled)
 	at := time.Now()
 	if row.CompletedAt != nil {
 		at = row.CompletedAt.Time
 	}
 	if withdrawn {
+		// Another action still on its way to the device wants the same
+		// change: it is not this action's to undo.
+		if shared, err := r.sharedChange(ctx, action, d); err != nil || shared {
+			return err
+		}
 		if err := r.revertSpec(ctx, action, d); err != nil {
 			return err
 		}
 	}
 	switch action.Spec.Action {
 	case mdmv1alpha1.ActionWipe:
-		return r.setDevicePhase(ctx, d, map[bool]lifecycle.Event{true: lifecycle.WipeDone, false: lifecycle.WipeWithdrawn}[ok])
+		switch {
+		case ok:
+			return r.setDevicePhase(ctx, d, lifecycle.WipeDone)
+		case withdrawn || row.Phase == mdmv1alpha1.CommandFailed:
+			return r.setDevicePhase(ctx, d, lifecycle.WipeWithdrawn)
+		}
+		return nil // it may have wiped: the device stays WipePending
 	case mdmv1alpha1.ActionUnenroll:
 		u := d.Status.Unenrollment
 		if u == nil || u.Phase != mdmv1alpha1.UnenrollmentPending {
@@ -70,12 +87,13 @@ func (r *DeviceActionReconciler) onFinish(ctx context.Context, action *mdmv1alph
 		}
 		switch {
 		case ok:
-			if err := r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentSuccess, timeOf(u.RequestDate), &at); err != nil {
+			// The phase first: its write is guarded by the version read.
+			if err := r.setDevicePhase(ctx, d, lifecycle.Unenrolled); err != nil {
 				return err
 			}
-			return r.setDevicePhase(ctx, d, lifecycle.Unenrolled)
-		case row.Phase == mdmv1alpha1.CommandCanceled:
-			// Never asked of the device: as if it had not been requested.
+			return r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentSuccess, timeOf(u.RequestDate), &at)
+		case withdrawn && row.Phase == mdmv1alpha1.CommandCanceled:
+			// Never run on the device: as if it had not been requested.
 			return r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentNone, nil, nil)
 		}
 		return r.setUnenrollment(ctx, d, mdmv1alpha1.UnenrollmentFailed, timeOf(u.RequestDate), &at)
@@ -100,6 +118,27 @@ func (r *DeviceActionReconciler) onFinish(ctx context.Context, action *mdmv1alph
 		}
 	}
 	return nil
+}
+
+// sharedChange reports whether another action with open rows for the device
+// makes the same change as this one (the same spec field, or both a wipe
+// or an unenroll).
+func (r *DeviceActionReconciler) sharedChange(ctx context.Context, action *mdmv1alpha1.DeviceAction, d *mdmv1alpha1.Device) (bool, error) {
+	list := &mdmv1alpha1.DeviceActionList{}
+	if err := r.List(ctx, list, client.InNamespace(d.Namespace), client.MatchingFields{index.OpenCommands: d.Name}, client.UnsafeDisableDeepCopy); err != nil {
+		return false, fmt.Errorf("listing the DeviceActions of Device %s: %w", d.Name, err)
+	}
+	field, _ := specChange(action)
+	for i := range list.Items {
+		other := &list.Items[i]
+		if other.UID == action.UID {
+			continue
+		}
+		if otherField, _ := specChange(other); other.Spec.Action == action.Spec.Action || (field != "" && otherField == field) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (r *DeviceActionReconciler) syncCompliance(ctx context.Context, d *mdmv1alpha1.Device, at time.Time) error {

@@ -106,9 +106,9 @@ func (r *DeviceActionReconciler) applySpecField(ctx context.Context, d *mdmv1alp
 // revertSpec undoes the spec field a canceled or expired action set on a
 // device that never ran it, as long as the field still holds the action's
 // value and no one outside kubemdm took it over since. The value before is
-// known from eligibility (a Disable ran on an Active device) or, for
-// leaving kiosk or lost mode, from what the device last reported; without
-// such a report the field is left as the action set it.
+// known from eligibility (a Disable ran on an Active device) or, for kiosk
+// and lost mode, is what the device last reported: the command never
+// reached it, so that is what it still shows.
 func (r *DeviceActionReconciler) revertSpec(ctx context.Context, a *mdmv1alpha1.DeviceAction, d *mdmv1alpha1.Device) error {
 	field, value := specChange(a)
 	if field == "" || foreignOwner(d, field) != "" {
@@ -127,19 +127,10 @@ func (r *DeviceActionReconciler) revertSpec(ctx context.Context, a *mdmv1alpha1.
 		previous = string(mdmv1alpha1.DeviceStateActive)
 	case mdmv1alpha1.ActionReenable:
 		previous = string(mdmv1alpha1.DeviceStateDisabled)
-	case mdmv1alpha1.ActionEnterKiosk, mdmv1alpha1.ActionEnableLostMode:
-		previous = map[string]any{"enabled": false}
-	case mdmv1alpha1.ActionExitKiosk:
-		if k := d.Status.Kiosk; k != nil && k.Enabled && k.App != "" {
-			previous = map[string]any{"enabled": true, "app": k.App}
-		}
-	case mdmv1alpha1.ActionDisableLostMode:
-		if l := d.Status.LostMode; l != nil && l.Enabled && (l.Message != "" || l.PhoneNumber != "") {
-			previous, err = jsonValue(l)
-			if err != nil {
-				return err
-			}
-		}
+	case mdmv1alpha1.ActionEnterKiosk, mdmv1alpha1.ActionExitKiosk:
+		previous = reportedKiosk(d, a.Spec.Action == mdmv1alpha1.ActionEnterKiosk)
+	case mdmv1alpha1.ActionEnableLostMode, mdmv1alpha1.ActionDisableLostMode:
+		previous = reportedLostMode(d, a.Spec.Action == mdmv1alpha1.ActionEnableLostMode)
 	}
 	if previous == nil {
 		return nil
@@ -169,4 +160,37 @@ func jsonValue(v any) (any, error) {
 	}
 	var out any
 	return out, json.Unmarshal(raw, &out)
+}
+
+// reportedKiosk is the kiosk mode the device last reported, as a spec value,
+// or nil when that cannot be a spec. With no report, entering kiosk mode is
+// undone to off.
+func reportedKiosk(d *mdmv1alpha1.Device, offWithoutReport bool) any {
+	k := d.Status.Kiosk
+	switch {
+	case k == nil && offWithoutReport, k != nil && !k.Enabled:
+		return map[string]any{"enabled": false}
+	case k != nil && k.App != "":
+		return map[string]any{"enabled": true, "app": k.App}
+	}
+	return nil
+}
+
+// reportedLostMode is lost mode as the device last reported it, as a spec
+// value, or nil when that cannot be a spec.
+func reportedLostMode(d *mdmv1alpha1.Device, offWithoutReport bool) any {
+	l := d.Status.LostMode
+	switch {
+	case l == nil && offWithoutReport, l != nil && !l.Enabled:
+		return map[string]any{"enabled": false}
+	case l != nil && (l.Message != "" || l.PhoneNumber != ""):
+		out := map[string]any{"enabled": true}
+		for k, v := range map[string]string{"message": l.Message, "phoneNumber": l.PhoneNumber, "footnote": l.Footnote} {
+			if v != "" {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	return nil
 }

@@ -37,6 +37,11 @@ func (s *Server) CompleteCommand(ctx context.Context, req *connect.Request[agent
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("no command %q", msg.GetCommandId()))
 	}
 	action := &list.Items[0]
+	if update.phase == mdmv1alpha1.CommandCanceled && !action.Spec.Cancel && action.DeletionTimestamp.IsZero() {
+		// Only a cancel makes a row Canceled; a device that dropped a
+		// command nobody canceled failed it.
+		update.phase = mdmv1alpha1.CommandFailed
+	}
 	_, row := rowOf(action, device.Name)
 	if row == nil || (row.DeviceUID != "" && row.DeviceUID != device.UID) {
 		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("command %q is not addressed to this device", msg.GetCommandId()))

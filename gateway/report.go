@@ -51,11 +51,6 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
-	if factsChanged(device, want) {
-		if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, reportManager, want); err != nil {
-			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("writing device facts: %w", err))
-		}
-	}
 	// The phase shows whether the device enforces Disabled, however it
 	// was asked to (Git, or a Disable action). The lifecycle table moves
 	// it only between Enrolled and Disabled, and writes only a change.
@@ -63,8 +58,16 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 		string(mdmv1alpha1.DeviceStateDisabled): lifecycle.StateDisabled,
 		string(mdmv1alpha1.DeviceStateActive):   lifecycle.StateActive,
 	}[facts.GetState()]; ok {
-		if _, err := lifecycle.Apply(ctx, s.cache, device, event); err != nil {
+		// Before the facts, whose write would make the version it was
+		// decided on stale. When the cache is behind, the table decides
+		// again on the Device as the apiserver has it.
+		if _, err := lifecycle.ApplyFresh(ctx, s.cache, s.apiReader, device, event); err != nil {
 			return nil, connect.NewError(connect.CodeUnavailable, err)
+		}
+	}
+	if factsChanged(device, want) {
+		if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, reportManager, want); err != nil {
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("writing device facts: %w", err))
 		}
 	}
 	return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil

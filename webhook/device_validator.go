@@ -23,11 +23,7 @@ type DeviceValidator struct {
 	Client client.Client
 }
 
-// namespaceController is the user that empties a namespace being deleted; it
-// holds no kubemdm verbs, and a namespace must still go.
-const namespaceController = "system:serviceaccount:kube-system:namespace-controller"
-
-// +kubebuilder:webhook:path=/validate-mdm-kubemdm-io-v1alpha1-device,mutating=false,failurePolicy=fail,sideEffects=None,groups=mdm.kubemdm.io,resources=devices,verbs=delete,versions=v1alpha1,name=vdevice.mdm.kubemdm.io,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-mdm-kubemdm-io-v1alpha1-device,mutating=false,failurePolicy=fail,sideEffects=None,groups=mdm.kubemdm.io,resources=devices,verbs=update;delete,versions=v1alpha1,name=vdevice.mdm.kubemdm.io,admissionReviewVersions=v1,patch=`{"matchConditions":[{"name":"deleting","expression":"request.operation == 'DELETE' || has(oldObject.metadata.deletionTimestamp)"}]}`
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // ValidateCreate allows creates.
@@ -35,8 +31,16 @@ func (v *DeviceValidator) ValidateCreate(context.Context, *mdmv1alpha1.Device) (
 	return nil, nil
 }
 
-// ValidateUpdate allows updates.
-func (v *DeviceValidator) ValidateUpdate(context.Context, *mdmv1alpha1.Device, *mdmv1alpha1.Device) (admission.Warnings, error) {
+// ValidateUpdate keeps the deletion policy of a Device being deleted: the
+// verb was checked against it when the deletion was asked, and changing it
+// afterwards (Unenroll to Retire) would run an action nobody was allowed.
+func (v *DeviceValidator) ValidateUpdate(_ context.Context, old, d *mdmv1alpha1.Device) (admission.Warnings, error) {
+	if !old.DeletionTimestamp.IsZero() && old.Spec.DeletionPolicy != d.Spec.DeletionPolicy {
+		return nil, apierrors.NewForbidden(mdmv1alpha1.GroupVersion.WithResource("devices").GroupResource(), d.Name,
+			field.Forbidden(field.NewPath("spec", "deletionPolicy"), fmt.Sprintf(
+				"Device %s is being deleted with deletionPolicy %s, which can no longer change; annotate it %s=true to release it without touching the device",
+				d.Name, old.Spec.DeletionPolicy, mdmv1alpha1.AnnotationForceDelete)))
+	}
 	return nil, nil
 }
 
@@ -51,11 +55,11 @@ func (v *DeviceValidator) ValidateDelete(ctx context.Context, d *mdmv1alpha1.Dev
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
-	if req.UserInfo.Username == namespaceController {
-		ns := &corev1.Namespace{}
-		if err := v.Client.Get(ctx, client.ObjectKey{Name: d.Namespace}, ns); err != nil || !ns.DeletionTimestamp.IsZero() {
-			return nil, nil // the namespace is going: whoever deleted it decided
-		}
+	// A namespace being deleted is emptied by the namespace controller,
+	// which holds no kubemdm verbs; whoever deleted the namespace decided.
+	ns := &corev1.Namespace{}
+	if err := v.Client.Get(ctx, client.ObjectKey{Name: d.Namespace}, ns); err == nil && !ns.DeletionTimestamp.IsZero() {
+		return nil, nil
 	}
 	return nil, requireActionVerb(ctx, v.Client, req.UserInfo, d.Namespace, action, "devices", d.Name,
 		field.NewPath("spec", "deletionPolicy"),

@@ -67,7 +67,7 @@ const MaxSelectorMatches = 1000
 
 // DeviceActionSpec is the command to run. It is immutable but for cancel,
 // which may only be turned on.
-// +kubebuilder:validation:XValidation:rule="self.action == oldSelf.action && has(self.devices) == has(oldSelf.devices) && has(self.selector) == has(oldSelf.selector) && has(self.parameters) == has(oldSelf.parameters) && has(self.dryRun) == has(oldSelf.dryRun) && (!has(self.dryRun) || self.dryRun == oldSelf.dryRun) && has(self.deadline) == has(oldSelf.deadline) && (!has(self.deadline) || self.deadline == oldSelf.deadline) && has(self.ttlSecondsAfterFinished) == has(oldSelf.ttlSecondsAfterFinished) && (!has(self.ttlSecondsAfterFinished) || self.ttlSecondsAfterFinished == oldSelf.ttlSecondsAfterFinished) && has(self.confirm) == has(oldSelf.confirm) && (!has(self.confirm) || self.confirm == oldSelf.confirm)",message="spec is immutable except cancel; create a new DeviceAction instead"
+// +kubebuilder:validation:XValidation:rule="self.action == oldSelf.action && has(self.devices) == has(oldSelf.devices) && has(self.selector) == has(oldSelf.selector) && has(self.parameters) == has(oldSelf.parameters) && (has(self.dryRun) && self.dryRun) == (has(oldSelf.dryRun) && oldSelf.dryRun) && (has(self.deadline) ? duration(self.deadline) : duration('24h')) == (has(oldSelf.deadline) ? duration(oldSelf.deadline) : duration('24h')) && has(self.ttlSecondsAfterFinished) == has(oldSelf.ttlSecondsAfterFinished) && (!has(self.ttlSecondsAfterFinished) || self.ttlSecondsAfterFinished == oldSelf.ttlSecondsAfterFinished) && (has(self.confirm) && size(self.confirm) > 0) == (has(oldSelf.confirm) && size(oldSelf.confirm) > 0) && (!has(self.confirm) || size(self.confirm) == 0 || self.confirm == oldSelf.confirm)",message="spec is immutable except cancel; create a new DeviceAction instead"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",message="cancel cannot be undone; create a new DeviceAction to run the command again",fieldPath=".cancel"
 // +kubebuilder:validation:XValidation:rule="has(self.devices) != has(self.selector)",message="set exactly one of devices or selector"
 // +kubebuilder:validation:XValidation:rule="self.action != 'Deprovision' || (has(self.parameters) && has(self.parameters.deprovisionReason))",message="parameters.deprovisionReason is required for Deprovision",fieldPath=".parameters"
@@ -292,6 +292,7 @@ func CompareQueueOrder(a, b *DeviceAction) int {
 const (
 	CodeOK                 int32 = 0
 	CodeCanceled           int32 = 1
+	CodeUnknown            int32 = 2
 	CodeDeadlineExceeded   int32 = 4
 	CodeNotFound           int32 = 5
 	CodeFailedPrecondition int32 = 9
@@ -316,7 +317,7 @@ type DeviceResult struct {
 	// +required
 	Phase DeviceCommandPhase `json:"phase"`
 
-	// code is a google.rpc.Code number: 0 OK, 1 Cancelled, 4 DeadlineExceeded,
+	// code is a google.rpc.Code number: 0 OK, 1 Cancelled, 2 Unknown, 4 DeadlineExceeded,
 	// 5 NotFound, 9 FailedPrecondition, 10 Aborted, 12 Unimplemented.
 	// +optional
 	Code int32 `json:"code,omitempty"`
@@ -330,6 +331,12 @@ type DeviceResult struct {
 	DeliveredAt *metav1.Time `json:"deliveredAt,omitempty"`
 	// +optional
 	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+
+	// settled is set once the row's outcome has done its part on the
+	// device (the phase it moved, the change it undid), so that it is done
+	// exactly once.
+	// +optional
+	Settled bool `json:"settled,omitempty"`
 }
 
 // ActionSummary counts the devices per phase.

@@ -8,14 +8,20 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 )
 
 var (
@@ -36,7 +42,10 @@ var _ = BeforeSuite(func() {
 	}
 	cfg, err := testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
-	k8sClient, err = client.New(cfg, client.Options{})
+	scheme := runtime.NewScheme()
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(mdmv1alpha1.AddToScheme(scheme)).To(Succeed())
+	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 })
 
@@ -308,5 +317,19 @@ var _ = Describe("a DeviceAction's cancel", func() {
 		changed := object("DeviceAction", "cancel-me", `{spec: {action: Wipe, devices: [a], confirm: Wipe, cancel: true}}`)
 		changed.SetResourceVersion(obj.GetResourceVersion())
 		Expect(k8sClient.Update(ctx, changed)).To(Succeed())
+	})
+
+	It("may be turned on by a typed client's update, which writes the deadline its own way", func() {
+		a := &mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "cancel-typed"},
+			Spec: mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionLock, Devices: []string{"a"}, Confirm: ""}}
+		Expect(k8sClient.Create(ctx, a)).To(Succeed())
+		// Read back, the deadline is the default 24h; sent again it is
+		// "24h0m0s", the same duration.
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
+		a.Spec.Cancel = true
+		Expect(k8sClient.Update(ctx, a)).To(Succeed())
+		a.Spec.Deadline = &metav1.Duration{Duration: time.Hour}
+		err := k8sClient.Update(ctx, a)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "a changed deadline: %v", err)
 	})
 })

@@ -53,7 +53,8 @@ var platforms = map[mdmv1alpha1.ActionType][]mdmv1alpha1.Platform{
 
 // whileDisabled are the actions a Disabled (lost or stolen) device still
 // takes: bringing it back, or the ways to be done with it.
-var whileDisabled = []mdmv1alpha1.ActionType{mdmv1alpha1.ActionReenable, mdmv1alpha1.ActionWipe, mdmv1alpha1.ActionRetire, mdmv1alpha1.ActionDeprovision}
+var whileDisabled = []mdmv1alpha1.ActionType{mdmv1alpha1.ActionReenable, mdmv1alpha1.ActionWipe, mdmv1alpha1.ActionRetire,
+	mdmv1alpha1.ActionUnenroll, mdmv1alpha1.ActionDeprovision}
 
 // Check decides whether device can run action.
 func Check(action mdmv1alpha1.ActionType, device *mdmv1alpha1.Device) Verdict {
@@ -69,7 +70,7 @@ func Check(action mdmv1alpha1.ActionType, device *mdmv1alpha1.Device) Verdict {
 	case phase == mdmv1alpha1.DeviceWipePending:
 		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: "a wipe is pending on the device"}
 	case phase == mdmv1alpha1.DeviceDisabled && !slices.Contains(whileDisabled, action):
-		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: "the device is Disabled; only Reenable, Wipe, Retire and Deprovision are allowed"}
+		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: "the device is Disabled; only Reenable, Wipe, Retire, Unenroll and Deprovision are allowed"}
 	case phase != mdmv1alpha1.DeviceDisabled && action == mdmv1alpha1.ActionReenable:
 		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: "the device is not Disabled"}
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
@@ -118,15 +119,38 @@ func Claimable(d *mdmv1alpha1.Device) bool {
 const FieldManager = "kubemdm-lifecycle"
 
 // Apply moves the Device's phase on event, by server-side apply of the phase
-// alone, and reports whether it moved. d is updated to match.
+// alone, and reports whether it moved. The write is guarded by the
+// resourceVersion d was read at: a move decided on a stale read fails with a
+// conflict instead of overwriting a phase it did not see. d is updated to
+// match.
 func Apply(ctx context.Context, c client.Client, d *mdmv1alpha1.Device, event Event) (bool, error) {
 	to, moves := Next(d, event)
 	if !moves {
 		return false, nil
 	}
-	if err := patch.ApplyDeviceStatus(ctx, c, client.ObjectKeyFromObject(d), d.UID, FieldManager, map[string]any{"phase": string(to)}); err != nil {
+	if err := patch.ApplyDeviceStatusAt(ctx, c, d, FieldManager, map[string]any{"phase": string(to)}); err != nil {
 		return false, fmt.Errorf("moving Device %s from %s to %s on %s: %w", d.Name, d.Status.Phase, to, event, err)
 	}
 	d.Status.Phase = to
 	return true, nil
+}
+
+// ApplyFresh is Apply that, when the Device changed since d was read, reads
+// it again from reader (the apiserver, not a cache that may still be
+// behind) and decides again, a few times.
+func ApplyFresh(ctx context.Context, c client.Client, reader client.Reader, d *mdmv1alpha1.Device, event Event) (bool, error) {
+	for attempt := 0; ; attempt++ {
+		moved, err := Apply(ctx, c, d, event)
+		if !apierrors.IsConflict(err) || attempt == 2 {
+			return moved, err
+		}
+		fresh := &mdmv1alpha1.Device{}
+		if err := reader.Get(ctx, client.ObjectKeyFromObject(d), fresh); err != nil {
+			return false, fmt.Errorf("reading Device %s again: %w", d.Name, err)
+		}
+		if fresh.UID != d.UID {
+			return false, nil // another Device of the same name now
+		}
+		*d = *fresh
+	}
 }

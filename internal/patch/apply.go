@@ -24,3 +24,22 @@ func ApplyDeviceStatus(ctx context.Context, c client.Client, key types.Namespace
 	}}
 	return c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(manager), client.ForceOwnership)
 }
+
+// ApplyDeviceStatusAt is ApplyDeviceStatus guarded by the resourceVersion d
+// was read at: it fails with a conflict when the Device changed since, so a
+// decision taken on a stale read (a phase moved from a cached one) never
+// lands. d's resourceVersion is moved to the written one.
+func ApplyDeviceStatusAt(ctx context.Context, c client.Client, d *mdmv1alpha1.Device, manager string, status map[string]any) error {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": mdmv1alpha1.GroupVersion.String(),
+		"kind":       "Device",
+		"metadata": map[string]any{"name": d.Name, "namespace": d.Namespace, "uid": string(d.UID),
+			"resourceVersion": d.ResourceVersion},
+		"status": status,
+	}}
+	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(manager), client.ForceOwnership); err != nil {
+		return err
+	}
+	d.ResourceVersion = u.GetResourceVersion()
+	return nil
+}

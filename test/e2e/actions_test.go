@@ -128,8 +128,11 @@ var _ = Describe("DeviceAction", func() {
 			g.Expect(d.Status.Unenrollment.RequestDate).NotTo(BeNil())
 			g.Expect(d.Status.Unenrollment.ExecutionDate).To(BeNil())
 		}).Should(Succeed())
-		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
-		Expect(rowOf(a, "leaver").Phase).To(Equal(mdmv1alpha1.CommandQueued))
+		// The row is Pending until the unenrollment is recorded, then Queued.
+		Eventually(func(g Gomega) mdmv1alpha1.DeviceCommandPhase {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
+			return rowOf(a, "leaver").Phase
+		}).Should(Equal(mdmv1alpha1.CommandQueued))
 
 		f.connect("leaver")
 		Eventually(finished(ctx, a)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionSucceeded))

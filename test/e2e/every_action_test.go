@@ -74,19 +74,17 @@ var _ = DescribeTable("every action type runs end to end on a device that suppor
 	Entry(nil, mdmv1alpha1.PlatformAndroid, mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionEnterKiosk,
 		Parameters: &mdmv1alpha1.ActionParameters{KioskApp: "com.example.kiosk"}},
 		func(d *mdmv1alpha1.Device) {
-			want := &mdmv1alpha1.KioskStatus{Enabled: true, App: "com.example.kiosk"}
-			Expect(d.Spec.Kiosk).To(Equal(want))
+			Expect(d.Spec.Kiosk).To(Equal(&mdmv1alpha1.KioskSpec{Enabled: true, App: "com.example.kiosk"}))
 			// The new spec reached the device, which reports it back.
-			Expect(d.Status.Kiosk).To(Equal(want))
+			Expect(d.Status.Kiosk).To(Equal(&mdmv1alpha1.KioskStatus{Enabled: true, App: "com.example.kiosk"}))
 		}),
 	Entry(nil, mdmv1alpha1.PlatformAndroid, mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionExitKiosk},
 		func(d *mdmv1alpha1.Device) { Expect(d.Spec.Kiosk).To(Equal(&mdmv1alpha1.KioskSpec{Enabled: false})) }),
 	Entry(nil, mdmv1alpha1.PlatformIOS, mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionEnableLostMode,
 		Parameters: &mdmv1alpha1.ActionParameters{LostMode: &mdmv1alpha1.LostModeParameters{Message: "Call IT", PhoneNumber: "+33 1 23 45 67 89"}}},
 		func(d *mdmv1alpha1.Device) {
-			want := &mdmv1alpha1.LostModeStatus{Enabled: true, Message: "Call IT", PhoneNumber: "+33 1 23 45 67 89"}
-			Expect(d.Spec.LostMode).To(Equal(want))
-			Expect(d.Status.LostMode).To(Equal(want))
+			Expect(d.Spec.LostMode).To(Equal(&mdmv1alpha1.LostModeSpec{Enabled: true, Message: "Call IT", PhoneNumber: "+33 1 23 45 67 89"}))
+			Expect(d.Status.LostMode).To(Equal(&mdmv1alpha1.LostModeStatus{Enabled: true, Message: "Call IT", PhoneNumber: "+33 1 23 45 67 89"}))
 		}),
 	Entry(nil, mdmv1alpha1.PlatformIOS, mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionDisableLostMode},
 		func(d *mdmv1alpha1.Device) { Expect(d.Spec.LostMode.Enabled).To(BeFalse()) }),

@@ -105,6 +105,17 @@ var _ = Describe("Admission", func() {
 
 		adam := userClient(ctx, "adam", "kubemdm-admin", f.ns)
 		Expect(adam.Delete(ctx, device(ctx, f.ns, "del-1"))).To(Succeed())
+
+		// The device is offline, so the deletion waits for its Retire; the
+		// policy it was allowed under cannot be swapped meanwhile.
+		d := device(ctx, f.ns, "del-1")
+		Expect(d.DeletionTimestamp).NotTo(BeNil())
+		before := d.DeepCopy()
+		d.Spec.DeletionPolicy = mdmv1alpha1.DeletionPolicyUnenroll
+		err = olivia.Patch(ctx, d, client.MergeFrom(before))
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "err: %v", err)
+		Expect(err.Error()).To(ContainSubstring("is being deleted with deletionPolicy Retire, which can no longer change"))
+		forceDelete(ctx, d)
 	})
 
 	It("warns about ineligible devices on a server-side dry run and creates nothing", func() {
