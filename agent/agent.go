@@ -305,6 +305,13 @@ func (a *Agent) run(ctx, runCtx context.Context, c agentv1connect.AgentServiceCl
 		if err := a.state.MarkCompleted(id, res); err != nil {
 			a.log.Error(err, "Saving state")
 		}
+		if o, ok := a.platform.(Observer); ok {
+			// What the command changed shows in the Device's status.
+			if _, err := c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{
+				ObservedGeneration: a.state.ConfigGeneration, Facts: o.Facts()})); err != nil && ctx.Err() == nil {
+				a.log.Error(err, "Reporting status")
+			}
+		}
 	}
 	// Commands run one after the other, in the order they came; their
 	// results are reported without holding up the next one.

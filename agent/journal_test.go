@@ -28,6 +28,10 @@ func (g *recordingGateway) CompleteCommand(_ context.Context, req *connect.Reque
 	return connect.NewResponse(&agentv1.CompleteCommandResponse{}), nil
 }
 
+func (g *recordingGateway) ReportStatus(context.Context, *connect.Request[agentv1.ReportStatusRequest]) (*connect.Response[agentv1.ReportStatusResponse], error) {
+	return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
+}
+
 func (g *recordingGateway) waitFor(t *testing.T, n int) []*agentv1.CompleteCommandRequest {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)

@@ -43,3 +43,10 @@ type Platform interface {
 	// An action without one is answered Unimplemented.
 	Executors() map[string]Executor
 }
+
+// Observer is a platform that can say what it shows at any moment, so the
+// agent reports what a command changed (an OS update, kiosk mode) at once
+// rather than at the next configuration.
+type Observer interface {
+	Facts() *agentv1.Facts
+}

@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 )
@@ -19,9 +23,14 @@ var allActions = []string{"Lock", "Unlock", "Wipe", "Retire", "Unenroll", "Resta
 // UnenrollSteps are the steps of Unenroll, in the order the source API runs them.
 var UnenrollSteps = []string{"DisableKioskMode", "DeleteDownloadedFiles", "UninstallManagedApps", "UninstallMDMService"}
 
-// Simulated is a virtual device: it records what it was asked to do, takes
-// Delay to do it, and fails a FailureRate share of commands. It touches
-// nothing on the host, so tests and `make dev` use it.
+// Simulated is a virtual device. It keeps a model of itself (locked or
+// not, kiosk and lost mode, the OS version, boots, the user session, the
+// messages it showed, the configurations it installed) that configurations
+// and commands change, and it reports what the model shows, never what it
+// was asked. Failures are injected per command (FailNext) or per
+// configuration, deterministically; FailureRate adds random ones for
+// demonstrations. It touches nothing on the host, so tests and `make dev`
+// use it.
 type Simulated struct {
 	Serial       string
 	PlatformName string
@@ -39,32 +48,77 @@ type Simulated struct {
 	mu       sync.Mutex
 	executed []*agentv1.Command
 	config   *agentv1.DesiredConfig
-	owner    string
-	// disabled is what the device enforces: set by a configuration whose
-	// state is Disabled and by the Disable command, cleared by their
-	// opposites.
-	disabled bool
+	state    DeviceModel
+	failNext map[string][]Result
+}
+
+// DeviceModel is what a simulated device observes about itself.
+type DeviceModel struct {
+	Locked    bool
+	Disabled  bool
+	Kiosk     *agentv1.Kiosk
+	LostMode  *agentv1.LostMode
+	OSVersion string
+	// Boots counts restarts.
+	Boots int
+	// SessionEnded is true once LogoutUser ended the user's session, until
+	// the next boot.
+	SessionEnded bool
+	// Messages are the titles and bodies shown, in order.
+	Messages []string
+	// Installed are the configurations installed, with how many times
+	// each was (re)installed.
+	Installed map[string]int
+	Owner     string
+	// Wiped and Released (retired, unenrolled, deprovisioned) end the
+	// device's managed life.
+	Wiped, Released bool
+}
+
+func (s *Simulated) init() {
+	if s.state.Installed == nil {
+		s.state.Installed = map[string]int{}
+		s.state.OSVersion = s.OSVersion
+	}
+}
+
+// Observe returns a copy of the device's model.
+func (s *Simulated) Observe() DeviceModel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	m := s.state
+	m.Messages = slices.Clone(m.Messages)
+	m.Installed = make(map[string]int, len(s.state.Installed))
+	for k, v := range s.state.Installed {
+		m.Installed[k] = v
+	}
+	m.Kiosk = proto.Clone(s.state.Kiosk).(*agentv1.Kiosk)
+	m.LostMode = proto.Clone(s.state.LostMode).(*agentv1.LostMode)
+	return m
 }
 
 // Disabled reports whether the device is disabled (unusable) now.
-func (s *Simulated) Disabled() bool {
+func (s *Simulated) Disabled() bool { return s.Observe().Disabled }
+
+// FailNext makes the next execution of action fail with code and message,
+// once; calls queue up.
+func (s *Simulated) FailNext(action string, code int32, message string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.disabled
-}
-
-// stateLocked is the administrative state the device enforces.
-func (s *Simulated) stateLocked() string {
-	if s.disabled {
-		return "Disabled"
+	if s.failNext == nil {
+		s.failNext = map[string][]Result{}
 	}
-	return "Active"
+	s.failNext[action] = append(s.failNext[action], Result{Code: code, Message: message})
 }
 
-// Info describes the simulated device.
+// Info describes the simulated device, with the OS version it runs now.
 func (s *Simulated) Info() *agentv1.DeviceInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
 	return &agentv1.DeviceInfo{SerialNumber: s.Serial, Platform: s.PlatformName, Model: s.Model,
-		Manufacturer: "kubemdm simulator", OsVersion: s.OSVersion, AgentVersion: Version, StorageBytes: 64 << 30}
+		Manufacturer: "kubemdm simulator", OsVersion: s.state.OSVersion, AgentVersion: Version, StorageBytes: 64 << 30}
 }
 
 // FailConfiguration makes a configuration fail to install from now on,
@@ -85,54 +139,104 @@ func (s *Simulated) Executed() []*agentv1.Command {
 	return append([]*agentv1.Command(nil), s.executed...)
 }
 
-// Config returns the last configuration applied.
+// Config returns the last configuration received.
 func (s *Simulated) Config() *agentv1.DesiredConfig {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.config
 }
 
-// Apply records the configuration and reports it installed, except the
-// configurations set to fail.
+// Apply converges the model to the configuration, as far as the device
+// can, and reports what it then shows.
 func (s *Simulated) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv1.Facts {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
 	s.config = cfg
 	if !s.RefuseOwners[cfg.GetOwner()] {
-		s.owner = cfg.GetOwner()
+		s.state.Owner = cfg.GetOwner()
 	}
 	switch cfg.GetState() {
 	case "Disabled":
-		s.disabled = true
+		s.state.Disabled = true
 	case "Active":
-		s.disabled = false
+		s.state.Disabled = false
 	}
-	owner, state := s.owner, s.stateLocked()
-	failing := make(map[string]bool, len(s.FailConfigurations))
-	for k, v := range s.FailConfigurations {
-		failing[k] = v
+	if k := cfg.GetKiosk(); k != nil {
+		s.state.Kiosk = &agentv1.Kiosk{Enabled: k.GetEnabled(), App: k.GetApp()}
 	}
-	s.mu.Unlock()
-	facts := &agentv1.Facts{Owner: owner, Kiosk: cfg.GetKiosk(), LostMode: cfg.GetLostMode(), State: state}
+	if l := cfg.GetLostMode(); l != nil {
+		s.state.LostMode = proto.Clone(l).(*agentv1.LostMode)
+	}
+	var states []*agentv1.ConfigurationState
+	assigned := map[string]bool{}
 	for _, c := range cfg.GetConfigurations() {
+		assigned[c.GetName()] = true
 		st := &agentv1.ConfigurationState{Name: c.GetName(), State: "Installed"}
 		switch {
 		case c.GetExcluded():
 			st.State = "Excluded"
-		case failing[c.GetName()]:
+			delete(s.state.Installed, c.GetName())
+		case s.FailConfigurations[c.GetName()]:
+			st.State, st.Message = "Failed", "simulated installation failure"
+			delete(s.state.Installed, c.GetName())
+		default:
+			if s.state.Installed[c.GetName()] == 0 {
+				s.state.Installed[c.GetName()] = 1
+			}
+		}
+		states = append(states, st)
+	}
+	for name := range s.state.Installed {
+		if !assigned[name] {
+			delete(s.state.Installed, name) // no longer assigned: removed
+		}
+	}
+	facts := s.factsLocked()
+	facts.Configurations = states
+	return facts
+}
+
+// Facts reports what the device shows now, after a command changed it.
+func (s *Simulated) Facts() *agentv1.Facts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	facts := s.factsLocked()
+	for _, c := range s.config.GetConfigurations() {
+		st := &agentv1.ConfigurationState{Name: c.GetName(), State: "Installed"}
+		switch {
+		case c.GetExcluded():
+			st.State = "Excluded"
+		case s.state.Installed[c.GetName()] == 0:
 			st.State, st.Message = "Failed", "simulated installation failure"
 		}
 		facts.Configurations = append(facts.Configurations, st)
-		// A configuration named *-cert installs a certificate, as a
-		// certificate profile would.
-		if st.State == "Installed" && strings.HasSuffix(c.GetName(), "-cert") {
-			facts.Certificates = append(facts.Certificates, &agentv1.Certificate{
-				Subject: "CN=" + c.GetName(), SerialNumber: fmt.Sprintf("%x", len(c.GetName())), Source: c.GetName()})
-		}
 	}
 	return facts
 }
 
-// Executors handle every action by recording it.
+func (s *Simulated) factsLocked() *agentv1.Facts {
+	facts := &agentv1.Facts{
+		Owner:      s.state.Owner,
+		Kiosk:      proto.Clone(s.state.Kiosk).(*agentv1.Kiosk),
+		LostMode:   proto.Clone(s.state.LostMode).(*agentv1.LostMode),
+		State:      map[bool]string{true: "Disabled", false: "Active"}[s.state.Disabled],
+		DeviceInfo: &agentv1.DeviceInfo{Platform: s.PlatformName, Model: s.Model, Manufacturer: "kubemdm simulator", OsVersion: s.state.OSVersion, AgentVersion: Version, StorageBytes: 64 << 30},
+	}
+	// A configuration named *-cert installs a certificate, as a
+	// certificate profile would.
+	for name := range s.state.Installed {
+		if strings.HasSuffix(name, "-cert") {
+			facts.Certificates = append(facts.Certificates, &agentv1.Certificate{
+				Subject: "CN=" + name, SerialNumber: fmt.Sprintf("%x", len(name)), Source: name})
+		}
+	}
+	slices.SortFunc(facts.Certificates, func(a, b *agentv1.Certificate) int { return strings.Compare(a.GetSource(), b.GetSource()) })
+	return facts
+}
+
+// Executors handle every action by changing the model.
 func (s *Simulated) Executors() map[string]Executor {
 	out := map[string]Executor{}
 	for _, a := range allActions {
@@ -150,24 +254,86 @@ func (s *Simulated) run(ctx context.Context, cmd *agentv1.Command) Result {
 		}
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
 	s.executed = append(s.executed, cmd)
-	switch cmd.GetAction() {
-	case "Disable":
-		s.disabled = true
-	case "Reenable":
-		s.disabled = false
+	action := cmd.GetAction()
+	if queued := s.failNext[action]; len(queued) > 0 {
+		s.failNext[action] = queued[1:]
+		return queued[0]
 	}
-	s.mu.Unlock()
-	if cmd.GetAction() == "Unenroll" {
-		return s.unenroll()
+	if action == "Unenroll" {
+		return s.unenrollLocked()
 	}
 	if s.FailureRate > 0 && rand.Float64() < s.FailureRate {
-		return Result{Code: CodeInternal, Message: fmt.Sprintf("simulated failure of %s", cmd.GetAction())}
+		return Result{Code: CodeInternal, Message: fmt.Sprintf("simulated failure of %s", action)}
+	}
+	return s.changeLocked(cmd)
+}
+
+// changeLocked is what each command does to the model. A command whose
+// precondition the model does not meet fails as a real device would.
+func (s *Simulated) changeLocked(cmd *agentv1.Command) Result {
+	m, p := &s.state, cmd.GetParameters()
+	switch cmd.GetAction() {
+	case "Lock":
+		m.Locked = true
+	case "Unlock":
+		m.Locked = false
+	case "Wipe":
+		*m = DeviceModel{Wiped: true, OSVersion: m.OSVersion, Boots: m.Boots + 1, Installed: map[string]int{}}
+	case "Retire", "Deprovision":
+		m.Released, m.Installed, m.Kiosk, m.LostMode = true, map[string]int{}, nil, nil
+	case "Restart":
+		m.Boots++
+		m.SessionEnded = false
+	case "SendMessage":
+		m.Messages = append(m.Messages, p.GetMessageTitle()+": "+p.GetMessageBody())
+	case "LogoutUser":
+		if m.SessionEnded {
+			return Result{Code: CodeFailedPrecondition, Message: "no user is logged in"}
+		}
+		m.SessionEnded = true
+	case "UpdateOS":
+		want := p.GetOsVersion()
+		if want == "" {
+			want = nextVersion(m.OSVersion)
+		}
+		if compareVersions(want, m.OSVersion) < 0 {
+			return Result{Code: CodeFailedPrecondition, Message: fmt.Sprintf("the device runs %s, newer than %s", m.OSVersion, want)}
+		}
+		m.OSVersion = want
+		m.Boots++
+	case "ReinstallConfiguration":
+		for _, name := range p.GetConfigurations() {
+			if m.Installed[name] == 0 {
+				return Result{Code: 5, Message: fmt.Sprintf("configuration %s is not installed", name)}
+			}
+		}
+		for _, name := range p.GetConfigurations() {
+			m.Installed[name]++
+		}
+	case "EnterKiosk":
+		m.Kiosk = &agentv1.Kiosk{Enabled: true, App: p.GetKioskApp()}
+	case "ExitKiosk":
+		m.Kiosk = &agentv1.Kiosk{Enabled: false}
+	case "EnableLostMode":
+		m.LostMode = proto.Clone(p.GetLostMode()).(*agentv1.LostMode)
+		if m.LostMode == nil {
+			m.LostMode = &agentv1.LostMode{}
+		}
+		m.LostMode.Enabled = true
+	case "DisableLostMode":
+		m.LostMode = &agentv1.LostMode{Enabled: false}
+	case "Disable":
+		m.Disabled = true
+	case "Reenable":
+		m.Disabled = false
 	}
 	return Result{Code: CodeOK, Message: fmt.Sprintf("%s done", cmd.GetAction())}
 }
 
-func (s *Simulated) unenroll() Result {
+func (s *Simulated) unenrollLocked() Result {
 	var steps []*agentv1.Step
 	for _, name := range UnenrollSteps {
 		if name == s.FailStep {
@@ -176,5 +342,35 @@ func (s *Simulated) unenroll() Result {
 		}
 		steps = append(steps, &agentv1.Step{Name: name, Outcome: agentv1.Outcome_OUTCOME_SUCCEEDED})
 	}
+	s.state.Released, s.state.Installed, s.state.Kiosk = true, map[string]int{}, nil
 	return Result{Code: CodeOK, Message: "unenrolled", Steps: steps}
+}
+
+// nextVersion raises the last part of a dotted version: 1.0 to 1.1.
+func nextVersion(v string) string {
+	parts := strings.Split(v, ".")
+	n, err := strconv.Atoi(parts[len(parts)-1])
+	if err != nil {
+		return v + ".1"
+	}
+	parts[len(parts)-1] = strconv.Itoa(n + 1)
+	return strings.Join(parts, ".")
+}
+
+// compareVersions compares dotted versions part by part, numerically.
+func compareVersions(a, b string) int {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range max(len(pa), len(pb)) {
+		var x, y int
+		if i < len(pa) {
+			x, _ = strconv.Atoi(pa[i])
+		}
+		if i < len(pb) {
+			y, _ = strconv.Atoi(pb[i])
+		}
+		if x != y {
+			return x - y
+		}
+	}
+	return 0
 }

@@ -25,6 +25,15 @@ var _ = DescribeTable("every action type runs end to end on a device that suppor
 		if spec.Action.NeedsConfirm() {
 			spec.Confirm = string(spec.Action)
 		}
+		if spec.Action == mdmv1alpha1.ActionReinstallConfiguration {
+			// The device reinstalls only what it has installed.
+			patchSpec(ctx, f.ns, name, func(d *mdmv1alpha1.Device) {
+				for _, c := range spec.Parameters.Configurations {
+					d.Spec.Configurations = append(d.Spec.Configurations, mdmv1alpha1.ConfigurationAssignment{Name: c})
+				}
+			})
+			Eventually(func() map[string]int { return dev.Observe().Installed }).Should(HaveLen(len(spec.Parameters.Configurations)))
+		}
 		a := f.action(ctx, name, spec)
 		Eventually(finished(ctx, a)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionSucceeded),
 			func() string { return fmt.Sprintf("rows: %+v", a.Status.Devices) })
@@ -41,6 +50,35 @@ var _ = DescribeTable("every action type runs end to end on a device that suppor
 			if p.Message != nil {
 				Expect(cmd.GetParameters().GetMessageBody()).To(Equal(p.Message.Body))
 			}
+		}
+		// What the device shows now, as its model observes it.
+		m := dev.Observe()
+		switch spec.Action {
+		case mdmv1alpha1.ActionLock:
+			Expect(m.Locked).To(BeTrue())
+		case mdmv1alpha1.ActionWipe:
+			Expect(m.Wiped).To(BeTrue())
+		case mdmv1alpha1.ActionRetire, mdmv1alpha1.ActionUnenroll, mdmv1alpha1.ActionDeprovision:
+			Expect(m.Released).To(BeTrue())
+			Expect(m.Installed).To(BeEmpty())
+		case mdmv1alpha1.ActionRestart:
+			Expect(m.Boots).To(Equal(1))
+		case mdmv1alpha1.ActionSendMessage:
+			Expect(m.Messages).To(Equal([]string{"IT: Please update"}))
+		case mdmv1alpha1.ActionLogoutUser:
+			Expect(m.SessionEnded).To(BeTrue())
+		case mdmv1alpha1.ActionUpdateOS:
+			Expect(m.OSVersion).To(Equal("18.2"))
+		case mdmv1alpha1.ActionReinstallConfiguration:
+			Expect(m.Installed).To(Equal(map[string]int{"vpn": 2, "wifi": 2}))
+		case mdmv1alpha1.ActionEnterKiosk:
+			Expect(m.Kiosk.GetEnabled()).To(BeTrue())
+			Expect(m.Kiosk.GetApp()).To(Equal("com.example.kiosk"))
+		case mdmv1alpha1.ActionEnableLostMode:
+			Expect(m.LostMode.GetEnabled()).To(BeTrue())
+			Expect(m.LostMode.GetMessage()).To(Equal("Call IT"))
+		case mdmv1alpha1.ActionDisable:
+			Expect(m.Disabled).To(BeTrue())
 		}
 		if check != nil {
 			Eventually(func(g Gomega) {
@@ -67,7 +105,9 @@ var _ = DescribeTable("every action type runs end to end on a device that suppor
 		Parameters: &mdmv1alpha1.ActionParameters{Message: &mdmv1alpha1.MessageParameters{Title: "IT", Body: "Please update"}}}, nil),
 	Entry(nil, mdmv1alpha1.PlatformChromeOS, mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionLogoutUser}, nil),
 	Entry(nil, mdmv1alpha1.PlatformIOS, mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionUpdateOS,
-		Parameters: &mdmv1alpha1.ActionParameters{OSVersion: "18.2"}}, nil),
+		Parameters: &mdmv1alpha1.ActionParameters{OSVersion: "18.2"}},
+		// The device reports the OS it runs after the update.
+		func(d *mdmv1alpha1.Device) { Expect(d.Status.DeviceInfo.OSVersion).To(Equal("18.2")) }),
 	Entry(nil, mdmv1alpha1.PlatformWindows, mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionReinstallConfiguration,
 		Parameters: &mdmv1alpha1.ActionParameters{Configurations: []string{"vpn", "wifi"}}}, nil),
 	Entry(nil, mdmv1alpha1.PlatformLinux, mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionSyncCompliance}, nil),
