@@ -342,10 +342,23 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 }
 
 // needsSettling reports whether an ended row has yet to do its part on its
-// device. Rows that never reached a device (ineligible, missing) have none.
+// device. Rows that never reached a device (ineligible, missing) have none,
+// nor do the actions whose outcome changes nothing in the Device (a Lock):
+// their rows are never rewritten, which keeps a large fan-out to the
+// gateway's small row patches.
 func needsSettling(action *mdmv1alpha1.DeviceAction, row *mdmv1alpha1.DeviceResult) bool {
 	return !action.Spec.DryRun && !row.Settled && !row.Phase.Unfinished() &&
-		row.Phase != mdmv1alpha1.CommandIneligible && row.DeviceUID != ""
+		row.Phase != mdmv1alpha1.CommandIneligible && row.DeviceUID != "" && settlesOnDevice(action)
+}
+
+// settlesOnDevice reports whether an ended row of the action changes its
+// Device (see onFinish).
+func settlesOnDevice(a *mdmv1alpha1.DeviceAction) bool {
+	switch a.Spec.Action {
+	case mdmv1alpha1.ActionRetire, mdmv1alpha1.ActionDeprovision, mdmv1alpha1.ActionSyncCompliance:
+		return true
+	}
+	return changesDeviceOnQueue(a)
 }
 
 // settle applies an ended row's outcome to its device, unless the Device is

@@ -318,7 +318,8 @@ type DeviceResult struct {
 	Phase DeviceCommandPhase `json:"phase"`
 
 	// code is a google.rpc.Code number: 0 OK, 1 Cancelled, 2 Unknown, 4 DeadlineExceeded,
-	// 5 NotFound, 9 FailedPrecondition, 10 Aborted, 12 Unimplemented.
+	// 5 NotFound, 9 FailedPrecondition, 10 Aborted, 12 Unimplemented. An
+	// absent code is 0.
 	// +optional
 	Code int32 `json:"code,omitempty"`
 
