@@ -86,6 +86,7 @@ func TestHealthPerPhase(t *testing.T) {
 		{"DeviceAction PartiallySucceeded", action(mdmv1alpha1.ActionPartiallySucceeded), status.FailedStatus},
 		{"DeviceAction Failed", action(mdmv1alpha1.ActionFailed), status.FailedStatus},
 		{"DeviceAction Expired", action(mdmv1alpha1.ActionExpired), status.FailedStatus},
+		{"DeviceAction Canceled", action(mdmv1alpha1.ActionCanceled), status.FailedStatus},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			obj, err := argohealth.ToMap(tc.obj)
