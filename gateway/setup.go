@@ -6,7 +6,6 @@ import (
 
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/pki"
@@ -37,19 +36,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, deviceCA *pki.CA, opts Options
 	}
 	if _, err := devices.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		UpdateFunc: func(_, o any) { s.onDeviceChange(o.(*mdmv1alpha1.Device)) },
-		DeleteFunc: func(o any) {
-			// A deletion the watch missed arrives as a tombstone after a
-			// relist; its streams must end all the same.
-			if t, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
-				if ns, name, err := toolscache.SplitMetaNamespaceKey(t.Key); err == nil {
-					s.closeStreams(client.ObjectKey{Namespace: ns, Name: name})
-				}
-				return
-			}
-			if d, ok := o.(*mdmv1alpha1.Device); ok {
-				s.closeStreams(client.ObjectKeyFromObject(d))
-			}
-		},
+		DeleteFunc: s.onDeviceDelete,
 	}); err != nil {
 		return nil, err
 	}

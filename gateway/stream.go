@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
@@ -242,6 +243,20 @@ func (s *Server) onDeviceChange(d *mdmv1alpha1.Device) {
 	cfg := desiredConfig(d)
 	for _, sub := range subs {
 		sub.offerConfig(cfg)
+	}
+}
+
+// onDeviceDelete ends the streams of a deleted Device. A deletion the watch
+// missed arrives as a tombstone after a relist; its streams end all the same.
+func (s *Server) onDeviceDelete(o any) {
+	if t, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+		if ns, name, err := toolscache.SplitMetaNamespaceKey(t.Key); err == nil {
+			s.closeStreams(client.ObjectKey{Namespace: ns, Name: name})
+		}
+		return
+	}
+	if d, ok := o.(*mdmv1alpha1.Device); ok {
+		s.closeStreams(client.ObjectKeyFromObject(d))
 	}
 }
 
