@@ -243,7 +243,7 @@ func (a *Agent) heartbeat(ctx context.Context, c agentv1connect.AgentServiceClie
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_, _ = c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{ObservedGeneration: a.state.ConfigGeneration}))
+			_, _ = c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{ObservedGeneration: a.state.AppliedGeneration()}))
 		}
 	}
 }
@@ -308,7 +308,7 @@ func (a *Agent) run(ctx, runCtx context.Context, c agentv1connect.AgentServiceCl
 		if o, ok := a.platform.(Observer); ok {
 			// What the command changed shows in the Device's status.
 			if _, err := c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{
-				ObservedGeneration: a.state.ConfigGeneration, Facts: o.Facts()})); err != nil && ctx.Err() == nil {
+				ObservedGeneration: a.state.AppliedGeneration(), Facts: o.Facts()})); err != nil && ctx.Err() == nil {
 				a.log.Error(err, "Reporting status")
 			}
 		}

@@ -153,6 +153,10 @@ func (s *Simulated) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv
 	defer s.mu.Unlock()
 	s.init()
 	s.config = cfg
+	if s.state.Wiped || s.state.Released {
+		// Out of management: it takes nothing and reports what is left.
+		return s.factsLocked()
+	}
 	if !s.RefuseOwners[cfg.GetOwner()] {
 		s.state.Owner = cfg.GetOwner()
 	}
@@ -203,6 +207,9 @@ func (s *Simulated) Facts() *agentv1.Facts {
 	defer s.mu.Unlock()
 	s.init()
 	facts := s.factsLocked()
+	if s.state.Wiped || s.state.Released {
+		return facts
+	}
 	for _, c := range s.config.GetConfigurations() {
 		st := &agentv1.ConfigurationState{Name: c.GetName(), State: "Installed"}
 		switch {

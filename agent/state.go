@@ -155,6 +155,13 @@ func (s *State) Completion(id string) (CompletedCommand, bool) {
 	return c, ok
 }
 
+// AppliedGeneration is the newest configuration applied.
+func (s *State) AppliedGeneration() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ConfigGeneration
+}
+
 // SetConfigGeneration records the newest configuration applied.
 func (s *State) SetConfigGeneration(g int64) error {
 	s.mu.Lock()

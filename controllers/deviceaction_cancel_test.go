@@ -144,6 +144,33 @@ var _ = Describe("Canceling a DeviceAction", func() {
 		Expect(getDevice(ctx, ns, "twice").Spec.State).To(Equal(mdmv1alpha1.DeviceStateDisabled), "disable-2 still wants it")
 	})
 
+	It("hands a withdrawn change to the newer action that changes the same field", func() {
+		ns := newNamespace(ctx)
+		d := &mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kiosk"},
+			Spec: mdmv1alpha1.DeviceSpec{Platform: mdmv1alpha1.PlatformAndroid}}
+		Expect(k8sClient.Create(ctx, d)).To(Succeed())
+		before := d.DeepCopy()
+		d.Status.Phase = mdmv1alpha1.DeviceEnrolled
+		Expect(k8sClient.Status().Patch(ctx, d, client.MergeFrom(before))).To(Succeed())
+
+		enter := &mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "enter"},
+			Spec: mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionEnterKiosk, Devices: []string{"kiosk"},
+				Parameters: &mdmv1alpha1.ActionParameters{KioskApp: "com.example.pos"}}}
+		Expect(k8sClient.Create(ctx, enter)).To(Succeed())
+		Eventually(rowsOf(ctx, enter)).Should(ConsistOf(HaveField("Phase", mdmv1alpha1.CommandQueued)))
+		exit := &mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "exit"},
+			Spec: mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionExitKiosk, Devices: []string{"kiosk"}}}
+		Expect(k8sClient.Create(ctx, exit)).To(Succeed())
+		Eventually(rowsOf(ctx, exit)).Should(ConsistOf(HaveField("Phase", mdmv1alpha1.CommandQueued)))
+		Expect(getDevice(ctx, ns, "kiosk").Spec.Kiosk).To(Equal(&mdmv1alpha1.KioskSpec{Enabled: false}))
+
+		// The exit is canceled: the device is to end as the enter says,
+		// not as it was before either.
+		setCancel(ctx, exit)
+		Eventually(func() *mdmv1alpha1.KioskSpec { return getDevice(ctx, ns, "kiosk").Spec.Kiosk }).
+			Should(Equal(&mdmv1alpha1.KioskSpec{Enabled: true, App: "com.example.pos"}))
+	})
+
 	It("undoes nothing for a command the device received and never answered", func() {
 		ns := newNamespace(ctx)
 		enrolledDevices(ctx, ns, "silent")

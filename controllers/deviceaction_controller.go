@@ -303,6 +303,11 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 		row.Settled = true
 	}
 	if err := errors.Join(errs...); err != nil {
+		if apierrors.IsConflict(err) {
+			// A Device changed since the cache showed it: decide again on
+			// the next read, soon, instead of backing off as for a failure.
+			return ctrl.Result{RequeueAfter: patch.ConflictRetry}, nil
+		}
 		return ctrl.Result{}, err
 	}
 
@@ -373,8 +378,13 @@ func (r *DeviceActionReconciler) settle(ctx context.Context, action *mdmv1alpha1
 	}
 	err := r.onFinish(ctx, action, *row, d)
 	if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) {
-		// Trying again cannot help, and the action must still end.
+		// Trying again cannot help, and the action must still end; people
+		// learn it from the event.
 		ctrl.LoggerFrom(ctx).Error(err, "Giving up on the outcome of a row on its device", "device", klog.KObj(d))
+		if r.Recorder != nil {
+			r.Recorder.Eventf(action, d, corev1.EventTypeWarning, "OutcomeNotApplied", "Settle",
+				"The outcome of %s could not be applied to Device %s: %v", row.Name, d.Name, err)
+		}
 		return nil
 	}
 	return err

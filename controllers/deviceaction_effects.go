@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -62,10 +63,15 @@ func (r *DeviceActionReconciler) onFinish(ctx context.Context, action *mdmv1alph
 		at = row.CompletedAt.Time
 	}
 	if withdrawn {
-		// Another action still on its way to the device wants the same
-		// change: it is not this action's to undo.
-		if shared, err := r.sharedChange(ctx, action, d); err != nil || shared {
+		// Another action still on its way to the device makes a change of
+		// the same kind: the device is to end as that one says, not as it
+		// was before this one.
+		other, err := r.newestOpenChange(ctx, action, d)
+		if err != nil {
 			return err
+		}
+		if other != nil {
+			return r.handOver(ctx, action, other, d)
 		}
 		if err := r.revertSpec(ctx, action, d); err != nil {
 			return err
@@ -120,25 +126,56 @@ func (r *DeviceActionReconciler) onFinish(ctx context.Context, action *mdmv1alph
 	return nil
 }
 
-// sharedChange reports whether another action with open rows for the device
-// makes the same change as this one (the same spec field, or both a wipe
-// or an unenroll).
-func (r *DeviceActionReconciler) sharedChange(ctx context.Context, action *mdmv1alpha1.DeviceAction, d *mdmv1alpha1.Device) (bool, error) {
+// newestOpenChange is the newest other action with open rows for the device
+// that makes a change of the same kind as this one (the same spec field, or
+// both a wipe or an unenroll), or nil.
+func (r *DeviceActionReconciler) newestOpenChange(ctx context.Context, action *mdmv1alpha1.DeviceAction, d *mdmv1alpha1.Device) (*mdmv1alpha1.DeviceAction, error) {
 	list := &mdmv1alpha1.DeviceActionList{}
-	if err := r.List(ctx, list, client.InNamespace(d.Namespace), client.MatchingFields{index.OpenCommands: d.Name}, client.UnsafeDisableDeepCopy); err != nil {
-		return false, fmt.Errorf("listing the DeviceActions of Device %s: %w", d.Name, err)
+	if err := r.List(ctx, list, client.InNamespace(d.Namespace), client.MatchingFields{index.OpenCommands: d.Name}); err != nil {
+		return nil, fmt.Errorf("listing the DeviceActions of Device %s: %w", d.Name, err)
 	}
 	field, _ := specChange(action)
+	var newest *mdmv1alpha1.DeviceAction
 	for i := range list.Items {
 		other := &list.Items[i]
-		if other.UID == action.UID {
+		if other.UID == action.UID || other.Spec.Cancel || !other.DeletionTimestamp.IsZero() {
 			continue
 		}
-		if otherField, _ := specChange(other); other.Spec.Action == action.Spec.Action || (field != "" && otherField == field) {
-			return true, nil
+		otherField, _ := specChange(other)
+		if other.Spec.Action != action.Spec.Action && (field == "" || otherField != field) {
+			continue
+		}
+		if newest == nil || mdmv1alpha1.CompareQueueOrder(other, newest) > 0 {
+			newest = other
 		}
 	}
-	return false, nil
+	return newest, nil
+}
+
+// handOver leaves a withdrawn change to the newer action that makes one of
+// the same kind: a phase or pending unenrollment stays, and a spec field
+// this action set takes the newer action's value.
+func (r *DeviceActionReconciler) handOver(ctx context.Context, action, newer *mdmv1alpha1.DeviceAction, d *mdmv1alpha1.Device) error {
+	field, value := specChange(action)
+	if field == "" || foreignOwner(d, field) != "" {
+		return nil
+	}
+	_, want := specChange(newer)
+	current, err := specFieldOf(d, field)
+	if err != nil {
+		return err
+	}
+	mine, err := jsonValue(value)
+	if err != nil || !equality.Semantic.DeepEqual(current, mine) {
+		return err // not this action's value any more
+	}
+	if theirs, err := jsonValue(want); err != nil || equality.Semantic.DeepEqual(theirs, mine) {
+		return err
+	}
+	if err := r.applySpecField(ctx, d, field, want); err != nil {
+		return fmt.Errorf("handing spec.%s of Device %s to DeviceAction %s: %w", field, d.Name, newer.Name, err)
+	}
+	return nil
 }
 
 func (r *DeviceActionReconciler) syncCompliance(ctx context.Context, d *mdmv1alpha1.Device, at time.Time) error {

@@ -23,7 +23,7 @@ type DeviceValidator struct {
 	Client client.Client
 }
 
-// +kubebuilder:webhook:path=/validate-mdm-kubemdm-io-v1alpha1-device,mutating=false,failurePolicy=fail,sideEffects=None,groups=mdm.kubemdm.io,resources=devices,verbs=update;delete,versions=v1alpha1,name=vdevice.mdm.kubemdm.io,admissionReviewVersions=v1,patch=`{"matchConditions":[{"name":"deleting","expression":"request.operation == 'DELETE' || has(oldObject.metadata.deletionTimestamp)"}]}`
+// +kubebuilder:webhook:path=/validate-mdm-kubemdm-io-v1alpha1-device,mutating=false,failurePolicy=fail,sideEffects=None,groups=mdm.kubemdm.io,resources=devices,verbs=update;delete,versions=v1alpha1,name=vdevice.mdm.kubemdm.io,admissionReviewVersions=v1,patch=`{"matchConditions":[{"name":"deleting","expression":"request.operation == 'DELETE' || (has(oldObject.metadata.deletionTimestamp) && oldObject.spec.deletionPolicy != object.spec.deletionPolicy)"}]}`
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // ValidateCreate allows creates.

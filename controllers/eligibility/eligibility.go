@@ -56,6 +56,11 @@ var platforms = map[mdmv1alpha1.ActionType][]mdmv1alpha1.Platform{
 var whileDisabled = []mdmv1alpha1.ActionType{mdmv1alpha1.ActionReenable, mdmv1alpha1.ActionWipe, mdmv1alpha1.ActionRetire,
 	mdmv1alpha1.ActionUnenroll, mdmv1alpha1.ActionDeprovision}
 
+// whileWipePending are the actions a device with a wipe pending still takes:
+// a wipe whose device never answered leaves it pending, and these are the
+// ways to be done with it.
+var whileWipePending = []mdmv1alpha1.ActionType{mdmv1alpha1.ActionWipe, mdmv1alpha1.ActionRetire, mdmv1alpha1.ActionDeprovision}
+
 // Check decides whether device can run action.
 func Check(action mdmv1alpha1.ActionType, device *mdmv1alpha1.Device) Verdict {
 	phase := device.Status.Phase
@@ -67,8 +72,8 @@ func Check(action mdmv1alpha1.ActionType, device *mdmv1alpha1.Device) Verdict {
 		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: "the device has not enrolled yet"}
 	case !phase.Managed():
 		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: fmt.Sprintf("the device is %s and no longer managed", phase)}
-	case phase == mdmv1alpha1.DeviceWipePending:
-		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: "a wipe is pending on the device"}
+	case phase == mdmv1alpha1.DeviceWipePending && !slices.Contains(whileWipePending, action):
+		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: "a wipe is pending on the device; only Wipe, Retire and Deprovision are allowed"}
 	case phase == mdmv1alpha1.DeviceDisabled && !slices.Contains(whileDisabled, action):
 		return Verdict{Code: mdmv1alpha1.CodeFailedPrecondition, Reason: "the device is Disabled; only Reenable, Wipe, Retire, Unenroll and Deprovision are allowed"}
 	case phase != mdmv1alpha1.DeviceDisabled && action == mdmv1alpha1.ActionReenable:

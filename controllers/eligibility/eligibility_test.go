@@ -30,6 +30,9 @@ func TestCheck(t *testing.T) {
 		{mdmv1alpha1.ActionLock, mdmv1alpha1.PlatformLinux, mdmv1alpha1.DeviceRetired, mdmv1alpha1.CodeFailedPrecondition},
 		{mdmv1alpha1.ActionWipe, mdmv1alpha1.PlatformLinux, mdmv1alpha1.DeviceWiped, mdmv1alpha1.CodeFailedPrecondition},
 		{mdmv1alpha1.ActionLock, mdmv1alpha1.PlatformLinux, mdmv1alpha1.DeviceWipePending, mdmv1alpha1.CodeFailedPrecondition},
+		// A wipe that was never answered can be sent again, or the device retired.
+		{mdmv1alpha1.ActionWipe, mdmv1alpha1.PlatformLinux, mdmv1alpha1.DeviceWipePending, 0},
+		{mdmv1alpha1.ActionRetire, mdmv1alpha1.PlatformLinux, mdmv1alpha1.DeviceWipePending, 0},
 		{mdmv1alpha1.ActionLock, mdmv1alpha1.PlatformChromeOS, mdmv1alpha1.DeviceDisabled, mdmv1alpha1.CodeFailedPrecondition},
 		{mdmv1alpha1.ActionReenable, mdmv1alpha1.PlatformChromeOS, mdmv1alpha1.DeviceDisabled, 0},
 		// A lost or stolen device can still be wiped, retired or deprovisioned.
