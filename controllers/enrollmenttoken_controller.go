@@ -90,6 +90,12 @@ func (r *EnrollmentTokenReconciler) reconcileNormal(ctx context.Context, token *
 	token.Status.ExpiresAt = &expiresAt
 	token.Status.EnrollmentHost = r.EnrollmentHost
 
+	if token.Status.Phase == mdmv1alpha1.TokenProcessing && !token.Spec.Perpetual {
+		wait, err := r.settleClaim(ctx, token)
+		if err != nil || wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, err
+		}
+	}
 	switch phase := nextTokenPhase(token, r.now()); phase {
 	case mdmv1alpha1.TokenPending, mdmv1alpha1.TokenProcessing:
 		token.Status.Phase = phase
@@ -123,6 +129,36 @@ func (r *EnrollmentTokenReconciler) reconcileNormal(ctx context.Context, token *
 	token.Status.ObservedGeneration = token.Generation
 	// Wake up at the instant of expiry rather than polling for it.
 	return ctrl.Result{RequeueAfter: max(expiresAt.Sub(r.now()), time.Millisecond)}, nil
+}
+
+// settleClaim finishes a one-time token left Processing by an enrollment
+// whose gateway failed to record it or stopped: Done when a Device enrolled
+// with it, Pending again once ClaimTimeout passed without one. It returns
+// how long to wait for the claim to end on its own.
+func (r *EnrollmentTokenReconciler) settleClaim(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) (time.Duration, error) {
+	devices := &mdmv1alpha1.DeviceList{}
+	if err := r.List(ctx, devices, client.InNamespace(token.Namespace)); err != nil {
+		return 0, fmt.Errorf("listing Devices: %w", err)
+	}
+	for _, d := range devices.Items {
+		if d.Status.EnrollmentToken == token.Name && d.Status.Phase != "" && d.Status.Phase != mdmv1alpha1.DeviceRegistered {
+			token.Status.Phase, token.Status.ClaimedAt = mdmv1alpha1.TokenDone, nil
+			token.Status.EnrollmentCount = max(token.Status.EnrollmentCount, 1)
+			if len(token.Status.EnrolledDevices) == 0 {
+				token.Status.EnrolledDevices = []mdmv1alpha1.EnrolledDevice{{Name: d.Name, EnrolledAt: d.Status.EnrolledAt}}
+			}
+			return 0, nil
+		}
+	}
+	claimed := token.CreationTimestamp.Time
+	if token.Status.ClaimedAt != nil {
+		claimed = token.Status.ClaimedAt.Time
+	}
+	if left := claimed.Add(mdmv1alpha1.ClaimTimeout).Sub(r.now()); left > 0 {
+		return left, nil
+	}
+	token.Status.Phase, token.Status.ClaimedAt = mdmv1alpha1.TokenPending, nil
+	return 0, nil
 }
 
 // retire destroys the value of a token that can no longer enroll and settles

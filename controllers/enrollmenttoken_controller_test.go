@@ -264,6 +264,44 @@ var _ = Describe("EnrollmentToken", Ordered, func() {
 		Expect(kstatusOf(token)).To(Equal(status.CurrentStatus), "a spent one-time token did its job")
 	})
 
+	It("settles a one-time token a gateway claimed and never finished", func() {
+		for _, enrolled := range []bool{false, true} {
+			name := map[bool]string{false: "abandoned", true: "unrecorded"}[enrolled]
+			token := &mdmv1alpha1.EnrollmentToken{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				Spec:       mdmv1alpha1.EnrollmentTokenSpec{Platform: mdmv1alpha1.PlatformLinux},
+			}
+			Expect(k8sClient.Create(ctx, token)).To(Succeed())
+			issued(ctx, token)
+			if enrolled {
+				// The Device enrolled; the gateway stopped before it marked
+				// the token spent.
+				d := &mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "laptop"},
+					Spec: mdmv1alpha1.DeviceSpec{Platform: mdmv1alpha1.PlatformLinux}}
+				Expect(k8sClient.Create(ctx, d)).To(Succeed())
+				before := d.DeepCopy()
+				now := metav1.Now()
+				d.Status.Phase, d.Status.EnrollmentToken, d.Status.EnrolledAt = mdmv1alpha1.DeviceEnrolled, name, &now
+				Expect(k8sClient.Status().Patch(ctx, d, client.MergeFrom(before))).To(Succeed())
+			}
+			// Claimed longer ago than the claim timeout.
+			before := token.DeepCopy()
+			claimed := metav1.NewTime(time.Now().Add(-mdmv1alpha1.ClaimTimeout - time.Second))
+			token.Status.Phase, token.Status.ClaimedAt = mdmv1alpha1.TokenProcessing, &claimed
+			Expect(k8sClient.Status().Patch(ctx, token, client.MergeFrom(before))).To(Succeed())
+
+			want := map[bool]mdmv1alpha1.EnrollmentTokenPhase{false: mdmv1alpha1.TokenPending, true: mdmv1alpha1.TokenDone}[enrolled]
+			Eventually(func(g Gomega) mdmv1alpha1.EnrollmentTokenPhase {
+				g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(token), token)).To(Succeed())
+				return token.Status.Phase
+			}).Should(Equal(want), name)
+			if enrolled {
+				Expect(token.Status.EnrollmentCount).To(Equal(int32(1)))
+				Expect(token.Status.EnrolledDevices).To(ConsistOf(HaveField("Name", "laptop")))
+			}
+		}
+	})
+
 	It("replaces a Secret deleted behind its back with a new value", func() {
 		token := &mdmv1alpha1.EnrollmentToken{}
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "linux"}, token)).To(Succeed())

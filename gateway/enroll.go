@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -53,7 +55,7 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 
-	token, err := s.findToken(ctx, msg.GetToken())
+	token, usable, err := s.findToken(ctx, msg.GetToken())
 	if err != nil {
 		return nil, err
 	}
@@ -62,11 +64,31 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 			fmt.Errorf("this enrollment token enrolls %s devices, not %s", token.Spec.Platform, info.GetPlatform()))
 	}
 	log := s.log.WithValues("enrollmentToken", klog.KObj(token))
+	digest := keyDigest(csr)
+
+	// A retry of an enrollment that happened: the same Device, a new
+	// certificate, and nothing else written. The token may be spent by it.
+	device, err := s.enrolledBefore(ctx, s.cache, token, info, digest)
+	if err == nil && device == nil && !usable {
+		// About to refuse a spent token: the cache may not show yet the
+		// enrollment this is a retry of.
+		device, err = s.enrolledBefore(ctx, s.apiReader, token, info, digest)
+	}
+	if err != nil || device != nil {
+		if err != nil {
+			return nil, err
+		}
+		log.Info("Enrollment retried with the same key", "device", klog.KObj(device))
+		return s.enrollResponse(device, csr)
+	}
+	if !usable {
+		return nil, connect.NewError(connect.CodeUnauthenticated, errTokenRefused)
+	}
 
 	if err := s.claim(ctx, token); err != nil {
 		return nil, err
 	}
-	device, err := s.findOrCreateDevice(ctx, token, info)
+	device, err = s.findOrCreateDevice(ctx, token, info, digest)
 	if err != nil {
 		s.releaseOneTime(ctx, token)
 		return nil, err
@@ -78,17 +100,37 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
 	now := s.now()
-	if err := s.recordEnrollment(ctx, token, device.Name, now); err != nil {
+	// The Device first: once it records the key, a retry is answered from
+	// it, so a token not yet marked spent is never claimed by another one.
+	if err := s.markEnrolled(ctx, device, token.Name, digest, info, cert, now); err != nil {
+		s.releaseOneTime(ctx, token)
 		return nil, connect.NewError(connect.CodeUnavailable, err)
 	}
-	if err := s.markEnrolled(ctx, device, token.Name, info, cert, now); err != nil {
-		return nil, connect.NewError(connect.CodeUnavailable, err)
+	if err := s.recordEnrollment(ctx, token, device.Name, now); err != nil {
+		// The device is enrolled and its certificate valid; the token's
+		// record is kept up by the token controller (a one-time token left
+		// Processing is settled from its Device).
+		log.Error(err, "Recording the enrollment on the token", "device", klog.KObj(device))
 	}
 	if s.recorder != nil {
 		s.recorder.Eventf(device, token, corev1.EventTypeNormal, "Enrolled", "Enroll", "Device enrolled with EnrollmentToken %s", token.Name)
 		s.recorder.Eventf(token, device, corev1.EventTypeNormal, "DeviceEnrolled", "Enroll", "Device %s enrolled", device.Name)
 	}
 	log.Info("Device enrolled", "device", klog.KObj(device))
+	return s.answer(device, certPEM, cert), nil
+}
+
+// enrollResponse signs a new certificate for a Device enrolled before.
+func (s *Server) enrollResponse(device *mdmv1alpha1.Device, csr *x509.CertificateRequest) (*connect.Response[agentv1.EnrollResponse], error) {
+	id := pki.DeviceIdentity{Namespace: device.Namespace, Name: device.Name, UID: device.UID}
+	certPEM, cert, err := s.deviceCA.SignDevice(csr, id, s.opts.CertificateLifetime)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	return s.answer(device, certPEM, cert), nil
+}
+
+func (s *Server) answer(device *mdmv1alpha1.Device, certPEM []byte, cert *x509.Certificate) *connect.Response[agentv1.EnrollResponse] {
 	return connect.NewResponse(&agentv1.EnrollResponse{
 		DeviceName:          device.Name,
 		Namespace:           device.Namespace,
@@ -96,7 +138,7 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 		CertificatePem:      string(certPEM),
 		CertificateNotAfter: timestamppb.New(cert.NotAfter),
 		CaBundlePem:         string(s.opts.Serving.CABundle()),
-	}), nil
+	})
 }
 
 var serialPattern = regexp.MustCompile(`^[A-Za-z0-9][-A-Za-z0-9_.:/]*$`)
@@ -126,21 +168,80 @@ func validateDeviceInfo(info *agentv1.DeviceInfo, enrolling bool) error {
 	return nil
 }
 
-// findToken finds a usable token by the hash of the presented value, from
-// the cache index.
-func (s *Server) findToken(ctx context.Context, value string) (*mdmv1alpha1.EnrollmentToken, error) {
+// findToken finds the token of the presented value by its hash, from the
+// cache index, and says whether it may enroll a new device. A spent or
+// expired token is still returned, for a retry of an enrollment it made; a
+// revoked or deleted one is not.
+func (s *Server) findToken(ctx context.Context, value string) (*mdmv1alpha1.EnrollmentToken, bool, error) {
 	list := &mdmv1alpha1.EnrollmentTokenList{}
 	if err := s.cache.List(ctx, list, client.MatchingFields{IndexTokenHash: enrollment.Hash(value)}); err != nil {
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("looking up token: %w", err))
+		return nil, false, connect.NewError(connect.CodeUnavailable, fmt.Errorf("looking up token: %w", err))
 	}
 	now := s.now()
+	var spent *mdmv1alpha1.EnrollmentToken
 	for i := range list.Items {
 		t := &list.Items[i]
-		if enrollment.Matches(value, t.Status.TokenHash) && tokenUsable(t, now) {
-			return t, nil
+		if !enrollment.Matches(value, t.Status.TokenHash) || t.Spec.Revoked || !t.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if tokenUsable(t, now) {
+			return t, true, nil
+		}
+		spent = t
+	}
+	if spent != nil {
+		return spent, false, nil
+	}
+	return nil, false, connect.NewError(connect.CodeUnauthenticated, errTokenRefused)
+}
+
+// keyDigest identifies the key of a CSR.
+func keyDigest(csr *x509.CertificateRequest) string {
+	sum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// enrolledBefore finds the Device this token already enrolled with this
+// key: the answer to an earlier try was lost, and the agent tries again.
+// It is looked up by serial number, or, for an agent without one, by the
+// name its key gives it.
+func (s *Server) enrolledBefore(ctx context.Context, reader client.Reader, token *mdmv1alpha1.EnrollmentToken, info *agentv1.DeviceInfo, digest string) (*mdmv1alpha1.Device, error) {
+	var candidates []mdmv1alpha1.Device
+	if serial := info.GetSerialNumber(); serial != "" {
+		list := &mdmv1alpha1.DeviceList{}
+		opts := []client.ListOption{client.InNamespace(token.Namespace), client.MatchingFields{IndexSerialNumber: serial}}
+		if reader != client.Reader(s.cache) {
+			// The apiserver has no index: spec.serialNumber is a selectable field.
+			opts = []client.ListOption{client.InNamespace(token.Namespace), client.MatchingFields{"spec.serialNumber": serial}}
+		}
+		if err := reader.List(ctx, list, opts...); err != nil {
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("looking up serial number: %w", err))
+		}
+		candidates = list.Items
+	} else {
+		d := &mdmv1alpha1.Device{}
+		err := reader.Get(ctx, client.ObjectKey{Namespace: token.Namespace, Name: keyName(token.Spec.Platform, digest)}, d)
+		if client.IgnoreNotFound(err) != nil {
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("looking up device: %w", err))
+		}
+		if err == nil {
+			candidates = append(candidates, *d)
 		}
 	}
-	return nil, connect.NewError(connect.CodeUnauthenticated, errTokenRefused)
+	for i := range candidates {
+		d := &candidates[i]
+		if d.Status.EnrollmentKey == digest && d.Status.EnrollmentToken == token.Name && d.Status.Phase.Managed() && !lifecycle.Claimable(d) {
+			return d, nil
+		}
+	}
+	return nil, nil
+}
+
+// keyName is the name of a Device whose agent has no serial number: derived
+// from its key, so that a retry finds the Device it created and leaves no
+// orphan behind.
+func keyName(p mdmv1alpha1.Platform, digest string) string {
+	return generateNamePrefix(p) + strings.TrimPrefix(digest, "sha256:")[:16]
 }
 
 func tokenUsable(t *mdmv1alpha1.EnrollmentToken, now time.Time) bool {
@@ -169,7 +270,8 @@ func (s *Server) claim(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) 
 		return connect.NewError(connect.CodeUnauthenticated, errTokenRefused)
 	}
 	before := token.DeepCopy()
-	token.Status.Phase = mdmv1alpha1.TokenProcessing
+	claimed := metav1.NewTime(s.now())
+	token.Status.Phase, token.Status.ClaimedAt = mdmv1alpha1.TokenProcessing, &claimed
 	err := s.cache.Status().Patch(ctx, token, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 	if apierrors.IsConflict(err) {
 		return connect.NewError(connect.CodeUnauthenticated, errTokenRefused)
@@ -195,7 +297,7 @@ func (s *Server) releaseOneTime(ctx context.Context, token *mdmv1alpha1.Enrollme
 			return nil
 		}
 		before := fresh.DeepCopy()
-		fresh.Status.Phase = mdmv1alpha1.TokenPending
+		fresh.Status.Phase, fresh.Status.ClaimedAt = mdmv1alpha1.TokenPending, nil
 		return s.cache.Status().Patch(ctx, fresh, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 	})
 	if err != nil {
@@ -210,6 +312,9 @@ func (s *Server) recordEnrollment(ctx context.Context, token *mdmv1alpha1.Enroll
 		fresh := &mdmv1alpha1.EnrollmentToken{}
 		if err := s.apiReader.Get(ctx, client.ObjectKeyFromObject(token), fresh); err != nil {
 			return fmt.Errorf("reading token: %w", err)
+		}
+		if !fresh.Spec.Perpetual && fresh.Status.Phase == mdmv1alpha1.TokenDone {
+			return nil // the token controller recorded it from the Device already
 		}
 		before := fresh.DeepCopy()
 		fresh.Status.EnrollmentCount++
@@ -228,7 +333,7 @@ func (s *Server) recordEnrollment(ctx context.Context, token *mdmv1alpha1.Enroll
 
 // findOrCreateDevice claims the pre-registered Device with the agent's
 // serial number, or creates a Device from the token's template.
-func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.EnrollmentToken, info *agentv1.DeviceInfo) (*mdmv1alpha1.Device, error) {
+func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.EnrollmentToken, info *agentv1.DeviceInfo, digest string) (*mdmv1alpha1.Device, error) {
 	serial := info.GetSerialNumber()
 	if serial != "" {
 		list := &mdmv1alpha1.DeviceList{}
@@ -251,8 +356,23 @@ func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.Enro
 		}
 	}
 	device := newDeviceFromTemplate(token, serial)
+	if serial == "" {
+		device.Name, device.GenerateName = keyName(token.Spec.Platform, digest), ""
+	}
 	err := s.cache.Create(ctx, device, client.FieldOwner(enrollManager))
-	if apierrors.IsAlreadyExists(err) && device.GenerateName == "" {
+	if apierrors.IsAlreadyExists(err) && serial == "" {
+		// An earlier try with this key created it and failed before the
+		// enrollment was recorded: it is this device's, unless it enrolled.
+		existing := &mdmv1alpha1.Device{}
+		if err := s.apiReader.Get(ctx, client.ObjectKeyFromObject(device), existing); err != nil {
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("reading device: %w", err))
+		}
+		if !lifecycle.Claimable(existing) || existing.Spec.Platform != token.Spec.Platform {
+			return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("device %s for this key was already enrolled (phase %s)", existing.Name, existing.Status.Phase))
+		}
+		return existing, nil
+	}
+	if apierrors.IsAlreadyExists(err) && serial != "" {
 		// The serial-derived name is taken by a Device with another serial.
 		device = newDeviceFromTemplate(token, serial)
 		device.Name, device.GenerateName = "", generateNamePrefix(token.Spec.Platform)
@@ -311,7 +431,7 @@ func generateNamePrefix(p mdmv1alpha1.Platform) string {
 
 // markEnrolled writes the enrollment into the Device's status: phase and
 // dates as the enrollment manager, the reported facts as the report manager.
-func (s *Server) markEnrolled(ctx context.Context, device *mdmv1alpha1.Device, token string, info *agentv1.DeviceInfo, cert *x509.Certificate, now time.Time) error {
+func (s *Server) markEnrolled(ctx context.Context, device *mdmv1alpha1.Device, token, digest string, info *agentv1.DeviceInfo, cert *x509.Certificate, now time.Time) error {
 	key := client.ObjectKeyFromObject(device)
 	// The phase goes with the dates, in one write; the lifecycle table says
 	// which (Enrolled, from a Device that never enrolled).
@@ -320,6 +440,7 @@ func (s *Server) markEnrolled(ctx context.Context, device *mdmv1alpha1.Device, t
 		"phase":           string(phase),
 		"enrolledAt":      metav1.NewTime(now).ToUnstructured(),
 		"enrollmentToken": token,
+		"enrollmentKey":   digest,
 	}); err != nil {
 		return fmt.Errorf("marking device enrolled: %w", err)
 	}

@@ -149,6 +149,38 @@ var _ = Describe("Enrollment", func() {
 		Expect(list.Items).To(HaveLen(1))
 	})
 
+	It("answers an enrollment retried with the same key with the same Device, and leaves no orphan", func() {
+		c := plainClient()
+		for _, tc := range []struct {
+			token  string
+			serial string
+		}{{"once", ""}, {"fleet", "SN-RETRY"}} {
+			value, _ := issuedToken(ctx, linuxToken(ns, tc.token, tc.token == "fleet"))
+			req := enrollRequest(value, tc.serial)
+			first, err := c.Enroll(ctx, req)
+			Expect(err).NotTo(HaveOccurred())
+			// The answer was lost; the agent tries again with the same key.
+			again, err := c.Enroll(ctx, req)
+			Expect(err).NotTo(HaveOccurred(), "token %s", tc.token)
+			Expect(again.Msg.GetDeviceUid()).To(Equal(first.Msg.GetDeviceUid()))
+			Expect(again.Msg.GetDeviceName()).To(Equal(first.Msg.GetDeviceName()))
+			cert, err := pki.ParseCertificatePEM([]byte(again.Msg.GetCertificatePem()))
+			Expect(err).NotTo(HaveOccurred())
+			id, err := pki.IdentityFromCertificate(cert)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(id.UID)).To(Equal(first.Msg.GetDeviceUid()))
+		}
+		list := &mdmv1alpha1.DeviceList{}
+		Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		Expect(list.Items).To(HaveLen(2), "one Device per agent, however often it retried")
+
+		// Another key is another device: the spent one-time token refuses it.
+		once := &mdmv1alpha1.EnrollmentToken{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "once"}, once)).To(Succeed())
+		Expect(once.Status.Phase).To(Equal(mdmv1alpha1.TokenDone))
+		Expect(once.Status.EnrollmentCount).To(Equal(int32(1)))
+	})
+
 	It("refuses unknown, expired and revoked tokens, malformed CSRs and the wrong platform", func() {
 		c := plainClient()
 		unknown, err := enrollment.NewToken()

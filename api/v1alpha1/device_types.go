@@ -429,6 +429,13 @@ type DeviceStatus struct {
 	// +optional
 	EnrollmentToken string `json:"enrollmentToken,omitempty"`
 
+	// enrollmentKey is the SHA-256 digest of the public key the agent
+	// enrolled with, "sha256:" and hex. An enrollment retried with the same
+	// key (its answer was lost) gets this Device again.
+	// +optional
+	// +kubebuilder:validation:MaxLength=71
+	EnrollmentKey string `json:"enrollmentKey,omitempty"`
+
 	// lastSeen is when the agent was last heard from, written at most once
 	// per status flush interval.
 	// +optional
@@ -486,6 +493,7 @@ type DeviceStatus struct {
 // +kubebuilder:selectablefield:JSONPath=`.spec.owner`
 // +kubebuilder:selectablefield:JSONPath=`.spec.platform`
 // +kubebuilder:selectablefield:JSONPath=`.status.phase`
+// +kubebuilder:selectablefield:JSONPath=`.spec.serialNumber`
 // +kubebuilder:printcolumn:name="Platform",type=string,JSONPath=`.spec.platform`
 // +kubebuilder:printcolumn:name="Owner",type=string,JSONPath=`.spec.owner`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`

@@ -311,7 +311,17 @@ type EnrollmentTokenStatus struct {
 	// enrollmentCount is the number of devices the token enrolled.
 	// +optional
 	EnrollmentCount int32 `json:"enrollmentCount,omitempty"`
+
+	// claimedAt is when a device claimed a one-time token (Processing). A
+	// claim that no enrollment followed within ClaimTimeout is let go.
+	// +optional
+	ClaimedAt *metav1.Time `json:"claimedAt,omitempty"`
 }
+
+// ClaimTimeout is how long a one-time token stays Processing without an
+// enrolled Device before it is Pending again: the gateway that claimed it
+// stopped before it could finish or let go.
+const ClaimTimeout = 2 * time.Minute
 
 // LocalObjectReference names an object in the same namespace.
 type LocalObjectReference struct {
