@@ -93,7 +93,7 @@ func (a *Agent) Enroll(ctx context.Context) error {
 		return err
 	}
 	defer tr.CloseIdleConnections()
-	keyPEM, csrPEM, err := a.state.NewKeyAndCSR()
+	keyPEM, csrPEM, err := a.state.EnrollmentKeyAndCSR()
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"sync"
 	"testing"
@@ -220,5 +222,49 @@ func TestJournalSurvivesConcurrentWriters(t *testing.T) {
 	}
 	if len(again.Started) != 0 {
 		t.Errorf("finished commands still journaled as started: %v", again.Started)
+	}
+}
+
+func TestEnrollmentRetriesPresentTheSameKey(t *testing.T) {
+	dir := t.TempDir()
+	st, err := LoadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publicKey := func(csrPEM []byte) string {
+		block, _ := pem.Decode(csrPEM)
+		csr, err := x509.ParseCertificateRequest(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(csr.RawSubjectPublicKeyInfo)
+	}
+	keyPEM, first, err := st.EnrollmentKeyAndCSR()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The agent restarts before the answer came: the same key again.
+	again, err := LoadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, second, err := again.EnrollmentKeyAndCSR()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if publicKey(first) != publicKey(second) {
+		t.Error("a retried enrollment presents another key")
+	}
+	// Once enrolled, the pending key is gone and a later enrollment
+	// starts from a new one.
+	if err := again.StoreCredentials(keyPEM, []byte("cert"), nil); err != nil {
+		t.Fatal(err)
+	}
+	_, third, err := again.EnrollmentKeyAndCSR()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if publicKey(third) == publicKey(first) {
+		t.Error("a new enrollment reuses the key of the last one")
 	}
 }

@@ -66,6 +66,8 @@ const (
 	keyFile   = "key.pem"
 	certFile  = "cert.pem"
 	caFile    = "ca.pem"
+	// pendingKeyFile holds the key an enrollment in progress uses.
+	pendingKeyFile = "enrollment-key.pem"
 )
 
 // LoadState reads the state directory, creating it if needed.
@@ -170,13 +172,37 @@ func (s *State) SetConfigGeneration(g int64) error {
 	return s.Save()
 }
 
-// NewKeyAndCSR creates a new key in the state directory (not yet active)
-// and a CSR for it.
+// NewKeyAndCSR creates a new key (not yet active) and a CSR for it.
 func (s *State) NewKeyAndCSR() (keyPEM, csrPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
+	return keyAndCSR(key)
+}
+
+// EnrollmentKeyAndCSR is the key to enroll with and a CSR for it. The key is
+// kept in the state directory until enrollment succeeds, so that a retry
+// after a lost answer presents the same key, which the gateway recognises.
+func (s *State) EnrollmentKeyAndCSR() (keyPEM, csrPEM []byte, err error) {
+	path := filepath.Join(s.dir, pendingKeyFile)
+	if raw, err := os.ReadFile(path); err == nil {
+		if block, _ := pem.Decode(raw); block != nil {
+			if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
+				if key, ok := k.(*ecdsa.PrivateKey); ok {
+					return keyAndCSR(key)
+				}
+			}
+		}
+	}
+	keyPEM, csrPEM, err = s.NewKeyAndCSR()
+	if err != nil {
+		return nil, nil, err
+	}
+	return keyPEM, csrPEM, writeAtomic(path, keyPEM)
+}
+
+func keyAndCSR(key *ecdsa.PrivateKey) (keyPEM, csrPEM []byte, err error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, nil, err
@@ -198,7 +224,12 @@ func (s *State) StoreCredentials(keyPEM, certPEM, caPEM []byte) error {
 		return err
 	}
 	if len(caPEM) > 0 {
-		return writeAtomic(filepath.Join(s.dir, caFile), caPEM)
+		if err := writeAtomic(filepath.Join(s.dir, caFile), caPEM); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(filepath.Join(s.dir, pendingKeyFile)); err != nil && !os.IsNotExist(err) {
+		return err
 	}
 	return nil
 }
