@@ -3,11 +3,16 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -82,14 +87,42 @@ func (r *DeviceActionReconciler) applySpec(ctx context.Context, a *mdmv1alpha1.D
 			field, d.Name, owner, a.Spec.Action), nil
 	}
 	err = r.applySpecField(ctx, d, field, value)
+	if apierrors.IsConflict(err) {
+		// Another manager took the field since the cache showed it; the
+		// apply, made without force, says which.
+		return false, fmt.Sprintf("spec.%s of Device %s is managed by %s; change it there, or remove it from that manager, to let %s set it",
+			field, d.Name, conflictingManagers(err), a.Spec.Action), nil
+	}
 	if err != nil {
-		if strings.Contains(err.Error(), "conflict") {
-			return false, err.Error(), nil
-		}
 		return false, "", fmt.Errorf("setting spec.%s of Device %s: %w", field, d.Name, err)
 	}
 	return true, "", nil
 }
+
+// conflictingManagers names the field managers a server-side apply conflict
+// reports, from the error's causes.
+func conflictingManagers(err error) string {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || status.Status().Details == nil {
+		return "another field manager"
+	}
+	var names []string
+	for _, c := range status.Status().Details.Causes {
+		if c.Type != metav1.CauseTypeFieldManagerConflict {
+			continue
+		}
+		if m := quoted.FindStringSubmatch(c.Message); m != nil && !slices.Contains(names, strconv.Quote(m[1])) {
+			names = append(names, strconv.Quote(m[1]))
+		}
+	}
+	if len(names) == 0 {
+		return "another field manager"
+	}
+	return strings.Join(names, ", ")
+}
+
+// quoted finds the manager in a conflict cause: conflict with "NAME" ...
+var quoted = regexp.MustCompile(`conflict with "([^"]+)"`)
 
 // applySpecField sets one spec field of a Device as the actions' manager.
 func (r *DeviceActionReconciler) applySpecField(ctx context.Context, d *mdmv1alpha1.Device, field string, value any) error {
@@ -99,8 +132,9 @@ func (r *DeviceActionReconciler) applySpecField(ctx context.Context, d *mdmv1alp
 		"metadata":   map[string]any{"name": d.Name, "namespace": d.Namespace, "uid": string(d.UID)},
 		"spec":       map[string]any{field: value},
 	}}
-	// Forced only over kubemdm's own managers, which foreignOwner let pass.
-	return r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(ActionSpecManager), client.ForceOwnership)
+	// Without force: a field someone else owns is never taken over, even
+	// when the cache did not show that owner yet.
+	return r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(ActionSpecManager))
 }
 
 // revertSpec undoes the spec field a canceled or expired action set on a
