@@ -108,7 +108,12 @@ func (a *Agent) Enroll(ctx context.Context) error {
 	}
 	a.state.Identity = Identity{Name: resp.Msg.GetDeviceName(), Namespace: resp.Msg.GetNamespace(), UID: resp.Msg.GetDeviceUid()}
 	a.log.Info("Enrolled", "device", resp.Msg.GetNamespace()+"/"+resp.Msg.GetDeviceName())
-	return a.state.Save()
+	if err := a.state.Save(); err != nil {
+		return err
+	}
+	// Only now: had the agent stopped before the identity was saved, its
+	// retry must still present the key the Device enrolled with.
+	return a.state.ForgetEnrollmentKey()
 }
 
 // Identity is the Device the agent enrolled as.

@@ -260,6 +260,9 @@ func TestEnrollmentRetriesPresentTheSameKey(t *testing.T) {
 	if err := again.StoreCredentials(keyPEM, []byte("cert"), nil); err != nil {
 		t.Fatal(err)
 	}
+	if err := again.ForgetEnrollmentKey(); err != nil {
+		t.Fatal(err)
+	}
 	_, third, err := again.EnrollmentKeyAndCSR()
 	if err != nil {
 		t.Fatal(err)

@@ -228,6 +228,12 @@ func (s *State) StoreCredentials(keyPEM, certPEM, caPEM []byte) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// ForgetEnrollmentKey drops the key of an enrollment once the identity it
+// earned is saved; a later enrollment starts from a new key.
+func (s *State) ForgetEnrollmentKey() error {
 	if err := os.Remove(filepath.Join(s.dir, pendingKeyFile)); err != nil && !os.IsNotExist(err) {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/go-logr/logr"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -59,10 +60,6 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 	if err != nil {
 		return nil, err
 	}
-	if string(token.Spec.Platform) != info.GetPlatform() {
-		return nil, connect.NewError(connect.CodeFailedPrecondition,
-			fmt.Errorf("this enrollment token enrolls %s devices, not %s", token.Spec.Platform, info.GetPlatform()))
-	}
 	log := s.log.WithValues("enrollmentToken", klog.KObj(token))
 	digest := keyDigest(csr)
 
@@ -74,24 +71,31 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 		// enrollment this is a retry of.
 		device, err = s.enrolledBefore(ctx, s.apiReader, token, info, digest)
 	}
-	if err != nil || device != nil {
-		if err != nil {
-			return nil, err
-		}
-		log.Info("Enrollment retried with the same key", "device", klog.KObj(device))
-		return s.enrollResponse(device, csr)
+	if err != nil {
+		return nil, err
+	}
+	if device != nil {
+		return s.retried(ctx, log, token, device, csr)
 	}
 	if !usable {
+		// A spent, expired token gets the answer of an unknown one.
 		return nil, connect.NewError(connect.CodeUnauthenticated, errTokenRefused)
+	}
+	if string(token.Spec.Platform) != info.GetPlatform() {
+		return nil, connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("this enrollment token enrolls %s devices, not %s", token.Spec.Platform, info.GetPlatform()))
 	}
 
 	if err := s.claim(ctx, token); err != nil {
 		return nil, err
 	}
-	device, err = s.findOrCreateDevice(ctx, token, info, digest)
+	device, retry, err := s.findOrCreateDevice(ctx, token, info, digest)
 	if err != nil {
 		s.releaseOneTime(ctx, token)
 		return nil, err
+	}
+	if retry {
+		return s.retried(ctx, log, token, device, csr)
 	}
 	id := pki.DeviceIdentity{Namespace: device.Namespace, Name: device.Name, UID: device.UID}
 	certPEM, cert, err := s.deviceCA.SignDevice(csr, id, s.opts.CertificateLifetime)
@@ -103,7 +107,12 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 	// The Device first: once it records the key, a retry is answered from
 	// it, so a token not yet marked spent is never claimed by another one.
 	if err := s.markEnrolled(ctx, device, token.Name, digest, info, cert, now); err != nil {
-		s.releaseOneTime(ctx, token)
+		// The write may have landed though its answer did not: then the
+		// token is this Device's, and its controller settles it from it.
+		fresh := &mdmv1alpha1.Device{}
+		if s.apiReader.Get(ctx, client.ObjectKeyFromObject(device), fresh) == nil && fresh.Status.EnrollmentKey != digest {
+			s.releaseOneTime(ctx, token)
+		}
 		return nil, connect.NewError(connect.CodeUnavailable, err)
 	}
 	if err := s.recordEnrollment(ctx, token, device.Name, now); err != nil {
@@ -118,6 +127,23 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 	}
 	log.Info("Device enrolled", "device", klog.KObj(device))
 	return s.answer(device, certPEM, cert), nil
+}
+
+// retried answers an enrollment retried with the key a Device enrolled
+// with: a new certificate for it, and the token marked as having enrolled
+// it if that was not written the first time.
+func (s *Server) retried(ctx context.Context, log logr.Logger, token *mdmv1alpha1.EnrollmentToken, device *mdmv1alpha1.Device, csr *x509.CertificateRequest) (*connect.Response[agentv1.EnrollResponse], error) {
+	log.Info("Enrollment retried with the same key", "device", klog.KObj(device))
+	if !token.Spec.Perpetual && token.Status.Phase != mdmv1alpha1.TokenDone {
+		at := s.now()
+		if device.Status.EnrolledAt != nil {
+			at = device.Status.EnrolledAt.Time
+		}
+		if err := s.recordEnrollment(ctx, token, device.Name, at); err != nil {
+			log.Error(err, "Recording the enrollment on the token", "device", klog.KObj(device))
+		}
+	}
+	return s.enrollResponse(device, csr)
 }
 
 // enrollResponse signs a new certificate for a Device enrolled before.
@@ -229,12 +255,25 @@ func (s *Server) enrolledBefore(ctx context.Context, reader client.Reader, token
 		}
 	}
 	for i := range candidates {
-		d := &candidates[i]
-		if d.Status.EnrollmentKey == digest && d.Status.EnrollmentToken == token.Name && d.Status.Phase.Managed() && !lifecycle.Claimable(d) {
+		if d := &candidates[i]; s.sameEnrollment(d, token, digest) {
 			return d, nil
 		}
 	}
 	return nil, nil
+}
+
+// EnrollRetryWindow is how long after an enrollment a retry with its key is
+// answered: long enough for an agent to retry a lost answer, short enough
+// that the key does not become a lasting way to get certificates for the
+// Device (renewal, with the current certificate, is that way).
+const EnrollRetryWindow = 10 * time.Minute
+
+// sameEnrollment reports whether d is the Device this token enrolled with
+// this key, recently.
+func (s *Server) sameEnrollment(d *mdmv1alpha1.Device, token *mdmv1alpha1.EnrollmentToken, digest string) bool {
+	return d.Status.EnrollmentKey == digest && d.Status.EnrollmentToken == token.Name && d.Spec.Platform == token.Spec.Platform &&
+		d.Status.Phase.Managed() && !lifecycle.Claimable(d) &&
+		d.Status.EnrolledAt != nil && s.now().Sub(d.Status.EnrolledAt.Time) < EnrollRetryWindow
 }
 
 // keyName is the name of a Device whose agent has no serial number: derived
@@ -333,12 +372,12 @@ func (s *Server) recordEnrollment(ctx context.Context, token *mdmv1alpha1.Enroll
 
 // findOrCreateDevice claims the pre-registered Device with the agent's
 // serial number, or creates a Device from the token's template.
-func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.EnrollmentToken, info *agentv1.DeviceInfo, digest string) (*mdmv1alpha1.Device, error) {
+func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.EnrollmentToken, info *agentv1.DeviceInfo, digest string) (*mdmv1alpha1.Device, bool, error) {
 	serial := info.GetSerialNumber()
 	if serial != "" {
 		list := &mdmv1alpha1.DeviceList{}
 		if err := s.cache.List(ctx, list, client.InNamespace(token.Namespace), client.MatchingFields{IndexSerialNumber: serial}); err != nil {
-			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("looking up serial number: %w", err))
+			return nil, false, connect.NewError(connect.CodeUnavailable, fmt.Errorf("looking up serial number: %w", err))
 		}
 		for i := range list.Items {
 			d := &list.Items[i]
@@ -349,10 +388,10 @@ func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.Enro
 			// that was enrolled keeps its identity; re-enrolling needs a new
 			// Device object, whose new UID voids every old certificate.
 			if !lifecycle.Claimable(d) {
-				return nil, connect.NewError(connect.CodeAlreadyExists,
+				return nil, false, connect.NewError(connect.CodeAlreadyExists,
 					fmt.Errorf("device %s with serial number %s was already enrolled (phase %s); delete it to enroll the hardware again", d.Name, serial, d.Status.Phase))
 			}
-			return d, nil
+			return d, false, nil
 		}
 	}
 	device := newDeviceFromTemplate(token, serial)
@@ -360,28 +399,32 @@ func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.Enro
 		device.Name, device.GenerateName = keyName(token.Spec.Platform, digest), ""
 	}
 	err := s.cache.Create(ctx, device, client.FieldOwner(enrollManager))
-	if apierrors.IsAlreadyExists(err) && serial == "" {
-		// An earlier try with this key created it and failed before the
-		// enrollment was recorded: it is this device's, unless it enrolled.
+	if apierrors.IsAlreadyExists(err) {
+		// The name is taken. The cache may be behind an earlier try with
+		// this key, which created it, and perhaps enrolled it: read it.
 		existing := &mdmv1alpha1.Device{}
 		if err := s.apiReader.Get(ctx, client.ObjectKeyFromObject(device), existing); err != nil {
-			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("reading device: %w", err))
+			return nil, false, connect.NewError(connect.CodeUnavailable, fmt.Errorf("reading device: %w", err))
 		}
-		if !lifecycle.Claimable(existing) || existing.Spec.Platform != token.Spec.Platform {
-			return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("device %s for this key was already enrolled (phase %s)", existing.Name, existing.Status.Phase))
+		mine := existing.Spec.Platform == token.Spec.Platform && existing.Spec.SerialNumber == serial
+		switch {
+		case mine && s.sameEnrollment(existing, token, digest):
+			return existing, true, nil
+		case mine && lifecycle.Claimable(existing):
+			return existing, false, nil
+		case serial == "":
+			return nil, false, connect.NewError(connect.CodeAlreadyExists,
+				fmt.Errorf("device %s for this key was already enrolled (phase %s)", existing.Name, existing.Status.Phase))
 		}
-		return existing, nil
-	}
-	if apierrors.IsAlreadyExists(err) && serial != "" {
 		// The serial-derived name is taken by a Device with another serial.
 		device = newDeviceFromTemplate(token, serial)
 		device.Name, device.GenerateName = "", generateNamePrefix(token.Spec.Platform)
 		err = s.cache.Create(ctx, device, client.FieldOwner(enrollManager))
 	}
 	if err != nil {
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("creating device: %w", err))
+		return nil, false, connect.NewError(connect.CodeUnavailable, fmt.Errorf("creating device: %w", err))
 	}
-	return device, nil
+	return device, false, nil
 }
 
 func newDeviceFromTemplate(token *mdmv1alpha1.EnrollmentToken, serial string) *mdmv1alpha1.Device {
