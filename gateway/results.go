@@ -18,9 +18,15 @@ import (
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 )
 
-// resultBatchWindow is how long updates of one DeviceAction gather before
-// they are written as one patch.
-const resultBatchWindow = 50 * time.Millisecond
+// Updates gather resultQuietWindow before they are written, as one patch per
+// DeviceAction: a device waits on them (its command goes out once its
+// delivery is recorded). When many are waiting (a fan-out), they gather up
+// to resultBatchWindow, so that a thousand devices cost a few writes.
+const (
+	resultQuietWindow = 2 * time.Millisecond
+	resultBatchWindow = 50 * time.Millisecond
+	resultBurst       = 16
+)
 
 // rowUpdate moves one device's row of a DeviceAction forward.
 type rowUpdate struct {
@@ -83,6 +89,16 @@ func (w *resultWriter) enqueue(action types.NamespacedName, u rowUpdate) {
 	w.wake()
 }
 
+func (w *resultWriter) pendingCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, updates := range w.pending {
+		n += len(updates)
+	}
+	return n
+}
+
 func (w *resultWriter) wake() {
 	select {
 	case w.wakeup <- struct{}{}:
@@ -100,11 +116,18 @@ func (w *resultWriter) run(ctx context.Context) {
 		case <-w.wakeup:
 		}
 		// Let the updates that arrive close together join one patch.
-		select {
-		case <-ctx.Done():
-			w.stop()
-			return
-		case <-time.After(resultBatchWindow):
+		window := resultQuietWindow
+		for waited := time.Duration(0); waited < resultBatchWindow; waited += window {
+			select {
+			case <-ctx.Done():
+				w.stop()
+				return
+			case <-time.After(window):
+			}
+			if w.pendingCount() < resultBurst {
+				break
+			}
+			window = resultBatchWindow / 5
 		}
 		if w.flushPending(ctx) {
 			retry = resultRetryMin

@@ -115,7 +115,6 @@ var _ = Describe("Admission", func() {
 		err = olivia.Patch(ctx, d, client.MergeFrom(before))
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "err: %v", err)
 		Expect(err.Error()).To(ContainSubstring("is being deleted with deletionPolicy Retire, which can no longer change"))
-		forceDelete(ctx, d)
 	})
 
 	It("warns about ineligible devices on a server-side dry run and creates nothing", func() {
