@@ -284,17 +284,11 @@ func (a *Agent) work(session, lifetime context.Context, c agentv1connect.AgentSe
 	}
 }
 
-// execute runs a command at most once. It journals the command as started
-// before running it: a command found started after a restart was
-// interrupted by it (a Restart by its own reboot) and is reported, not run
-// again. A redelivered command that finished is reported again, which the
-// gateway treats as a repeat.
-func (a *Agent) execute(ctx context.Context, c agentv1connect.AgentServiceClient, cmd *agentv1.Command) {
-	a.run(ctx, ctx, c, cmd)
-}
-
-// run is execute with the command run under its own context and reported
-// under the session's.
+// run runs a command at most once, under runCtx, and reports it under ctx.
+// It journals the command as started before running it: a command found
+// started after a restart was interrupted by it (a Restart by its own
+// reboot) and is reported, not run again. A redelivered command that
+// finished is reported again, which the gateway treats as a repeat.
 func (a *Agent) run(ctx, runCtx context.Context, c agentv1connect.AgentServiceClient, cmd *agentv1.Command) {
 	id := cmd.GetId()
 	res, known := a.recorded(id)

@@ -101,7 +101,7 @@ func TestExecuteJournalsBeforeRunning(t *testing.T) {
 			// gateway delivers the command again.
 			a, p := newJournalAgent(t, dir)
 			g := &recordingGateway{}
-			a.execute(context.Background(), g, &agentv1.Command{Id: "cmd-1", Action: tc.action})
+			a.run(context.Background(), context.Background(), g, &agentv1.Command{Id: "cmd-1", Action: tc.action})
 			got := g.waitFor(t, 1)
 			if got[0].GetCode() != tc.wantCode {
 				t.Errorf("reported code %d (%s), want %d", got[0].GetCode(), got[0].GetMessage(), tc.wantCode)
@@ -111,7 +111,7 @@ func TestExecuteJournalsBeforeRunning(t *testing.T) {
 			}
 			// And the next delivery repeats the same result, still without
 			// running it.
-			a.execute(context.Background(), g, &agentv1.Command{Id: "cmd-1", Action: tc.action})
+			a.run(context.Background(), context.Background(), g, &agentv1.Command{Id: "cmd-1", Action: tc.action})
 			if again := g.waitFor(t, 2); again[1].GetCode() != tc.wantCode || p.runs[tc.action] != 0 {
 				t.Errorf("second delivery: code %d, %d runs", again[1].GetCode(), p.runs[tc.action])
 			}
@@ -122,10 +122,10 @@ func TestExecuteJournalsBeforeRunning(t *testing.T) {
 		dir := t.TempDir()
 		a, p := newJournalAgent(t, dir)
 		g := &recordingGateway{}
-		a.execute(context.Background(), g, &agentv1.Command{Id: "cmd-2", Action: "Lock"})
+		a.run(context.Background(), context.Background(), g, &agentv1.Command{Id: "cmd-2", Action: "Lock"})
 		g.waitFor(t, 1)
 		again, p2 := newJournalAgent(t, dir)
-		again.execute(context.Background(), g, &agentv1.Command{Id: "cmd-2", Action: "Lock"})
+		again.run(context.Background(), context.Background(), g, &agentv1.Command{Id: "cmd-2", Action: "Lock"})
 		got := g.waitFor(t, 2)
 		if p.runs["Lock"]+p2.runs["Lock"] != 1 || got[1].GetCode() != CodeOK {
 			t.Errorf("Lock ran %d times; second report code %d", p.runs["Lock"]+p2.runs["Lock"], got[1].GetCode())
@@ -145,7 +145,7 @@ func TestCancel(t *testing.T) {
 			t.Errorf("reported %v", got[0])
 		}
 		// Should the gateway send it again, it never runs.
-		a.execute(context.Background(), g, &agentv1.Command{Id: "lock", Action: "Lock"})
+		a.run(context.Background(), context.Background(), g, &agentv1.Command{Id: "lock", Action: "Lock"})
 		if got := g.waitFor(t, 2); got[1].GetCode() != CodeCanceled || p.runs["Lock"] != 0 {
 			t.Errorf("after the cancel: code %d, %d runs", got[1].GetCode(), p.runs["Lock"])
 		}
@@ -153,7 +153,7 @@ func TestCancel(t *testing.T) {
 	t.Run("keeps the result of a command that already ran", func(t *testing.T) {
 		a, _ := newJournalAgent(t, t.TempDir())
 		g := &recordingGateway{}
-		a.execute(context.Background(), g, &agentv1.Command{Id: "sync", Action: "Sync"})
+		a.run(context.Background(), context.Background(), g, &agentv1.Command{Id: "sync", Action: "Sync"})
 		g.waitFor(t, 1)
 		a.cancel(context.Background(), g, newWorkQueue(), "sync")
 		if got := g.waitFor(t, 2); got[1].GetCode() != CodeOK {

@@ -235,12 +235,8 @@ func (s *Server) enrolledBefore(ctx context.Context, reader client.Reader, token
 	var candidates []mdmv1alpha1.Device
 	if serial := info.GetSerialNumber(); serial != "" {
 		list := &mdmv1alpha1.DeviceList{}
-		opts := []client.ListOption{client.InNamespace(token.Namespace), client.MatchingFields{IndexSerialNumber: serial}}
-		if reader != client.Reader(s.cache) {
-			// The apiserver has no index: spec.serialNumber is a selectable field.
-			opts = []client.ListOption{client.InNamespace(token.Namespace), client.MatchingFields{"spec.serialNumber": serial}}
-		}
-		if err := reader.List(ctx, list, opts...); err != nil {
+		// The cache index and the apiserver's selectable field share the name.
+		if err := reader.List(ctx, list, client.InNamespace(token.Namespace), client.MatchingFields{IndexSerialNumber: serial}); err != nil {
 			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("looking up serial number: %w", err))
 		}
 		candidates = list.Items

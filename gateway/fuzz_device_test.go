@@ -17,12 +17,8 @@ import (
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
-	"github.com/kubemdm/kubemdm/internal/index"
 	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
@@ -76,16 +72,7 @@ func newDeviceServer(tb testing.TB) *deviceServer {
 			{Name: id.Name, DeviceUID: id.UID, Phase: mdmv1alpha1.CommandDelivered, QueuedAt: &now, DeliveredAt: &now},
 		}},
 	}
-	scheme := runtime.NewScheme()
-	_ = mdmv1alpha1.AddToScheme(scheme)
-	c := fake.NewClientBuilder().WithScheme(scheme).
-		WithObjects(device, action).
-		WithStatusSubresource(&mdmv1alpha1.Device{}, &mdmv1alpha1.DeviceAction{}).
-		WithIndex(&mdmv1alpha1.EnrollmentToken{}, IndexTokenHash, func(client.Object) []string { return nil }).
-		WithIndex(&mdmv1alpha1.Device{}, IndexSerialNumber, func(client.Object) []string { return nil }).
-		WithIndex(&mdmv1alpha1.DeviceAction{}, index.OpenCommands, index.OpenCommandDevices).
-		WithIndex(&mdmv1alpha1.DeviceAction{}, index.ActionUID, func(o client.Object) []string { return []string{string(o.GetUID())} }).
-		Build()
+	c := fakeCache().WithObjects(device, action).Build()
 	s := New(c, c, ca, nil, logr.Discard(), Options{CertificateLifetime: time.Hour, StatusFlushInterval: time.Minute, Serving: &ServingCertificate{}})
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)

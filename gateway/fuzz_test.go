@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/index"
 	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
@@ -75,12 +76,20 @@ func newTestServer(tb testing.TB) *httptest.Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	scheme := runtime.NewScheme()
-	_ = mdmv1alpha1.AddToScheme(scheme)
-	c := fake.NewClientBuilder().WithScheme(scheme).
-		WithIndex(&mdmv1alpha1.EnrollmentToken{}, IndexTokenHash, func(client.Object) []string { return nil }).
-		WithIndex(&mdmv1alpha1.Device{}, IndexSerialNumber, func(client.Object) []string { return nil }).
-		Build()
+	c := fakeCache().Build()
 	s := New(c, c, ca, nil, logr.Discard(), Options{CertificateLifetime: time.Hour, StatusFlushInterval: time.Minute, Serving: &ServingCertificate{}})
 	return httptest.NewServer(s.Handler())
+}
+
+// fakeCache is a fake client with the gateway's cache indexes, for the
+// targets that exercise decoding and validation.
+func fakeCache() *fake.ClientBuilder {
+	scheme := runtime.NewScheme()
+	_ = mdmv1alpha1.AddToScheme(scheme)
+	return fake.NewClientBuilder().WithScheme(scheme).
+		WithStatusSubresource(&mdmv1alpha1.Device{}, &mdmv1alpha1.DeviceAction{}).
+		WithIndex(&mdmv1alpha1.EnrollmentToken{}, IndexTokenHash, func(client.Object) []string { return nil }).
+		WithIndex(&mdmv1alpha1.Device{}, IndexSerialNumber, func(client.Object) []string { return nil }).
+		WithIndex(&mdmv1alpha1.DeviceAction{}, index.OpenCommands, index.OpenCommandDevices).
+		WithIndex(&mdmv1alpha1.DeviceAction{}, index.ActionUID, func(o client.Object) []string { return []string{string(o.GetUID())} })
 }

@@ -16,13 +16,25 @@ import (
 // every time. The UID precondition keeps a write for a deleted Device from
 // landing on a new one of the same name.
 func ApplyDeviceStatus(ctx context.Context, c client.Client, key types.NamespacedName, uid types.UID, manager string, status map[string]any) error {
+	u := deviceStatus(key, uid, "", status)
+	return c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(manager), client.ForceOwnership)
+}
+
+// deviceStatus is some status fields of a Device to apply, with
+// preconditions on its UID and, when given, resourceVersion. The apply
+// writes its answer into it.
+func deviceStatus(key types.NamespacedName, uid types.UID, resourceVersion string, status map[string]any) *unstructured.Unstructured {
+	meta := map[string]any{"name": key.Name, "namespace": key.Namespace, "uid": string(uid)}
+	if resourceVersion != "" {
+		meta["resourceVersion"] = resourceVersion
+	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": mdmv1alpha1.GroupVersion.String(),
 		"kind":       "Device",
-		"metadata":   map[string]any{"name": key.Name, "namespace": key.Namespace, "uid": string(uid)},
+		"metadata":   meta,
 		"status":     status,
 	}}
-	return c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(manager), client.ForceOwnership)
+	return u
 }
 
 // ApplyDeviceStatusAt is ApplyDeviceStatus guarded by the resourceVersion d
@@ -30,13 +42,7 @@ func ApplyDeviceStatus(ctx context.Context, c client.Client, key types.Namespace
 // decision taken on a stale read (a phase moved from a cached one) never
 // lands. d's resourceVersion is moved to the written one.
 func ApplyDeviceStatusAt(ctx context.Context, c client.Client, d *mdmv1alpha1.Device, manager string, status map[string]any) error {
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": mdmv1alpha1.GroupVersion.String(),
-		"kind":       "Device",
-		"metadata": map[string]any{"name": d.Name, "namespace": d.Namespace, "uid": string(d.UID),
-			"resourceVersion": d.ResourceVersion},
-		"status": status,
-	}}
+	u := deviceStatus(client.ObjectKeyFromObject(d), d.UID, d.ResourceVersion, status)
 	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(manager), client.ForceOwnership); err != nil {
 		return err
 	}

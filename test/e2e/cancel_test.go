@@ -27,21 +27,27 @@ func executedActions(f *fleet, name string) []string {
 	return out
 }
 
+// busyDevice connects a device that takes 2s per command and sends it a
+// Sync, then a Lock: it works on the Sync while it holds the Lock, delivered
+// and not started.
+func busyDevice(ctx context.Context, name string) (f *fleet, first, lock *mdmv1alpha1.DeviceAction) {
+	f = newFleet(ctx)
+	f.enroll(ctx, name).Delay = 2 * time.Second
+	f.connect(name)
+	first = f.action(ctx, "sync", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionSync, Devices: []string{name}})
+	lock = f.action(ctx, "lock", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionLock, Devices: []string{name}})
+	Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lock), lock)).To(Succeed())
+		g.Expect(rowOf(lock, name).Phase).To(Equal(mdmv1alpha1.CommandDelivered))
+	}).Should(Succeed())
+	return f, first, lock
+}
+
 var _ = Describe("Canceling", func() {
 	ctx := context.Background()
 
 	It("withdraws a command an online device holds but has not started, and the device never runs it", func() {
-		f := newFleet(ctx)
-		dev := f.enroll(ctx, "busy-1")
-		dev.Delay = 2 * time.Second // each command takes a while
-		f.connect("busy-1")
-		first := f.action(ctx, "sync", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionSync, Devices: []string{"busy-1"}})
-		lock := f.action(ctx, "lock", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionLock, Devices: []string{"busy-1"}})
-		// Both went out; the device works on the Sync, the Lock waits.
-		Eventually(func(g Gomega) {
-			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lock), lock)).To(Succeed())
-			g.Expect(rowOf(lock, "busy-1").Phase).To(Equal(mdmv1alpha1.CommandDelivered))
-		}).Should(Succeed())
+		f, first, lock := busyDevice(ctx, "busy-1")
 		cancelAction(ctx, lock)
 
 		Eventually(finished(ctx, lock)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionCanceled))
@@ -84,16 +90,7 @@ var _ = Describe("Canceling", func() {
 	})
 
 	It("cancels through the finalizer when a running action is deleted", func() {
-		f := newFleet(ctx)
-		dev := f.enroll(ctx, "busy-2")
-		dev.Delay = 2 * time.Second
-		f.connect("busy-2")
-		first := f.action(ctx, "sync", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionSync, Devices: []string{"busy-2"}})
-		lock := f.action(ctx, "lock", mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionLock, Devices: []string{"busy-2"}})
-		Eventually(func(g Gomega) {
-			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lock), lock)).To(Succeed())
-			g.Expect(rowOf(lock, "busy-2").Phase).To(Equal(mdmv1alpha1.CommandDelivered))
-		}).Should(Succeed())
+		f, first, lock := busyDevice(ctx, "busy-2")
 		Expect(k8sClient.Delete(ctx, lock)).To(Succeed())
 		Eventually(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(lock), lock)) }).Should(BeTrue())
 		Eventually(finished(ctx, first)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionSucceeded))
