@@ -2,11 +2,14 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,40 +18,69 @@ import (
 	"github.com/kubemdm/kubemdm/internal/patch"
 )
 
-// presenceManager is the field manager of lastSeen and the Connected
-// condition. Server-side apply lets it own just those fields, so it never
-// conflicts with the controllers writing the rest of the status.
+// presenceManager is the field manager of lastSeen, connection and the
+// Connected condition, the same on every replica. Server-side apply lets it
+// own just those fields, so it never conflicts with the controllers writing
+// the rest of the status.
 const presenceManager = "kubemdm-gateway-presence"
+
+// Reasons of the Connected condition.
+const (
+	reasonStreamOpen   = "StreamOpen"
+	reasonStreamClosed = "StreamClosed"
+	reasonGatewayGone  = "GatewayGone"
+)
+
+// errMoved is a disconnect not written because the device streams to
+// another replica now.
+var errMoved = errors.New("the device moved to another gateway replica")
 
 // presence keeps lastSeen in memory and writes it to Device.status only when
 // the connection changes or once per flush interval: a heartbeat never
 // writes by itself.
+//
+// A stream that opens is written at once, naming this replica. A stream that
+// closes is written only after the grace, and only if the device did not
+// come back meanwhile, here or on another replica: a device that moves
+// between replicas never shows Connected=False.
 type presence struct {
-	client   client.Client
+	client client.Client
+	// reader reads a Device afresh when a guarded write met a newer one.
+	reader   client.Reader
 	log      logr.Logger
+	replica  string
 	interval time.Duration
+	grace    time.Duration
 	now      func() time.Time
 
 	mu      sync.Mutex
 	devices map[types.NamespacedName]*presenceEntry
-	// dirty holds devices whose connection changed; they are written at once.
+	// dirty holds devices whose connection changed.
 	dirty  map[types.NamespacedName]struct{}
 	wakeup chan struct{}
+	// stopping is set when the gateway shuts down: the streams it closes
+	// then are handed over, not written as disconnects.
+	stopping bool
 }
 
 type presenceEntry struct {
-	uid       types.UID
-	streams   int
-	lastSeen  time.Time
+	uid      types.UID
+	streams  int
+	lastSeen time.Time
+	// changedAt is when streams last crossed zero.
 	changedAt time.Time
-	// flushedSeen and flushedAt are what was last written, and when.
+	// stored is whether the stored status says connected, with the
+	// transition time it holds; known once this replica wrote it.
+	stored       *bool
+	storedChange time.Time
+	// flushedSeen and flushedAt are the lastSeen last written, and when.
 	flushedSeen time.Time
 	flushedAt   time.Time
 }
 
-func newPresence(c client.Client, log logr.Logger, interval time.Duration, now func() time.Time) *presence {
+func newPresence(c client.Client, reader client.Reader, log logr.Logger, replica string, interval, grace time.Duration, now func() time.Time) *presence {
 	return &presence{
-		client: c, log: log, interval: interval, now: now,
+		client: c, reader: reader, log: log, replica: replica, interval: interval, grace: grace, now: now,
 		devices: map[types.NamespacedName]*presenceEntry{},
 		dirty:   map[types.NamespacedName]struct{}{},
 		wakeup:  make(chan struct{}, 1),
@@ -76,7 +108,8 @@ func (p *presence) connected(key types.NamespacedName, uid types.UID) {
 	p.change(key, uid, +1)
 }
 
-// disconnected records a stream closing; the last one is written at once.
+// disconnected records a stream closing; the last one is written after the
+// grace.
 func (p *presence) disconnected(key types.NamespacedName, uid types.UID) {
 	p.change(key, uid, -1)
 }
@@ -87,7 +120,7 @@ func (p *presence) change(key types.NamespacedName, uid types.UID, delta int) {
 	before := e.streams > 0
 	e.streams += delta
 	e.lastSeen = p.now()
-	if after := e.streams > 0; after != before {
+	if after := e.streams > 0; after != before && !p.stopping {
 		e.changedAt = e.lastSeen
 		p.dirty[key] = struct{}{}
 	}
@@ -98,10 +131,20 @@ func (p *presence) change(key types.NamespacedName, uid types.UID, delta int) {
 	}
 }
 
-// run writes connection changes as they happen and lastSeen once per
-// interval, and forgets disconnected devices after they were written.
+// holds reports whether this replica holds a stream of the device, or has
+// a connection change of it still to write.
+func (p *presence) holds(key types.NamespacedName) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, dirty := p.dirty[key]
+	e := p.devices[key]
+	return dirty || (e != nil && e.streams > 0)
+}
+
+// run writes connection changes as they fall due and lastSeen once per
+// interval, until ctx ends.
 func (p *presence) run(ctx context.Context) {
-	tick := time.NewTicker(min(p.interval, time.Second))
+	tick := time.NewTicker(min(p.interval, p.grace, time.Second))
 	defer tick.Stop()
 	for {
 		select {
@@ -114,16 +157,28 @@ func (p *presence) run(ctx context.Context) {
 	}
 }
 
+// stop makes the streams closed from now on handed over: the devices will
+// reconnect to another replica (or to this one restarted), and the others
+// mark those that do not once this replica's Lease is gone.
+func (p *presence) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopping = true
+}
+
 // flush writes what is due. A failed write stays due and is retried on the
 // next tick, so a disconnect is never lost; a Device that was deleted or
 // replaced in the meantime is forgotten quietly, since there is nothing left
-// to mark.
+// to mark. Once stopping, every pending change is due at once.
 func (p *presence) flush(ctx context.Context) {
 	for _, w := range p.due() {
 		err := p.write(ctx, w)
 		switch {
 		case err == nil:
 			p.written(w)
+		case errors.Is(err, errMoved):
+			p.log.V(1).Info("Device moved to another gateway replica; not marking it disconnected", "device", w.key)
+			p.forget(w.key, w.uid)
 		case deviceGone(err):
 			p.log.V(1).Info("Device is gone; forgetting its presence", "device", w.key)
 			p.forget(w.key, w.uid)
@@ -135,12 +190,12 @@ func (p *presence) flush(ctx context.Context) {
 }
 
 // deviceGone reports whether a presence write failed because the Device no
-// longer exists under the UID the agent enrolled as. The apply forces
-// ownership and sets no resourceVersion, so its only possible conflict is
-// the UID precondition: the Device was deleted and created again.
+// longer exists under the UID the agent enrolled as.
 func deviceGone(err error) bool {
-	return apierrors.IsNotFound(err) || apierrors.IsConflict(err)
+	return apierrors.IsNotFound(err) || errors.Is(err, errReplaced)
 }
+
+var errReplaced = errors.New("the Device was replaced")
 
 type presenceWrite struct {
 	key       types.NamespacedName
@@ -158,16 +213,30 @@ func (p *presence) due() []presenceWrite {
 	now := p.now()
 	var out []presenceWrite
 	for key, e := range p.devices {
+		connected := e.streams > 0
 		_, changed := p.dirty[key]
+		if changed && e.stored != nil && *e.stored == connected {
+			// Back before its disconnect was written: nothing changed.
+			delete(p.dirty, key)
+			changed = false
+		}
+		if changed && !connected && !p.stopping && now.Sub(e.changedAt) < p.grace {
+			continue
+		}
 		stale := e.lastSeen.After(e.flushedSeen) && now.Sub(e.flushedAt) >= p.interval
 		if !changed && !stale {
 			continue
 		}
-		connected := e.streams > 0
-		if e.changedAt.IsZero() {
-			e.changedAt = e.lastSeen
+		w := presenceWrite{key: key, uid: e.uid, connected: connected, changed: changed, lastSeen: e.lastSeen, changedAt: e.storedChange}
+		if changed || e.stored == nil {
+			w.changedAt = e.changedAt
+			if w.changedAt.IsZero() {
+				w.changedAt = e.lastSeen
+			}
+			e.storedChange = w.changedAt
 		}
-		out = append(out, presenceWrite{key: key, uid: e.uid, connected: connected, changed: changed, lastSeen: e.lastSeen, changedAt: e.changedAt})
+		e.stored = &w.connected
+		out = append(out, w)
 		delete(p.dirty, key)
 		e.flushedSeen, e.flushedAt = e.lastSeen, now
 	}
@@ -204,24 +273,98 @@ func (p *presence) forgetLocked(key types.NamespacedName, uid types.UID) {
 func (p *presence) requeue(key types.NamespacedName) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.devices[key]; ok {
+	if e, ok := p.devices[key]; ok {
+		e.stored = nil
 		p.dirty[key] = struct{}{}
 	}
 }
 
+// write stores a presence change. An open stream is written unconditionally:
+// the newest connection wins wherever it is. Anything else is written only
+// while the Device still names this replica (or none), guarded by the
+// resourceVersion it was read at, so that a replica the device left never
+// overwrites the one it moved to.
 func (p *presence) write(ctx context.Context, w presenceWrite) error {
-	status, reason, message := metav1.ConditionTrue, "StreamOpen", "The agent holds a stream to the gateway"
-	if !w.connected {
-		status, reason, message = metav1.ConditionFalse, "StreamClosed", "The agent has no stream to the gateway"
+	if w.connected {
+		status := presenceStatus(&mdmv1alpha1.DeviceConnection{Gateway: p.replica}, w.lastSeen, w.changedAt,
+			reasonStreamOpen, "The agent holds a stream to gateway replica "+p.replica)
+		err := patch.ApplyDeviceStatus(ctx, p.client, w.key, w.uid, presenceManager, status)
+		if apierrors.IsConflict(err) {
+			// The apply forces ownership and sets no resourceVersion, so
+			// its only possible conflict is the UID precondition.
+			return fmt.Errorf("%w: %w", errReplaced, err)
+		}
+		return err
 	}
-	return patch.ApplyDeviceStatus(ctx, p.client, w.key, w.uid, presenceManager, map[string]any{
-		"lastSeen": metav1.NewTime(w.lastSeen).ToUnstructured(),
+	return p.writeDisconnected(ctx, w.key, w.uid, p.stillMine, func(d *mdmv1alpha1.Device) map[string]any {
+		return presenceStatus(nil, w.lastSeen, disconnectedSince(d, w.changedAt), reasonStreamClosed, "The agent has no stream to the gateway")
+	})
+}
+
+// stillMine lets a disconnect through unless the Device names another
+// replica.
+func (p *presence) stillMine(d *mdmv1alpha1.Device) error {
+	if c := d.Status.Connection; c != nil && c.Gateway != p.replica {
+		return errMoved
+	}
+	return nil
+}
+
+// writeDisconnected applies the status status returns for the Device, as it
+// was read, if check lets it. It reads from the cache first and, when that
+// was stale, from the apiserver; the write is guarded by the
+// resourceVersion read, so check always held for what it overwrites.
+func (p *presence) writeDisconnected(ctx context.Context, key types.NamespacedName, uid types.UID, check func(*mdmv1alpha1.Device) error, status func(*mdmv1alpha1.Device) map[string]any) error {
+	d := &mdmv1alpha1.Device{}
+	read := p.client.Get
+	for attempt := 0; ; attempt++ {
+		if err := read(ctx, key, d); err != nil {
+			return err
+		}
+		if d.UID != uid {
+			return errReplaced
+		}
+		if err := check(d); err != nil {
+			return err
+		}
+		err := patch.ApplyDeviceStatusAt(ctx, p.client, d, presenceManager, status(d))
+		if !apierrors.IsConflict(err) || attempt == 2 {
+			return err
+		}
+		read = p.reader.Get
+	}
+}
+
+// disconnectedSince keeps the transition time of a Device already shown
+// disconnected, as a polling device is between its polls.
+func disconnectedSince(d *mdmv1alpha1.Device, t time.Time) time.Time {
+	if c := meta.FindStatusCondition(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected); c != nil && c.Status == metav1.ConditionFalse {
+		return c.LastTransitionTime.Time
+	}
+	return t
+}
+
+// presenceStatus is the status presence owns: lastSeen, connection (nil
+// when disconnected) and the Connected condition.
+func presenceStatus(conn *mdmv1alpha1.DeviceConnection, lastSeen, changedAt time.Time, reason, message string) map[string]any {
+	status := metav1.ConditionFalse
+	if conn != nil {
+		status = metav1.ConditionTrue
+	}
+	out := map[string]any{
 		"conditions": []any{map[string]any{
 			"type":               mdmv1alpha1.DeviceConditionConnected,
 			"status":             string(status),
 			"reason":             reason,
 			"message":            message,
-			"lastTransitionTime": metav1.NewTime(w.changedAt).ToUnstructured(),
+			"lastTransitionTime": metav1.NewTime(changedAt).ToUnstructured(),
 		}},
-	})
+	}
+	if !lastSeen.IsZero() {
+		out["lastSeen"] = metav1.NewTime(lastSeen).ToUnstructured()
+	}
+	if conn != nil {
+		out["connection"] = map[string]any{"gateway": conn.Gateway}
+	}
+	return out
 }

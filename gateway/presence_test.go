@@ -127,7 +127,7 @@ func TestPresence(t *testing.T) {
 	t.Run("a disconnect whose write fails is retried, not lost", func(t *testing.T) {
 		failures := &atomic.Int32{}
 		log := &errorLog{}
-		p := newPresence(failingStatus{c, failures}, log.logger(), time.Hour, time.Now)
+		p := newPresence(failingStatus{c, failures}, c, log.logger(), "a", time.Hour, 0, time.Now)
 		d := newTestDevice(t, c, "flaky-write")
 		key := client.ObjectKeyFromObject(d)
 
@@ -156,7 +156,7 @@ func TestPresence(t *testing.T) {
 
 	t.Run("a deleted Device is forgotten without an error", func(t *testing.T) {
 		log := &errorLog{}
-		p := newPresence(c, log.logger(), time.Hour, time.Now)
+		p := newPresence(c, c, log.logger(), "a", time.Hour, 0, time.Now)
 		d := newTestDevice(t, c, "deleted-online")
 		key := client.ObjectKeyFromObject(d)
 		p.connected(key, d.UID)

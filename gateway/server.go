@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -33,6 +35,18 @@ type Options struct {
 	StatusFlushInterval time.Duration
 	// Serving is the gateway's TLS certificate source.
 	Serving *ServingCertificate
+	// Replica names this replica, unique among the running ones (the pod
+	// name). It is recorded on the devices it serves.
+	Replica string
+	// LeaseNamespace holds the replicas' Leases: the manager's namespace.
+	LeaseNamespace string
+	// LeaseDuration is how long a replica's Lease holds without renewal;
+	// DefaultLeaseDuration when zero.
+	LeaseDuration time.Duration
+	// HandoverGrace is how long a closed stream or a gone replica's device
+	// has to reconnect before it is shown disconnected;
+	// DefaultHandoverGrace when zero.
+	HandoverGrace time.Duration
 }
 
 // Server is the device-facing gateway. It runs on every manager replica
@@ -49,6 +63,7 @@ type Server struct {
 	log       logr.Logger
 	opts      Options
 	presence  *presence
+	sweeper   *sweeper
 	results   *resultWriter
 	hub       *hub
 	now       func() time.Time
@@ -64,7 +79,11 @@ func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder ev
 		cache: c, apiReader: apiReader, deviceCA: deviceCA, recorder: recorder, log: log, opts: opts,
 		now: time.Now, listening: make(chan struct{}),
 	}
-	s.presence = newPresence(c, log.WithName("presence"), opts.StatusFlushInterval, s.now)
+	s.opts.LeaseDuration = cmp.Or(opts.LeaseDuration, DefaultLeaseDuration)
+	s.opts.HandoverGrace = cmp.Or(opts.HandoverGrace, DefaultHandoverGrace)
+	s.presence = newPresence(c, apiReader, log.WithName("presence"), opts.Replica, opts.StatusFlushInterval, s.opts.HandoverGrace, s.now)
+	lease := &replicaLease{client: c, reader: apiReader, namespace: opts.LeaseNamespace, replica: opts.Replica, duration: s.opts.LeaseDuration}
+	s.sweeper = newSweeper(lease, s.presence, c, log.WithName("sweeper"), s.opts.HandoverGrace, s.now)
 	s.results = newResultWriter(c, apiReader, log.WithName("results"))
 	s.hub = newHub()
 	return s
@@ -112,9 +131,12 @@ func (s *Server) Addr() net.Addr {
 // NeedLeaderElection is false: every replica serves devices.
 func (s *Server) NeedLeaderElection() bool { return false }
 
-// Start serves until ctx ends, then drains connections and flushes presence
-// and pending command results.
+// Start serves until ctx ends, then drains connections, writes the
+// presence changes and command results it holds, and releases its Lease.
 func (s *Server) Start(ctx context.Context) error {
+	if err := ValidateReplicaName(s.opts.Replica); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", s.opts.BindAddress)
 	if err != nil {
 		return fmt.Errorf("gateway listening on %s: %w", s.opts.BindAddress, err)
@@ -128,28 +150,31 @@ func (s *Server) Start(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          nil,
 	}
-	presenceDone := make(chan struct{})
-	go func() {
-		defer close(presenceDone)
-		s.presence.run(ctx)
-	}()
-	resultsDone := make(chan struct{})
-	go func() {
-		defer close(resultsDone)
-		s.results.run(ctx)
-	}()
+	var background sync.WaitGroup
+	for _, run := range []func(context.Context){s.presence.run, s.results.run, s.sweeper.run} {
+		background.Go(func() { run(ctx) })
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	s.log.Info("Gateway serving", "address", s.addr.String())
+	s.log.Info("Gateway serving", "address", s.addr.String(), "replica", s.opts.Replica)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("gateway: %w", err)
 	case <-ctx.Done():
 	}
+	s.presence.stop()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdownCtx)
-	<-presenceDone
-	<-resultsDone
+	background.Wait()
+	// What the replica holds is written before it lets go: disconnects
+	// still in their grace and lastSeen not yet flushed. The streams the
+	// shutdown closed are handed over: their devices reconnect to another
+	// replica, and the others mark those that do not once the Lease is
+	// gone.
+	s.presence.flush(shutdownCtx)
+	if err := s.sweeper.lease.release(shutdownCtx); err != nil {
+		s.log.Error(err, "Releasing the gateway replica's Lease; the other replicas wait for it to lapse")
+	}
 	return nil
 }

@@ -441,6 +441,13 @@ type DeviceStatus struct {
 	// +optional
 	LastSeen *metav1.Time `json:"lastSeen,omitempty"`
 
+	// connection names the gateway replica holding the agent's stream while
+	// Connected is True. Another replica reads it to tell a device that
+	// moved from one whose replica stopped: the devices of a replica whose
+	// Lease lapsed are marked disconnected.
+	// +optional
+	Connection *DeviceConnection `json:"connection,omitempty"`
+
 	// deviceInfo as the agent reported it.
 	// +optional
 	DeviceInfo *DeviceInfo `json:"deviceInfo,omitempty"`
@@ -486,6 +493,16 @@ type DeviceStatus struct {
 	Certificates []CertificateInfo `json:"certificates,omitempty"`
 }
 
+// DeviceConnection is the gateway replica a connected device streams to.
+type DeviceConnection struct {
+	// gateway is the name of the replica; its Lease is
+	// kubemdm-gateway-<gateway> in the manager's namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Gateway string `json:"gateway"`
+}
+
 // Device is a phone, tablet, Chromebook or computer under management.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
@@ -503,6 +520,7 @@ type DeviceStatus struct {
 // +kubebuilder:printcolumn:name="Last Seen",type=date,JSONPath=`.status.lastSeen`
 // +kubebuilder:printcolumn:name="Serial",type=string,JSONPath=`.spec.serialNumber`,priority=1
 // +kubebuilder:printcolumn:name="OS",type=string,JSONPath=`.status.deviceInfo.osVersion`,priority=1
+// +kubebuilder:printcolumn:name="Gateway",type=string,JSONPath=`.status.connection.gateway`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Device struct {
 	metav1.TypeMeta   `json:",inline"`

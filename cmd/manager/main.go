@@ -66,6 +66,8 @@ type options struct {
 	statusFlushInterval time.Duration
 	deletionTimeout     time.Duration
 	seenWindow          time.Duration
+	gatewayReplica      string
+	handoverGrace       time.Duration
 }
 
 func main() {
@@ -91,6 +93,8 @@ func main() {
 	flag.DurationVar(&o.certificateLifetime, "device-certificate-lifetime", 30*24*time.Hour, "Lifetime of device identity certificates; agents renew them before expiry.")
 	flag.DurationVar(&o.statusFlushInterval, "status-flush-interval", 5*time.Minute, "How often at most a connected device's lastSeen is written to its status.")
 	flag.DurationVar(&o.deletionTimeout, "deletion-timeout", controllers.DefaultDeletionTimeout, "How long a deleted Device waits for its device to confirm the deletion policy before it is released anyway.")
+	flag.StringVar(&o.gatewayReplica, "gateway-replica", envOr("POD_NAME", hostLabel()), "Name of this gateway replica, unique among the running ones; its Lease is kubemdm-gateway-<name> in --namespace.")
+	flag.DurationVar(&o.handoverGrace, "gateway-handover-grace", gateway.DefaultHandoverGrace, "How long a device whose stream closed (or whose gateway replica stopped) has to reconnect before it is shown disconnected.")
 	flag.DurationVar(&o.seenWindow, "compliance-seen-window", compliance.DefaultSeenWindow, "A device whose agent was not seen for this long is NonCompliant.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -141,6 +145,9 @@ func run(o options) error {
 		return err
 	}
 	if o.enableGateway {
+		if err := gateway.ValidateReplicaName(o.gatewayReplica); err != nil {
+			return fmt.Errorf("%w (set --gateway-replica)", err)
+		}
 		deviceCA, err := pki.EnsureCA(ctx, mgr.GetAPIReader(), mgr.GetClient(),
 			types.NamespacedName{Namespace: o.namespace, Name: o.deviceCASecret}, "kubemdm device CA")
 		if err != nil {
@@ -151,6 +158,9 @@ func run(o options) error {
 			CertificateLifetime: o.certificateLifetime,
 			StatusFlushInterval: o.statusFlushInterval,
 			Serving:             serving,
+			Replica:             o.gatewayReplica,
+			LeaseNamespace:      o.namespace,
+			HandoverGrace:       o.handoverGrace,
 		}); err != nil {
 			return fmt.Errorf("setting up gateway: %w", err)
 		}
@@ -192,6 +202,14 @@ func run(o options) error {
 
 	log.Info("Starting manager", "controllers", o.enableControllers, "webhooks", o.enableWebhooks, "gateway", o.enableGateway, "enrollmentHost", o.enrollmentHost)
 	return mgr.Start(ctx)
+}
+
+// hostLabel is the first label of the host name, the replica name outside a
+// pod.
+func hostLabel() string {
+	host, _ := os.Hostname()
+	label, _, _ := strings.Cut(strings.ToLower(host), ".")
+	return label
 }
 
 func servingCertificate(ctx context.Context, mgr ctrl.Manager, o options) (*gateway.ServingCertificate, error) {

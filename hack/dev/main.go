@@ -138,6 +138,7 @@ func run(stateDir, managerBin, agentBin, enrollmentHost, probeAddr string) error
 		"--gateway-bind-address", enrollmentHost,
 		"--enrollment-host", enrollmentHost,
 		"--status-flush-interval", "30s",
+		"--gateway-replica", "dev",
 		"--webhook-port", strconv.Itoa(env.WebhookInstallOptions.LocalServingPort),
 		"--webhook-cert-dir", env.WebhookInstallOptions.LocalServingCertDir,
 		"--zap-devel",

@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -71,7 +72,13 @@ type Options struct {
 	Webhooks bool
 	// DeletionTimeout bounds how long a deleted Device waits for its device.
 	DeletionTimeout time.Duration
+	// HandoverGrace is the gateway's; 300ms when zero, so that disconnects
+	// show quickly.
+	HandoverGrace time.Duration
 }
+
+// Replica is the name of the gateway replica Start runs.
+const Replica = "testenv"
 
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
@@ -118,13 +125,62 @@ func Start(o Options) (*Env, error) {
 // startManager starts a manager with the controllers, webhooks and gateway,
 // the gateway listening on bind.
 func (e *Env) startManager(bind string) error {
-	o := e.opts
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan error, 1)
+	mgr, gw, err := e.newManager(ctx, bind, Replica, true)
+	if err != nil {
+		cancel()
+		return err
+	}
+	e.Gateway = gw
+	e.Cache = mgr.GetClient()
+	done := e.done
+	go func() { done <- mgr.Start(ctx) }()
+	e.GatewayAddr = e.Gateway.Addr().String()
+	return nil
+}
+
+// GatewayReplica is another gateway replica: a manager that runs only the
+// gateway, as a second pod of the Deployment does while the first leads.
+type GatewayReplica struct {
+	Addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Stop stops the replica as a rollout would: gracefully.
+func (r *GatewayReplica) Stop() {
+	r.cancel()
+	<-r.done
+}
+
+// StartGatewayReplica starts another gateway replica named name on a free
+// loopback port.
+func (e *Env) StartGatewayReplica(name string) (*GatewayReplica, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	mgr, gw, err := e.newManager(ctx, "127.0.0.1:0", name, false)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	r := &GatewayReplica{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- mgr.Start(ctx) }()
+	r.Addr = gw.Addr().String()
+	return r, nil
+}
+
+// newManager builds a manager whose gateway is replica name, listening on
+// bind, with the controllers and webhooks when withControllers is set.
+func (e *Env) newManager(ctx context.Context, bind, replica string, withControllers bool) (ctrl.Manager, *gateway.Server, error) {
+	o := e.opts
 	wh := e.env.WebhookInstallOptions
+	webhookServer := webhook.NewServer(webhook.Options{Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir})
+	if !withControllers {
+		webhookServer = nil
+	}
 	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
 		Scheme:                 e.Scheme,
-		WebhookServer:          webhook.NewServer(webhook.Options{Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir}),
+		WebhookServer:          webhookServer,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// A restarted manager registers the same controllers again.
@@ -141,52 +197,53 @@ func (e *Env) startManager(bind string) error {
 		},
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	serving, err := gateway.SelfSignedServing(ctx, mgr.GetAPIReader(), mgr.GetClient(),
 		types.NamespacedName{Namespace: Namespace, Name: "gateway-ca"}, []string{"localhost", "127.0.0.1"})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	e.CABundle = serving.CABundle()
 	if e.DeviceCA, err = pki.EnsureCA(ctx, mgr.GetAPIReader(), mgr.GetClient(),
 		types.NamespacedName{Namespace: Namespace, Name: "device-ca"}, "test device CA"); err != nil {
-		return err
+		return nil, nil, err
 	}
 	flush := o.StatusFlushInterval
 	if flush == 0 {
 		flush = 5 * time.Minute
 	}
-	if e.Gateway, err = gateway.Setup(ctx, mgr, e.DeviceCA, gateway.Options{
+	gw, err := gateway.Setup(ctx, mgr, e.DeviceCA, gateway.Options{
 		BindAddress: bind, CertificateLifetime: time.Hour, StatusFlushInterval: flush, Serving: serving,
-	}); err != nil {
-		return err
+		Replica: replica, LeaseNamespace: Namespace, HandoverGrace: cmp.Or(o.HandoverGrace, 300*time.Millisecond),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if !withControllers {
+		return mgr, gw, nil
 	}
 	if err := (&controllers.EnrollmentTokenReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("enrollmenttoken-controller"),
 		EnrollmentHost: "127.0.0.1", GatewayCABundle: serving.CABundle, WifiSecretRetry: 500 * time.Millisecond,
 	}).SetupWithManager(mgr); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := (&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
 		DeletionTimeout: o.DeletionTimeout}).SetupWithManager(mgr); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if o.Webhooks {
 		if err := mdmwebhook.Setup(mgr); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	if o.DeviceActions {
 		if err := (&controllers.DeviceActionReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("deviceaction-controller")}).SetupWithManager(mgr); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	e.Cache = mgr.GetClient()
-	done := e.done
-	go func() { done <- mgr.Start(ctx) }()
-	e.GatewayAddr = e.Gateway.Addr().String()
-	return nil
+	return mgr, gw, nil
 }
 
 // RestartManager stops the manager, as a crash or a rollout would, and

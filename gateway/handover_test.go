@@ -1,0 +1,173 @@
+package gateway_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubemdm/kubemdm/agent"
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/testenv"
+)
+
+// balancer stands for the load balancer in front of the gateway replicas:
+// it forwards each new connection to the current backend and can cut the
+// open ones, as a rollout or a moved route does.
+type balancer struct {
+	ln      net.Listener
+	mu      sync.Mutex
+	backend string
+	open    []net.Conn
+}
+
+func newBalancer(backend string) *balancer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	b := &balancer{ln: ln, backend: backend}
+	go b.serve()
+	DeferCleanup(func() { _ = ln.Close(); b.cut() })
+	return b
+}
+
+func (b *balancer) addr() string { return b.ln.Addr().String() }
+
+func (b *balancer) route(backend string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.backend = backend
+}
+
+func (b *balancer) cut() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range b.open {
+		_ = c.Close()
+	}
+	b.open = nil
+}
+
+func (b *balancer) serve() {
+	for {
+		in, err := b.ln.Accept()
+		if err != nil {
+			return
+		}
+		b.mu.Lock()
+		backend := b.backend
+		b.mu.Unlock()
+		out, err := net.Dial("tcp", backend)
+		if err != nil {
+			_ = in.Close()
+			continue
+		}
+		b.mu.Lock()
+		b.open = append(b.open, in, out)
+		b.mu.Unlock()
+		go func() { _, _ = io.Copy(out, in); _ = out.Close() }()
+		go func() { _, _ = io.Copy(in, out); _ = in.Close() }()
+	}
+}
+
+// connectedHistory records every Connected status the apiserver stores for
+// a Device, from a watch.
+func connectedHistory(ctx context.Context, d *mdmv1alpha1.Device) func() []string {
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	Expect(err).NotTo(HaveOccurred())
+	w, err := wc.Watch(ctx, &mdmv1alpha1.DeviceList{}, client.InNamespace(d.Namespace),
+		client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", d.Name)})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(w.Stop)
+	var mu sync.Mutex
+	var seen []string
+	go func() {
+		for ev := range w.ResultChan() {
+			if d, ok := ev.Object.(*mdmv1alpha1.Device); ok {
+				if c := meta.FindStatusCondition(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected); c != nil {
+					mu.Lock()
+					seen = append(seen, string(c.Status)+"/"+c.Reason)
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), seen...)
+	}
+}
+
+func onReplica(ctx context.Context, key client.ObjectKey, replica string) func(g Gomega) {
+	return func(g Gomega) {
+		d := &mdmv1alpha1.Device{}
+		g.Expect(k8sClient.Get(ctx, key, d)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected)).To(BeTrue())
+		g.Expect(d.Status.Connection).NotTo(BeNil())
+		g.Expect(d.Status.Connection.Gateway).To(Equal(replica))
+	}
+}
+
+var _ = Describe("Gateway replicas", func() {
+	It("moves a device between replicas without showing it disconnected, and marks it once its replica is gone", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		token, pin := issuedToken(ctx, linuxToken(ns, "replicas", true))
+		second, err := env.StartGatewayReplica("second")
+		Expect(err).NotTo(HaveOccurred())
+		lb := newBalancer(second.Addr)
+
+		state, err := agent.LoadState(GinkgoT().TempDir())
+		Expect(err).NotTo(HaveOccurred())
+		a := agent.New(agent.Options{Gateway: lb.addr(), Token: token, Trust: agent.Trust{Pin: pin},
+			Heartbeat: time.Hour, MaxBackoff: 100 * time.Millisecond}, state,
+			&agent.Simulated{Serial: "roamer", PlatformName: "Linux", Model: "Sim 1", OSVersion: "6.1"}, GinkgoLogr)
+		Eventually(func() error { return a.Enroll(ctx) }).Should(Succeed())
+		DeferCleanup(run(a))
+		key := client.ObjectKey{Namespace: ns, Name: "roamer"}
+		Eventually(onReplica(ctx, key, "second")).Should(Succeed())
+		history := connectedHistory(ctx, &mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "roamer"}})
+
+		By("stopping the replica the device streams to, as a rollout does")
+		lb.route(env.GatewayAddr)
+		second.Stop()
+		Eventually(onReplica(ctx, key, testenv.Replica)).Should(Succeed())
+		Eventually(func() error {
+			return k8sClient.Get(ctx, client.ObjectKey{Namespace: testenv.Namespace, Name: "kubemdm-gateway-second"}, &coordinationv1.Lease{})
+		}).Should(Satisfy(apierrors.IsNotFound), "the stopped replica released its Lease")
+		// Well past the grace and several sweeps.
+		Consistently(onReplica(ctx, key, testenv.Replica), 2*time.Second, 100*time.Millisecond).Should(Succeed())
+		Expect(history()).NotTo(ContainElement(HavePrefix("False")), "the device showed disconnected while it moved")
+
+		By("stopping a replica the device cannot reach again")
+		third, err := env.StartGatewayReplica("third")
+		Expect(err).NotTo(HaveOccurred())
+		lb.route(third.Addr)
+		lb.cut()
+		Eventually(onReplica(ctx, key, "third")).Should(Succeed())
+		dead, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(dead.Close()).To(Succeed())
+		lb.route(dead.Addr().String())
+		third.Stop()
+		Eventually(func(g Gomega) {
+			d := &mdmv1alpha1.Device{}
+			g.Expect(k8sClient.Get(ctx, key, d)).To(Succeed())
+			c := meta.FindStatusCondition(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(c.Reason).To(Equal("GatewayGone"))
+			g.Expect(c.Message).To(ContainSubstring("third"))
+			g.Expect(d.Status.Connection).To(BeNil())
+		}, 5*time.Second).Should(Succeed())
+	})
+})

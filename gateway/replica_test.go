@@ -1,0 +1,261 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+)
+
+// clock is a time the test moves by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// staleOnce answers the first Get of a Device with a copy taken earlier, as
+// an informer cache that trails the apiserver does.
+type staleOnce struct {
+	client.Client
+	mu    sync.Mutex
+	stale *mdmv1alpha1.Device
+}
+
+func (s *staleOnce) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	s.mu.Lock()
+	stale := s.stale
+	s.stale = nil
+	s.mu.Unlock()
+	if d, ok := obj.(*mdmv1alpha1.Device); ok && stale != nil {
+		stale.DeepCopyInto(d)
+		return nil
+	}
+	return s.Client.Get(ctx, key, obj, opts...)
+}
+
+const testGrace = 10 * time.Second
+
+func connection(t *testing.T, c client.Client, key types.NamespacedName) (*metav1.Condition, *mdmv1alpha1.DeviceConnection, string) {
+	t.Helper()
+	d := &mdmv1alpha1.Device{}
+	if err := c.Get(context.Background(), key, d); err != nil {
+		t.Fatal(err)
+	}
+	return meta.FindStatusCondition(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected), d.Status.Connection, d.ResourceVersion
+}
+
+func TestReplicas(t *testing.T) {
+	c := startControlPlane(t)
+	ctx := context.Background()
+	clk := &clock{t: time.Now()}
+	replica := func(name string, c client.Client) *presence {
+		return newPresence(c, c, (&errorLog{}).logger(), name, time.Hour, testGrace, clk.now)
+	}
+	sweeperOf := func(p *presence) *sweeper {
+		lease := &replicaLease{client: c, reader: c, namespace: "default", replica: p.replica, duration: DefaultLeaseDuration}
+		return newSweeper(lease, p, c, (&errorLog{}).logger(), testGrace, clk.now)
+	}
+
+	t.Run("a stream that closes and reopens within the grace writes nothing", func(t *testing.T) {
+		a := replica("a", c)
+		d := newTestDevice(t, c, "blip")
+		key := client.ObjectKeyFromObject(d)
+		a.connected(key, d.UID)
+		a.flush(ctx)
+		_, conn, rv := connection(t, c, key)
+		if conn == nil || conn.Gateway != "a" {
+			t.Fatalf("connection is %+v after the stream opened on a, want gateway a", conn)
+		}
+		a.disconnected(key, d.UID)
+		clk.add(testGrace / 2)
+		a.flush(ctx)
+		a.connected(key, d.UID)
+		clk.add(testGrace)
+		a.flush(ctx)
+		if _, _, now := connection(t, c, key); now != rv {
+			t.Errorf("the Device was written (resourceVersion %s → %s) for a stream that came back within the grace", rv, now)
+		}
+	})
+
+	t.Run("a closed stream is written disconnected after the grace", func(t *testing.T) {
+		a := replica("a", c)
+		d := newTestDevice(t, c, "leaves")
+		key := client.ObjectKeyFromObject(d)
+		a.connected(key, d.UID)
+		a.flush(ctx)
+		a.disconnected(key, d.UID)
+		a.flush(ctx)
+		if cond, _, _ := connection(t, c, key); cond.Status != metav1.ConditionTrue {
+			t.Fatalf("Connected is %s within the grace, want True", cond.Status)
+		}
+		clk.add(testGrace)
+		a.flush(ctx)
+		cond, conn, _ := connection(t, c, key)
+		if cond.Status != metav1.ConditionFalse || cond.Reason != reasonStreamClosed || conn != nil {
+			t.Errorf("after the grace: Connected %s/%s, connection %+v; want False/StreamClosed and none", cond.Status, cond.Reason, conn)
+		}
+	})
+
+	t.Run("the replica a device left never marks it disconnected, even from a stale read", func(t *testing.T) {
+		d := newTestDevice(t, c, "mover")
+		key := client.ObjectKeyFromObject(d)
+		stale := &staleOnce{Client: c}
+		a, b := replica("a", stale), replica("b", c)
+		a.connected(key, d.UID)
+		a.flush(ctx)
+		// a's cache still shows the device on a when it writes the
+		// disconnect; the resourceVersion guard must catch that.
+		stale.stale = &mdmv1alpha1.Device{}
+		if err := c.Get(ctx, key, stale.stale); err != nil {
+			t.Fatal(err)
+		}
+		a.disconnected(key, d.UID)
+		b.connected(key, d.UID)
+		b.flush(ctx)
+		clk.add(testGrace)
+		a.flush(ctx)
+		cond, conn, _ := connection(t, c, key)
+		if cond.Status != metav1.ConditionTrue || conn == nil || conn.Gateway != "b" {
+			t.Errorf("after moving to b: Connected %s, connection %+v; want True on b", cond.Status, conn)
+		}
+		if a.holds(key) {
+			t.Error("a still holds the device it lost")
+		}
+	})
+
+	t.Run("the devices of a replica without a Lease are marked after the grace", func(t *testing.T) {
+		gone := replica("gone", c)
+		d := newTestDevice(t, c, "orphan")
+		key := client.ObjectKeyFromObject(d)
+		gone.connected(key, d.UID)
+		gone.flush(ctx)
+
+		b := replica("b", c)
+		s := sweeperOf(b)
+		if err := s.lease.renew(ctx, clk.now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		clk.add(testGrace - time.Second)
+		if err := s.sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if cond, _, _ := connection(t, c, key); cond.Status != metav1.ConditionTrue {
+			t.Fatalf("Connected is %s before the grace ended", cond.Status)
+		}
+		clk.add(time.Second)
+		if err := s.sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cond, conn, _ := connection(t, c, key)
+		if cond.Status != metav1.ConditionFalse || cond.Reason != reasonGatewayGone || conn != nil {
+			t.Errorf("after the grace: Connected %s/%s, connection %+v; want False/GatewayGone and none", cond.Status, cond.Reason, conn)
+		}
+	})
+
+	t.Run("a lapsed Lease counts as gone, a renewed one does not", func(t *testing.T) {
+		live, lapsed := replica("live", c), replica("lapsed", c)
+		onLive, onLapsed := newTestDevice(t, c, "on-live"), newTestDevice(t, c, "on-lapsed")
+		live.connected(client.ObjectKeyFromObject(onLive), onLive.UID)
+		live.flush(ctx)
+		lapsed.connected(client.ObjectKeyFromObject(onLapsed), onLapsed.UID)
+		lapsed.flush(ctx)
+		lapsedLease := &replicaLease{client: c, reader: c, namespace: "default", replica: "lapsed", duration: DefaultLeaseDuration}
+		if err := lapsedLease.renew(ctx, clk.now().Add(-DefaultLeaseDuration)); err != nil {
+			t.Fatal(err)
+		}
+		liveLease := &replicaLease{client: c, reader: c, namespace: "default", replica: "live", duration: DefaultLeaseDuration}
+		s := sweeperOf(replica("b", c))
+		for range 3 {
+			if err := liveLease.renew(ctx, clk.now()); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.sweep(ctx); err != nil {
+				t.Fatal(err)
+			}
+			clk.add(testGrace / 2)
+		}
+		if cond, _, _ := connection(t, c, client.ObjectKeyFromObject(onLive)); cond.Status != metav1.ConditionTrue {
+			t.Errorf("a device of a replica renewing its Lease is %s, want True", cond.Status)
+		}
+		cond, _, _ := connection(t, c, client.ObjectKeyFromObject(onLapsed))
+		if cond.Status != metav1.ConditionFalse {
+			t.Errorf("a device of a replica whose Lease lapsed is %s, want False", cond.Status)
+		}
+		if d := (&mdmv1alpha1.Device{}); c.Get(ctx, client.ObjectKeyFromObject(onLapsed), d) == nil &&
+			(d.Status.LastSeen == nil || d.Status.LastSeen.Time.Before(clk.now().Add(-DefaultLeaseDuration-time.Second))) {
+			t.Errorf("lastSeen %v is not the lapsed Lease's last renewal", d.Status.LastSeen)
+		}
+	})
+
+	t.Run("this replica's previous process: its devices get the grace from the start, unless they came back", func(t *testing.T) {
+		before := replica("c", c)
+		back, away := newTestDevice(t, c, "comes-back"), newTestDevice(t, c, "stays-away")
+		for _, d := range []*mdmv1alpha1.Device{back, away} {
+			before.connected(client.ObjectKeyFromObject(d), d.UID)
+		}
+		before.flush(ctx)
+
+		after := replica("c", c)
+		s := sweeperOf(after)
+		if err := s.lease.renew(ctx, clk.now()); err != nil {
+			t.Fatal(err)
+		}
+		after.connected(client.ObjectKeyFromObject(back), back.UID)
+		if err := s.sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if cond, _, _ := connection(t, c, client.ObjectKeyFromObject(away)); cond.Status != metav1.ConditionTrue {
+			t.Fatalf("a device of the previous process is %s at once, want True for the grace", cond.Status)
+		}
+		clk.add(testGrace)
+		if err := s.sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if cond, _, _ := connection(t, c, client.ObjectKeyFromObject(away)); cond.Status != metav1.ConditionFalse {
+			t.Errorf("a device that did not come back is %s after the grace, want False", cond.Status)
+		}
+		if cond, _, _ := connection(t, c, client.ObjectKeyFromObject(back)); cond.Status != metav1.ConditionTrue {
+			t.Errorf("a device that came back is %s, want True", cond.Status)
+		}
+	})
+
+	t.Run("release deletes the Lease", func(t *testing.T) {
+		l := &replicaLease{client: c, reader: c, namespace: "default", replica: "leaving", duration: DefaultLeaseDuration}
+		if err := l.renew(ctx, clk.now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		lease := &coordinationv1.Lease{}
+		if err := c.Get(ctx, l.key(), lease); err == nil {
+			t.Errorf("the Lease is still there: %+v", lease.Spec)
+		}
+		if err := l.release(ctx); err != nil {
+			t.Errorf("releasing twice: %v", err)
+		}
+	})
+}
