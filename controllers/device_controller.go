@@ -154,16 +154,17 @@ func (r *DeviceReconciler) converge(d *mdmv1alpha1.Device) {
 }
 
 // evaluateCompliance sets status.compliance and the Compliant condition,
-// moving lastEvaluated only when the result changes so that a steady device
-// costs no writes. It returns when the result may change by itself: when
-// the agent's last sighting leaves the window.
+// moving lastEvaluated only when the result changes, or when an evaluation
+// was asked for since (AnnotationComplianceRequested), so that a steady
+// device costs no writes. It returns when the result may change by itself:
+// when the agent's last sighting leaves the window.
 func (r *DeviceReconciler) evaluateCompliance(d *mdmv1alpha1.Device, now time.Time) time.Duration {
 	state, reasons := compliance.Evaluate(d, now, r.SeenWindow)
-	if c := d.Status.Compliance; c == nil || c.State != state || !slices.Equal(c.Reasons, reasons) {
+	if c := d.Status.Compliance; c == nil || c.State != state || !slices.Equal(c.Reasons, reasons) || complianceRequested(d, now) {
 		at := metav1.NewTime(now)
 		d.Status.Compliance = &mdmv1alpha1.ComplianceStatus{State: state, Reasons: reasons, LastEvaluated: &at}
 	}
-	SetCompliantCondition(d)
+	setCompliantCondition(d)
 	window := cmp.Or(r.SeenWindow, compliance.DefaultSeenWindow)
 	if d.Status.LastSeen != nil && state == mdmv1alpha1.ComplianceCompliant {
 		return max(d.Status.LastSeen.Add(window).Sub(now), time.Second)
@@ -171,8 +172,23 @@ func (r *DeviceReconciler) evaluateCompliance(d *mdmv1alpha1.Device, now time.Ti
 	return 0
 }
 
-// SetCompliantCondition mirrors status.compliance in the Compliant condition.
-func SetCompliantCondition(d *mdmv1alpha1.Device) {
+// complianceRequested reports whether an evaluation was asked for after the
+// last one. A request dated in the future counts as now, so that it cannot
+// make every reconcile write.
+func complianceRequested(d *mdmv1alpha1.Device, now time.Time) bool {
+	requested, err := time.Parse(time.RFC3339, d.Annotations[mdmv1alpha1.AnnotationComplianceRequested])
+	if err != nil {
+		return false
+	}
+	if requested.After(now) {
+		requested = now
+	}
+	c := d.Status.Compliance
+	return c == nil || c.LastEvaluated == nil || c.LastEvaluated.Time.Before(requested.Truncate(time.Second))
+}
+
+// setCompliantCondition mirrors status.compliance in the Compliant condition.
+func setCompliantCondition(d *mdmv1alpha1.Device) {
 	c := d.Status.Compliance
 	switch {
 	case c == nil || c.State == mdmv1alpha1.ComplianceUnknown:

@@ -43,8 +43,6 @@ type DeviceActionReconciler struct {
 	Recorder events.EventRecorder
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// SeenWindow is the compliance rule's window, as the Device controller's.
-	SeenWindow time.Duration
 	// CancelGrace is how long a deleted action waits for the devices that
 	// hold its command to answer the cancel; zero means DefaultCancelGrace.
 	CancelGrace time.Duration

@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
-	"github.com/kubemdm/kubemdm/controllers/compliance"
 	"github.com/kubemdm/kubemdm/internal/index"
 	"github.com/kubemdm/kubemdm/internal/lifecycle"
 	"github.com/kubemdm/kubemdm/internal/patch"
@@ -117,10 +116,10 @@ func (r *DeviceActionReconciler) onFinish(ctx context.Context, action *mdmv1alph
 	case mdmv1alpha1.ActionReenable:
 		return r.setDevicePhase(ctx, d, lifecycle.StateActive)
 	case mdmv1alpha1.ActionSyncCompliance:
-		// The device re-sent its facts; evaluate them now rather than at the
-		// next change.
+		// The device re-sent its facts; have them evaluated now rather than
+		// at the next change.
 		if c := d.Status.Compliance; c == nil || c.LastEvaluated == nil || c.LastEvaluated.Time.Before(at.Truncate(time.Second)) {
-			return r.syncCompliance(ctx, d, at)
+			return r.requestCompliance(ctx, d, at)
 		}
 	}
 	return nil
@@ -178,14 +177,17 @@ func (r *DeviceActionReconciler) handOver(ctx context.Context, action, newer *md
 	return nil
 }
 
-func (r *DeviceActionReconciler) syncCompliance(ctx context.Context, d *mdmv1alpha1.Device, at time.Time) error {
+// requestCompliance asks the Device controller, the one writer of
+// status.compliance, to evaluate the device again as of at.
+func (r *DeviceActionReconciler) requestCompliance(ctx context.Context, d *mdmv1alpha1.Device, at time.Time) error {
+	stamp := at.UTC().Format(time.RFC3339)
+	if current, err := time.Parse(time.RFC3339, d.Annotations[mdmv1alpha1.AnnotationComplianceRequested]); err == nil && !current.Before(at.Truncate(time.Second)) {
+		return nil
+	}
 	before := d.DeepCopy()
-	state, reasons := compliance.Evaluate(d, at, r.SeenWindow)
-	stamp := metav1.NewTime(at)
-	d.Status.Compliance = &mdmv1alpha1.ComplianceStatus{State: state, Reasons: reasons, LastEvaluated: &stamp}
-	SetCompliantCondition(d)
-	if err := r.Status().Patch(ctx, d, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("evaluating compliance of Device %s: %w", d.Name, err)
+	metav1.SetMetaDataAnnotation(&d.ObjectMeta, mdmv1alpha1.AnnotationComplianceRequested, stamp)
+	if err := r.Patch(ctx, d, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("requesting a compliance evaluation of Device %s: %w", d.Name, err)
 	}
 	return nil
 }

@@ -43,6 +43,13 @@ const (
 // once, without running spec.deletionPolicy on it.
 const AnnotationForceDelete = "mdm.kubemdm.io/force-delete"
 
+// AnnotationComplianceRequested on a Device asks for its compliance to be
+// evaluated again, at or after the RFC 3339 time it holds, even if nothing
+// changed: a SyncCompliance action sets it once the device re-sent its
+// facts. The Device controller is the only writer of status.compliance; it
+// moves lastEvaluated past this time.
+const AnnotationComplianceRequested = "mdm.kubemdm.io/compliance-requested"
+
 // Finalizer is the finalizer every kubemdm controller puts on the objects
 // whose deletion needs work first.
 const Finalizer = "mdm.kubemdm.io/finalizer"

@@ -185,9 +185,8 @@ func run(o options) error {
 			return fmt.Errorf("setting up Device controller: %w", err)
 		}
 		if err := (&controllers.DeviceActionReconciler{
-			Client:     mgr.GetClient(),
-			Recorder:   mgr.GetEventRecorder("deviceaction-controller"),
-			SeenWindow: o.seenWindow,
+			Client:   mgr.GetClient(),
+			Recorder: mgr.GetEventRecorder("deviceaction-controller"),
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up DeviceAction controller: %w", err)
 		}
