@@ -71,6 +71,14 @@ envtest: ## Build the local control plane into the cache (first run only).
 test: manifests generate vet envtest ## Run unit and envtest suites against a real kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./... -coverprofile cover.out
 
+# make test runs the fault-injection suite on 100 devices; make fault on
+# FAULT_DEVICES (1,000 unless given).
+FAULT_DEVICES ?= 1000
+
+.PHONY: fault
+fault: envtest ## Run the fault-injection suite (kill -9, apiserver restart, replica loss, cut streams) on FAULT_DEVICES devices.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" FAULT_DEVICES=$(FAULT_DEVICES) go test ./test/fault -count=1 -timeout 60m -v -ginkgo.v
+
 FUZZTIME ?= 20s
 
 .PHONY: fuzz

@@ -23,10 +23,17 @@ type FleetOptions struct {
 	Prefix      string
 	Delay       time.Duration
 	FailureRate float64
+	// LogExecutions makes each device append the commands it runs to
+	// executions.log in its state directory (Simulated.ExecutionLog).
+	LogExecutions bool
 	// StartSpread spreads the first connections over this long, so that a
 	// fleet does not enroll in one burst.
 	StartSpread time.Duration
 }
+
+// ExecutionLogName is the file in a simulated device's state directory that
+// lists the commands it ran, with LogExecutions.
+const ExecutionLogName = "executions.log"
 
 // Fleet is a set of simulated devices, each with its own key, certificate,
 // state directory and connection.
@@ -46,6 +53,9 @@ func NewFleet(o FleetOptions, log logr.Logger) (*Fleet, error) {
 		}
 		dev := &Simulated{Serial: serial, PlatformName: o.Platform, Model: "Simulated " + o.Platform,
 			OSVersion: "1.0", Delay: o.Delay, FailureRate: o.FailureRate}
+		if o.LogExecutions {
+			dev.ExecutionLog = filepath.Join(o.StateDir, serial, ExecutionLogName)
+		}
 		f.Devices = append(f.Devices, dev)
 		f.Agents = append(f.Agents, New(o.Options, state, dev, log.WithValues("serial", serial)))
 	}

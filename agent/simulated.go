@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +45,10 @@ type Simulated struct {
 	FailStep string
 	// RefuseOwners names owners the device will not take.
 	RefuseOwners map[string]bool
+	// ExecutionLog, when set, is a file each command run is appended to
+	// (id and action, synced) before its result is returned, so that what
+	// the device ran can be counted across a kill -9 of the agent.
+	ExecutionLog string
 
 	mu       sync.Mutex
 	executed []*agentv1.Command
@@ -264,6 +269,9 @@ func (s *Simulated) run(ctx context.Context, cmd *agentv1.Command) Result {
 	defer s.mu.Unlock()
 	s.init()
 	s.executed = append(s.executed, cmd)
+	if err := s.logExecution(cmd); err != nil {
+		return Result{Code: CodeInternal, Message: err.Error()}
+	}
 	action := cmd.GetAction()
 	if queued := s.failNext[action]; len(queued) > 0 {
 		s.failNext[action] = queued[1:]
@@ -276,6 +284,27 @@ func (s *Simulated) run(ctx context.Context, cmd *agentv1.Command) Result {
 		return Result{Code: CodeInternal, Message: fmt.Sprintf("simulated failure of %s", action)}
 	}
 	return s.changeLocked(cmd)
+}
+
+func (s *Simulated) logExecution(cmd *agentv1.Command) error {
+	if s.ExecutionLog == "" {
+		return nil
+	}
+	f, err := os.OpenFile(s.ExecutionLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("recording the execution: %w", err)
+	}
+	_, err = fmt.Fprintf(f, "%s %s\n", cmd.GetId(), cmd.GetAction())
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("recording the execution: %w", err)
+	}
+	return nil
 }
 
 // changeLocked is what each command does to the model. A command whose

@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -21,62 +20,11 @@ import (
 	"github.com/kubemdm/kubemdm/internal/testenv"
 )
 
-// balancer stands for the load balancer in front of the gateway replicas:
-// it forwards each new connection to the current backend and can cut the
-// open ones, as a rollout or a moved route does.
-type balancer struct {
-	ln      net.Listener
-	mu      sync.Mutex
-	backend string
-	open    []net.Conn
-}
-
-func newBalancer(backend string) *balancer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func newBalancer(backend string) *testenv.Balancer {
+	b, err := testenv.NewBalancer(backend)
 	Expect(err).NotTo(HaveOccurred())
-	b := &balancer{ln: ln, backend: backend}
-	go b.serve()
-	DeferCleanup(func() { _ = ln.Close(); b.cut() })
+	DeferCleanup(b.Close)
 	return b
-}
-
-func (b *balancer) addr() string { return b.ln.Addr().String() }
-
-func (b *balancer) route(backend string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.backend = backend
-}
-
-func (b *balancer) cut() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, c := range b.open {
-		_ = c.Close()
-	}
-	b.open = nil
-}
-
-func (b *balancer) serve() {
-	for {
-		in, err := b.ln.Accept()
-		if err != nil {
-			return
-		}
-		b.mu.Lock()
-		backend := b.backend
-		b.mu.Unlock()
-		out, err := net.Dial("tcp", backend)
-		if err != nil {
-			_ = in.Close()
-			continue
-		}
-		b.mu.Lock()
-		b.open = append(b.open, in, out)
-		b.mu.Unlock()
-		go func() { _, _ = io.Copy(out, in); _ = out.Close() }()
-		go func() { _, _ = io.Copy(in, out); _ = in.Close() }()
-	}
 }
 
 // connectedHistory records every Connected status the apiserver stores for
@@ -128,7 +76,7 @@ var _ = Describe("Gateway replicas", func() {
 
 		state, err := agent.LoadState(GinkgoT().TempDir())
 		Expect(err).NotTo(HaveOccurred())
-		a := agent.New(agent.Options{Gateway: lb.addr(), Token: token, Trust: agent.Trust{Pin: pin},
+		a := agent.New(agent.Options{Gateway: lb.Addr(), Token: token, Trust: agent.Trust{Pin: pin},
 			Heartbeat: time.Hour, MaxBackoff: 100 * time.Millisecond}, state,
 			&agent.Simulated{Serial: "roamer", PlatformName: "Linux", Model: "Sim 1", OSVersion: "6.1"}, GinkgoLogr)
 		Eventually(func() error { return a.Enroll(ctx) }).Should(Succeed())
@@ -138,7 +86,7 @@ var _ = Describe("Gateway replicas", func() {
 		history := connectedHistory(ctx, &mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "roamer"}})
 
 		By("stopping the replica the device streams to, as a rollout does")
-		lb.route(env.GatewayAddr)
+		lb.Route(env.GatewayAddr)
 		second.Stop()
 		Eventually(onReplica(ctx, key, testenv.Replica)).Should(Succeed())
 		Eventually(func() error {
@@ -151,13 +99,13 @@ var _ = Describe("Gateway replicas", func() {
 		By("stopping a replica the device cannot reach again")
 		third, err := env.StartGatewayReplica("third")
 		Expect(err).NotTo(HaveOccurred())
-		lb.route(third.Addr)
-		lb.cut()
+		lb.Route(third.Addr)
+		lb.Cut()
 		Eventually(onReplica(ctx, key, "third")).Should(Succeed())
 		dead, err := net.Listen("tcp", "127.0.0.1:0")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(dead.Close()).To(Succeed())
-		lb.route(dead.Addr().String())
+		lb.Route(dead.Addr().String())
 		third.Stop()
 		Eventually(func(g Gomega) {
 			d := &mdmv1alpha1.Device{}

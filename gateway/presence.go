@@ -202,7 +202,10 @@ type presenceWrite struct {
 	uid       types.UID
 	connected bool
 	// changed is true when the write records a stream opening or closing.
-	changed   bool
+	changed bool
+	// back is true for a device that reconnected within the grace: it is
+	// written only if another replica claimed it meanwhile.
+	back      bool
 	lastSeen  time.Time
 	changedAt time.Time
 }
@@ -215,19 +218,23 @@ func (p *presence) due() []presenceWrite {
 	for key, e := range p.devices {
 		connected := e.streams > 0
 		_, changed := p.dirty[key]
+		back := false
 		if changed && e.stored != nil && *e.stored == connected {
-			// Back before its disconnect was written: nothing changed.
+			// Back before its disconnect was written: nothing changed
+			// here, though the device may have passed through another
+			// replica meanwhile.
 			delete(p.dirty, key)
-			changed = false
+			changed, back = false, connected
 		}
 		if changed && !connected && !p.stopping && now.Sub(e.changedAt) < p.grace {
 			continue
 		}
 		stale := e.lastSeen.After(e.flushedSeen) && now.Sub(e.flushedAt) >= p.interval
-		if !changed && !stale {
+		if !changed && !stale && !back {
 			continue
 		}
-		w := presenceWrite{key: key, uid: e.uid, connected: connected, changed: changed, lastSeen: e.lastSeen, changedAt: e.storedChange}
+		w := presenceWrite{key: key, uid: e.uid, connected: connected, changed: changed, back: back && !stale,
+			lastSeen: e.lastSeen, changedAt: e.storedChange}
 		if changed || e.stored == nil {
 			w.changedAt = e.changedAt
 			if w.changedAt.IsZero() {
@@ -285,6 +292,19 @@ func (p *presence) requeue(key types.NamespacedName) {
 // resourceVersion it was read at, so that a replica the device left never
 // overwrites the one it moved to.
 func (p *presence) write(ctx context.Context, w presenceWrite) error {
+	if w.back {
+		d := &mdmv1alpha1.Device{}
+		if err := p.reader.Get(ctx, w.key, d); err != nil {
+			return err
+		}
+		if d.UID != w.uid {
+			return errReplaced
+		}
+		if c := d.Status.Connection; c != nil && c.Gateway == p.replica &&
+			meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected) {
+			return nil
+		}
+	}
 	if w.connected {
 		status := presenceStatus(&mdmv1alpha1.DeviceConnection{Gateway: p.replica}, w.lastSeen, w.changedAt,
 			reasonStreamOpen, "The agent holds a stream to gateway replica "+p.replica)

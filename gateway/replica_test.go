@@ -97,6 +97,27 @@ func TestReplicas(t *testing.T) {
 		}
 	})
 
+	t.Run("a device that passed through another replica and came back within the grace is claimed back", func(t *testing.T) {
+		a, b := replica("a", c), replica("b", c)
+		d := newTestDevice(t, c, "round-trip")
+		key := client.ObjectKeyFromObject(d)
+		a.connected(key, d.UID)
+		a.flush(ctx)
+		a.disconnected(key, d.UID)
+		b.connected(key, d.UID)
+		b.flush(ctx)
+		b.disconnected(key, d.UID)
+		a.connected(key, d.UID)
+		a.flush(ctx)
+		clk.add(testGrace)
+		b.flush(ctx)
+		a.flush(ctx)
+		cond, conn, _ := connection(t, c, key)
+		if cond.Status != metav1.ConditionTrue || conn == nil || conn.Gateway != "a" {
+			t.Errorf("back on a: Connected %s, connection %+v; want True on a", cond.Status, conn)
+		}
+	})
+
 	t.Run("a closed stream is written disconnected after the grace", func(t *testing.T) {
 		a := replica("a", c)
 		d := newTestDevice(t, c, "leaves")

@@ -34,6 +34,7 @@ func main() {
 		simPrefix        = flag.String("simulate-prefix", "SIM-", "Serial-number prefix of simulated devices.")
 		simDelay         = flag.Duration("simulate-delay", 0, "How long a simulated command takes.")
 		simFailure       = flag.Float64("simulate-failure-rate", 0, "Share of simulated commands that fail (0-1).")
+		simLog           = flag.Bool("simulate-execution-log", false, "Each simulated device appends the commands it runs to executions.log in its state directory.")
 		heartbeat        = flag.Duration("heartbeat", time.Minute, "How often a connected agent reports.")
 		allowDestructive = flag.Bool("allow-destructive", false, "Allow reboot, wipe and logout on this host (linux platform).")
 	)
@@ -60,7 +61,7 @@ func main() {
 		o := agent.Options{Gateway: *gateway, Token: *token, Trust: trust, Heartbeat: *heartbeat}
 		if *simulate > 0 {
 			fleet, err := agent.NewFleet(agent.FleetOptions{Options: o, StateDir: *stateDir, Size: *simulate,
-				Platform: *simPlatform, Prefix: *simPrefix, Delay: *simDelay, FailureRate: *simFailure}, log)
+				Platform: *simPlatform, Prefix: *simPrefix, Delay: *simDelay, FailureRate: *simFailure, LogExecutions: *simLog}, log)
 			if err != nil {
 				return err
 			}

@@ -68,6 +68,7 @@ type options struct {
 	seenWindow          time.Duration
 	gatewayReplica      string
 	handoverGrace       time.Duration
+	leaseDuration       time.Duration
 }
 
 func main() {
@@ -95,6 +96,7 @@ func main() {
 	flag.DurationVar(&o.deletionTimeout, "deletion-timeout", controllers.DefaultDeletionTimeout, "How long a deleted Device waits for its device to confirm the deletion policy before it is released anyway.")
 	flag.StringVar(&o.gatewayReplica, "gateway-replica", envOr("POD_NAME", hostLabel()), "Name of this gateway replica, unique among the running ones; its Lease is kubemdm-gateway-<name> in --namespace.")
 	flag.DurationVar(&o.handoverGrace, "gateway-handover-grace", gateway.DefaultHandoverGrace, "How long a device whose stream closed (or whose gateway replica stopped) has to reconnect before it is shown disconnected.")
+	flag.DurationVar(&o.leaseDuration, "gateway-lease-duration", gateway.DefaultLeaseDuration, "How long a gateway replica's Lease holds without renewal; the other replicas then mark its devices disconnected.")
 	flag.DurationVar(&o.seenWindow, "compliance-seen-window", compliance.DefaultSeenWindow, "A device whose agent was not seen for this long is NonCompliant.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -161,6 +163,7 @@ func run(o options) error {
 			Replica:             o.gatewayReplica,
 			LeaseNamespace:      o.namespace,
 			HandoverGrace:       o.handoverGrace,
+			LeaseDuration:       o.leaseDuration,
 		}); err != nil {
 			return fmt.Errorf("setting up gateway: %w", err)
 		}
