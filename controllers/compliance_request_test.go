@@ -20,25 +20,26 @@ func TestComplianceRequested(t *testing.T) {
 		annotation string
 		status     *mdmv1alpha1.ComplianceStatus
 		want       bool
+		wait       time.Duration
 	}{
-		{"no request", "", evaluated(now.Add(-time.Hour)), false},
-		{"a request after the last evaluation", "2026-11-23T12:00:10Z", evaluated(now.Add(-time.Minute)), true},
-		{"a request the last evaluation answered", "2026-11-23T12:00:10Z", evaluated(now.Add(-10 * time.Second)), false},
-		{"a request in the same second as the evaluation", "2026-11-23T12:00:30Z", evaluated(now.Truncate(time.Second)), false},
-		{"never evaluated", "2026-11-23T12:00:10Z", nil, true},
-		// A request dated in the future is answered by an evaluation now,
-		// not by one on every reconcile until then.
-		{"a request from the future, answered now", "2027-01-01T00:00:00Z", evaluated(now.Truncate(time.Second)), false},
-		{"a request from the future, not yet answered", "2027-01-01T00:00:00Z", evaluated(now.Add(-time.Minute)), true},
-		{"a malformed request", "yesterday", evaluated(now.Add(-time.Hour)), false},
+		{"no request", "", evaluated(now.Add(-time.Hour)), false, 0},
+		{"a request after the last evaluation", "2026-11-23T12:00:10Z", evaluated(now.Add(-time.Minute)), true, 0},
+		{"a request the last evaluation answered", "2026-11-23T12:00:10Z", evaluated(now.Add(-10 * time.Second)), false, 0},
+		{"a request in the same second as the evaluation", "2026-11-23T12:00:30Z", evaluated(now.Truncate(time.Second)), false, 0},
+		{"never evaluated", "2026-11-23T12:00:10Z", nil, true, 0},
+		// A request dated a little ahead (clock skew) falls due at its
+		// time; one far ahead is ignored. Neither writes before.
+		{"a request seconds ahead", "2026-11-23T12:00:50Z", evaluated(now.Add(-time.Minute)), false, 19500 * time.Millisecond},
+		{"a request from next year", "2027-01-01T00:00:00Z", evaluated(now.Add(-time.Minute)), false, 0},
+		{"a malformed request", "yesterday", evaluated(now.Add(-time.Hour)), false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &mdmv1alpha1.Device{Status: mdmv1alpha1.DeviceStatus{Compliance: tc.status}}
 			if tc.annotation != "" {
 				d.Annotations = map[string]string{mdmv1alpha1.AnnotationComplianceRequested: tc.annotation}
 			}
-			if got := complianceRequested(d, now); got != tc.want {
-				t.Errorf("complianceRequested = %v, want %v", got, tc.want)
+			if got, wait := complianceRequested(d, now); got != tc.want || wait != tc.wait {
+				t.Errorf("complianceRequested = %v, %s; want %v, %s", got, wait, tc.want, tc.wait)
 			}
 		})
 	}

@@ -156,36 +156,43 @@ func (r *DeviceReconciler) converge(d *mdmv1alpha1.Device) {
 // evaluateCompliance sets status.compliance and the Compliant condition,
 // moving lastEvaluated only when the result changes, or when an evaluation
 // was asked for since (AnnotationComplianceRequested), so that a steady
-// device costs no writes. It returns when the result may change by itself:
-// when the agent's last sighting leaves the window.
+// device costs no writes. It returns when to look again: when the agent's
+// last sighting leaves the window, or a request dated ahead falls due.
 func (r *DeviceReconciler) evaluateCompliance(d *mdmv1alpha1.Device, now time.Time) time.Duration {
 	state, reasons := compliance.Evaluate(d, now, r.SeenWindow)
-	if c := d.Status.Compliance; c == nil || c.State != state || !slices.Equal(c.Reasons, reasons) || complianceRequested(d, now) {
+	requested, wait := complianceRequested(d, now)
+	if c := d.Status.Compliance; c == nil || c.State != state || !slices.Equal(c.Reasons, reasons) || requested {
 		at := metav1.NewTime(now)
 		d.Status.Compliance = &mdmv1alpha1.ComplianceStatus{State: state, Reasons: reasons, LastEvaluated: &at}
 	}
 	setCompliantCondition(d)
-	window := cmp.Or(r.SeenWindow, compliance.DefaultSeenWindow)
-	if d.Status.LastSeen != nil && state == mdmv1alpha1.ComplianceCompliant {
-		return max(d.Status.LastSeen.Add(window).Sub(now), time.Second)
+	var after time.Duration
+	if window := cmp.Or(r.SeenWindow, compliance.DefaultSeenWindow); d.Status.LastSeen != nil && state == mdmv1alpha1.ComplianceCompliant {
+		after = max(d.Status.LastSeen.Add(window).Sub(now), time.Second)
 	}
-	return 0
+	if wait > 0 && (after == 0 || wait < after) {
+		after = wait
+	}
+	return after
 }
 
 // complianceRequested reports whether an evaluation was asked for after the
-// last one. A request dated in the future counts as now, so that it cannot
-// make every reconcile write.
-func complianceRequested(d *mdmv1alpha1.Device, now time.Time) bool {
+// last one or, for a request dated ahead, how long until it is due. A
+// request dated further ahead than a clock's skew is ignored.
+func complianceRequested(d *mdmv1alpha1.Device, now time.Time) (bool, time.Duration) {
 	requested, err := time.Parse(time.RFC3339, d.Annotations[mdmv1alpha1.AnnotationComplianceRequested])
-	if err != nil {
-		return false
-	}
-	if requested.After(now) {
-		requested = now
+	switch {
+	case err != nil || requested.After(now.Add(complianceRequestSkew)):
+		return false, 0
+	case requested.After(now):
+		return false, requested.Sub(now)
 	}
 	c := d.Status.Compliance
-	return c == nil || c.LastEvaluated == nil || c.LastEvaluated.Time.Before(requested.Truncate(time.Second))
+	return c == nil || c.LastEvaluated == nil || c.LastEvaluated.Time.Before(requested), 0
 }
+
+// complianceRequestSkew is how far ahead a compliance request may be dated.
+const complianceRequestSkew = time.Minute
 
 // setCompliantCondition mirrors status.compliance in the Compliant condition.
 func setCompliantCondition(d *mdmv1alpha1.Device) {

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,9 +66,12 @@ type presence struct {
 }
 
 type presenceEntry struct {
-	uid      types.UID
-	streams  int
-	lastSeen time.Time
+	uid     types.UID
+	streams int
+	// handedOver is set for a stream the stopping gateway closed itself:
+	// its device reconnects elsewhere and is not written here again.
+	handedOver bool
+	lastSeen   time.Time
 	// changedAt is when streams last crossed zero.
 	changedAt time.Time
 	// stored is whether the stored status says connected, with the
@@ -116,11 +121,22 @@ func (p *presence) disconnected(key types.NamespacedName, uid types.UID) {
 
 func (p *presence) change(key types.NamespacedName, uid types.UID, delta int) {
 	p.mu.Lock()
+	if e := p.devices[key]; delta < 0 && e != nil && e.uid != uid {
+		// A stream of a Device since replaced closed: the new one's
+		// entry is not its concern.
+		p.mu.Unlock()
+		return
+	}
 	e := p.entry(key, uid)
 	before := e.streams > 0
 	e.streams += delta
 	e.lastSeen = p.now()
-	if after := e.streams > 0; after != before && !p.stopping {
+	switch after := e.streams > 0; {
+	case after == before:
+	case p.stopping && !after:
+		e.handedOver = true
+		delete(p.dirty, key)
+	default:
 		e.changedAt = e.lastSeen
 		p.dirty[key] = struct{}{}
 	}
@@ -159,32 +175,76 @@ func (p *presence) run(ctx context.Context) {
 
 // stop makes the streams closed from now on handed over: the devices will
 // reconnect to another replica (or to this one restarted), and the others
-// mark those that do not once this replica's Lease is gone.
+// mark those that do not once this replica's Lease is gone. It must be
+// called before the streams are closed.
 func (p *presence) stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stopping = true
 }
 
-// flush writes what is due. A failed write stays due and is retried on the
-// next tick, so a disconnect is never lost; a Device that was deleted or
-// replaced in the meantime is forgotten quietly, since there is nothing left
-// to mark. Once stopping, every pending change is due at once.
+// presenceWorkers bounds the writes in flight: a reconnect storm of a
+// whole fleet is written in parallel, not one device after another.
+const presenceWorkers = 8
+
+// flush writes what is due, stream openings first. A failed write stays due
+// and is retried on the next tick, so a disconnect is never lost; a Device
+// that was deleted or replaced in the meantime is forgotten quietly, since
+// there is nothing left to mark.
 func (p *presence) flush(ctx context.Context) {
-	for _, w := range p.due() {
-		err := p.write(ctx, w)
-		switch {
-		case err == nil:
-			p.written(w)
-		case errors.Is(err, errMoved):
-			p.log.V(1).Info("Device moved to another gateway replica; not marking it disconnected", "device", w.key)
-			p.forget(w.key, w.uid)
-		case deviceGone(err):
-			p.log.V(1).Info("Device is gone; forgetting its presence", "device", w.key)
-			p.forget(w.key, w.uid)
-		default:
-			p.log.Error(err, "Writing device presence; retrying", "device", w.key)
-			p.requeue(w.key)
+	due := p.due()
+	slices.SortStableFunc(due, func(a, b presenceWrite) int {
+		return cmp.Compare(boolRank(!a.connected), boolRank(!b.connected))
+	})
+	work := make(chan presenceWrite)
+	var wg sync.WaitGroup
+	for range min(presenceWorkers, len(due)) {
+		wg.Go(func() {
+			for w := range work {
+				p.finish(w, p.write(ctx, w))
+			}
+		})
+	}
+	for _, w := range due {
+		work <- w
+	}
+	close(work)
+	wg.Wait()
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// finish records the outcome of a write.
+func (p *presence) finish(w presenceWrite, err error) {
+	switch {
+	case err == nil:
+		p.written(w)
+	case errors.Is(err, errMoved):
+		p.log.V(1).Info("Device moved to another gateway replica; not writing it here", "device", w.key)
+		p.forget(w.key, w.uid)
+	case deviceGone(err):
+		p.log.V(1).Info("Device is gone; forgetting its presence", "device", w.key)
+		p.forget(w.key, w.uid)
+	default:
+		p.log.Error(err, "Writing device presence; retrying", "device", w.key)
+		p.requeue(w.key)
+	}
+}
+
+// reclaim makes every stream this replica holds due for writing again: its
+// Lease lapsed, so the other replicas may have marked them disconnected.
+func (p *presence) reclaim() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for key, e := range p.devices {
+		if e.streams > 0 {
+			e.stored = nil
+			p.dirty[key] = struct{}{}
 		}
 	}
 }
@@ -203,9 +263,11 @@ type presenceWrite struct {
 	connected bool
 	// changed is true when the write records a stream opening or closing.
 	changed bool
-	// back is true for a device that reconnected within the grace: it is
-	// written only if another replica claimed it meanwhile.
-	back      bool
+	// claim is true when a connected device is to be written as this
+	// replica's whatever the Device says: its stream opened, or came
+	// back, or this replica's Lease lapsed. A refresh of lastSeen alone
+	// claims nothing.
+	claim     bool
 	lastSeen  time.Time
 	changedAt time.Time
 }
@@ -216,24 +278,30 @@ func (p *presence) due() []presenceWrite {
 	now := p.now()
 	var out []presenceWrite
 	for key, e := range p.devices {
+		if e.handedOver && e.streams <= 0 {
+			continue
+		}
 		connected := e.streams > 0
 		_, changed := p.dirty[key]
-		back := false
 		if changed && e.stored != nil && *e.stored == connected {
-			// Back before its disconnect was written: nothing changed
-			// here, though the device may have passed through another
-			// replica meanwhile.
+			// Back before its disconnect was written. It may have passed
+			// through another replica meanwhile, so a device back here
+			// is claimed again; one gone again is nothing new.
 			delete(p.dirty, key)
-			changed, back = false, connected
+			changed = false
+			if connected {
+				e.stored = nil
+			}
 		}
-		if changed && !connected && !p.stopping && now.Sub(e.changedAt) < p.grace {
+		if changed && !connected && now.Sub(e.changedAt) < p.grace {
 			continue
 		}
 		stale := e.lastSeen.After(e.flushedSeen) && now.Sub(e.flushedAt) >= p.interval
-		if !changed && !stale && !back {
+		claim := connected && e.stored == nil
+		if !changed && !stale && !claim {
 			continue
 		}
-		w := presenceWrite{key: key, uid: e.uid, connected: connected, changed: changed, back: back && !stale,
+		w := presenceWrite{key: key, uid: e.uid, connected: connected, changed: changed, claim: changed || claim,
 			lastSeen: e.lastSeen, changedAt: e.storedChange}
 		if changed || e.stored == nil {
 			w.changedAt = e.changedAt
@@ -292,22 +360,23 @@ func (p *presence) requeue(key types.NamespacedName) {
 // resourceVersion it was read at, so that a replica the device left never
 // overwrites the one it moved to.
 func (p *presence) write(ctx context.Context, w presenceWrite) error {
-	if w.back {
-		d := &mdmv1alpha1.Device{}
-		if err := p.reader.Get(ctx, w.key, d); err != nil {
-			return err
-		}
-		if d.UID != w.uid {
-			return errReplaced
-		}
-		if c := d.Status.Connection; c != nil && c.Gateway == p.replica &&
-			meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected) {
-			return nil
-		}
-	}
 	if w.connected {
 		status := presenceStatus(&mdmv1alpha1.DeviceConnection{Gateway: p.replica}, w.lastSeen, w.changedAt,
 			reasonStreamOpen, "The agent holds a stream to gateway replica "+p.replica)
+		if !w.claim {
+			// A refresh of lastSeen: only while the Device still names
+			// this replica, so that a stream left half-open here never
+			// takes back a device that moved.
+			return p.writeGuarded(ctx, w.key, w.uid, p.stillMine, func(*mdmv1alpha1.Device) map[string]any { return status })
+		}
+		// A device shown connected already (it came back, or moved from
+		// another replica) keeps the time it became connected.
+		if d := (&mdmv1alpha1.Device{}); p.client.Get(ctx, w.key, d) == nil && d.UID == w.uid {
+			if c := meta.FindStatusCondition(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected); c != nil && c.Status == metav1.ConditionTrue {
+				status = presenceStatus(&mdmv1alpha1.DeviceConnection{Gateway: p.replica}, w.lastSeen, c.LastTransitionTime.Time,
+					reasonStreamOpen, "The agent holds a stream to gateway replica "+p.replica)
+			}
+		}
 		err := patch.ApplyDeviceStatus(ctx, p.client, w.key, w.uid, presenceManager, status)
 		if apierrors.IsConflict(err) {
 			// The apply forces ownership and sets no resourceVersion, so
@@ -316,13 +385,12 @@ func (p *presence) write(ctx context.Context, w presenceWrite) error {
 		}
 		return err
 	}
-	return p.writeDisconnected(ctx, w.key, w.uid, p.stillMine, func(d *mdmv1alpha1.Device) map[string]any {
+	return p.writeGuarded(ctx, w.key, w.uid, p.stillMine, func(d *mdmv1alpha1.Device) map[string]any {
 		return presenceStatus(nil, w.lastSeen, disconnectedSince(d, w.changedAt), reasonStreamClosed, "The agent has no stream to the gateway")
 	})
 }
 
-// stillMine lets a disconnect through unless the Device names another
-// replica.
+// stillMine lets a write through unless the Device names another replica.
 func (p *presence) stillMine(d *mdmv1alpha1.Device) error {
 	if c := d.Status.Connection; c != nil && c.Gateway != p.replica {
 		return errMoved
@@ -330,11 +398,11 @@ func (p *presence) stillMine(d *mdmv1alpha1.Device) error {
 	return nil
 }
 
-// writeDisconnected applies the status status returns for the Device, as it
+// writeGuarded applies the status status returns for the Device, as it
 // was read, if check lets it. It reads from the cache first and, when that
 // was stale, from the apiserver; the write is guarded by the
 // resourceVersion read, so check always held for what it overwrites.
-func (p *presence) writeDisconnected(ctx context.Context, key types.NamespacedName, uid types.UID, check func(*mdmv1alpha1.Device) error, status func(*mdmv1alpha1.Device) map[string]any) error {
+func (p *presence) writeGuarded(ctx context.Context, key types.NamespacedName, uid types.UID, check func(*mdmv1alpha1.Device) error, status func(*mdmv1alpha1.Device) map[string]any) error {
 	d := &mdmv1alpha1.Device{}
 	read := p.client.Get
 	for attempt := 0; ; attempt++ {

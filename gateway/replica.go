@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,13 +48,40 @@ func ValidateReplicaName(name string) error {
 	return nil
 }
 
+// validatePresence checks the replica name and the presence timings.
+func validatePresence(o Options) error {
+	if err := ValidateReplicaName(o.Replica); err != nil {
+		return err
+	}
+	if o.LeaseDuration < time.Second || o.LeaseDuration%time.Second != 0 {
+		return fmt.Errorf("gateway lease duration %s: must be whole seconds, at least 1s", o.LeaseDuration)
+	}
+	if o.HandoverGrace <= 0 {
+		return fmt.Errorf("gateway handover grace %s: must be more than zero", o.HandoverGrace)
+	}
+	return nil
+}
+
 // replicaLease is this replica's Lease.
 type replicaLease struct {
+	// holder is the replica name and this process: two processes given
+	// the same replica name would mark each other's devices, so the one
+	// that finds another's fresh renewal says so.
+	holder    string
+	held      bool
+	log       logr.Logger
 	client    client.Client
 	reader    client.Reader
 	namespace string
 	replica   string
 	duration  time.Duration
+}
+
+func (l *replicaLease) holderIdentity() string {
+	if l.holder == "" {
+		return l.replica
+	}
+	return l.replica + "/" + l.holder
 }
 
 func (l *replicaLease) key() client.ObjectKey {
@@ -70,7 +99,7 @@ func (l *replicaLease) renew(ctx context.Context, now time.Time) error {
 			ObjectMeta: metav1.ObjectMeta{Namespace: l.namespace, Name: l.key().Name,
 				Labels: map[string]string{labelGatewayLease: "true", mdmv1alpha1.LabelManagedBy: mdmv1alpha1.ManagedByValue}},
 			Spec: coordinationv1.LeaseSpec{
-				HolderIdentity:       ptr.To(l.replica),
+				HolderIdentity:       ptr.To(l.holderIdentity()),
 				LeaseDurationSeconds: ptr.To(int32(l.duration / time.Second)),
 				AcquireTime:          ptr.To(metav1.NewMicroTime(now)),
 				RenewTime:            ptr.To(metav1.NewMicroTime(now)),
@@ -79,16 +108,24 @@ func (l *replicaLease) renew(ctx context.Context, now time.Time) error {
 		if err := l.client.Create(ctx, lease); err != nil {
 			return fmt.Errorf("creating gateway Lease %s: %w", l.key(), err)
 		}
+		l.held = true
 		return nil
 	case err != nil:
 		return fmt.Errorf("reading gateway Lease %s: %w", l.key(), err)
 	}
-	lease.Spec.HolderIdentity = ptr.To(l.replica)
+	// The first renewal takes over from this replica's previous process;
+	// a holder changing under a later one is another live process.
+	if h := ptr.Deref(lease.Spec.HolderIdentity, ""); l.held && h != l.holderIdentity() {
+		l.log.Error(errors.New("gateway replica name in use"), "Another running process renews this replica's Lease; give every replica its own --gateway-replica",
+			"replica", l.replica, "holder", h)
+	}
+	lease.Spec.HolderIdentity = ptr.To(l.holderIdentity())
 	lease.Spec.LeaseDurationSeconds = ptr.To(int32(l.duration / time.Second))
 	lease.Spec.RenewTime = ptr.To(metav1.NewMicroTime(now))
 	if err := l.client.Update(ctx, lease); err != nil {
 		return fmt.Errorf("renewing gateway Lease %s: %w", l.key(), err)
 	}
+	l.held = true
 	return nil
 }
 
@@ -103,27 +140,29 @@ func (l *replicaLease) release(ctx context.Context) error {
 	return nil
 }
 
-// liveReplicas lists the gateway Leases and returns, for each replica whose
-// Lease has not lapsed, the time it was last renewed.
-func (l *replicaLease) liveReplicas(ctx context.Context, now time.Time) (map[string]time.Time, error) {
+// leaseInfo is what a replica's Lease says.
+type leaseInfo struct {
+	renewed  time.Time
+	duration time.Duration
+}
+
+// list reads the gateway Leases, by replica.
+func (l *replicaLease) list(ctx context.Context) (map[string]leaseInfo, error) {
 	leases := &coordinationv1.LeaseList{}
 	if err := l.reader.List(ctx, leases, client.InNamespace(l.namespace), client.MatchingLabels{labelGatewayLease: "true"}); err != nil {
 		return nil, fmt.Errorf("listing gateway Leases: %w", err)
 	}
-	live := map[string]time.Time{}
+	out := map[string]leaseInfo{}
 	for _, lease := range leases.Items {
 		replica, ok := strings.CutPrefix(lease.Name, leasePrefix)
 		if !ok || lease.Spec.RenewTime == nil {
 			continue
 		}
-		renewed := lease.Spec.RenewTime.Time
-		duration := l.duration
-		if s := lease.Spec.LeaseDurationSeconds; s != nil {
-			duration = time.Duration(*s) * time.Second
+		info := leaseInfo{renewed: lease.Spec.RenewTime.Time, duration: l.duration}
+		if s := lease.Spec.LeaseDurationSeconds; s != nil && *s > 0 {
+			info.duration = time.Duration(*s) * time.Second
 		}
-		if now.Sub(renewed) < duration {
-			live[replica] = renewed
-		}
+		out[replica] = info
 	}
-	return live, nil
+	return out, nil
 }

@@ -73,27 +73,34 @@ func TestReplicas(t *testing.T) {
 	}
 	sweeperOf := func(p *presence) *sweeper {
 		lease := &replicaLease{client: c, reader: c, namespace: "default", replica: p.replica, duration: DefaultLeaseDuration}
-		return newSweeper(lease, p, c, (&errorLog{}).logger(), testGrace, clk.now)
+		return newSweeper(lease, p, listedConnections{c}, (&errorLog{}).logger(), testGrace, clk.now)
 	}
 
-	t.Run("a stream that closes and reopens within the grace writes nothing", func(t *testing.T) {
+	t.Run("a stream that closes and reopens within the grace is never shown disconnected", func(t *testing.T) {
 		a := replica("a", c)
 		d := newTestDevice(t, c, "blip")
 		key := client.ObjectKeyFromObject(d)
 		a.connected(key, d.UID)
 		a.flush(ctx)
-		_, conn, rv := connection(t, c, key)
+		first, conn, _ := connection(t, c, key)
 		if conn == nil || conn.Gateway != "a" {
 			t.Fatalf("connection is %+v after the stream opened on a, want gateway a", conn)
 		}
 		a.disconnected(key, d.UID)
 		clk.add(testGrace / 2)
 		a.flush(ctx)
+		if cond, _, _ := connection(t, c, key); cond.Status != metav1.ConditionTrue {
+			t.Fatalf("Connected is %s within the grace", cond.Status)
+		}
 		a.connected(key, d.UID)
 		clk.add(testGrace)
 		a.flush(ctx)
-		if _, _, now := connection(t, c, key); now != rv {
-			t.Errorf("the Device was written (resourceVersion %s → %s) for a stream that came back within the grace", rv, now)
+		cond, conn, _ := connection(t, c, key)
+		if cond.Status != metav1.ConditionTrue || conn == nil || conn.Gateway != "a" {
+			t.Errorf("after coming back: Connected %s, connection %+v; want True on a", cond.Status, conn)
+		}
+		if !cond.LastTransitionTime.Equal(&first.LastTransitionTime) {
+			t.Errorf("lastTransitionTime moved from %v to %v although Connected stayed True", first.LastTransitionTime, cond.LastTransitionTime)
 		}
 	})
 
@@ -196,7 +203,7 @@ func TestReplicas(t *testing.T) {
 		}
 	})
 
-	t.Run("a lapsed Lease counts as gone, a renewed one does not", func(t *testing.T) {
+	t.Run("a Lease that stops changing counts as gone, a renewed one does not", func(t *testing.T) {
 		live, lapsed := replica("live", c), replica("lapsed", c)
 		onLive, onLapsed := newTestDevice(t, c, "on-live"), newTestDevice(t, c, "on-lapsed")
 		live.connected(client.ObjectKeyFromObject(onLive), onLive.UID)
@@ -204,17 +211,23 @@ func TestReplicas(t *testing.T) {
 		lapsed.connected(client.ObjectKeyFromObject(onLapsed), onLapsed.UID)
 		lapsed.flush(ctx)
 		lapsedLease := &replicaLease{client: c, reader: c, namespace: "default", replica: "lapsed", duration: DefaultLeaseDuration}
-		if err := lapsedLease.renew(ctx, clk.now().Add(-DefaultLeaseDuration)); err != nil {
+		lastRenewal := clk.now()
+		if err := lapsedLease.renew(ctx, lastRenewal); err != nil {
 			t.Fatal(err)
 		}
 		liveLease := &replicaLease{client: c, reader: c, namespace: "default", replica: "live", duration: DefaultLeaseDuration}
 		s := sweeperOf(replica("b", c))
-		for range 3 {
+		// Both seen renewed, then only one renewed for a Lease duration
+		// and a grace.
+		for range int((DefaultLeaseDuration + 2*testGrace) / (testGrace / 2)) {
 			if err := liveLease.renew(ctx, clk.now()); err != nil {
 				t.Fatal(err)
 			}
 			if err := s.sweep(ctx); err != nil {
 				t.Fatal(err)
+			}
+			if cond, _, _ := connection(t, c, client.ObjectKeyFromObject(onLapsed)); clk.now().Sub(lastRenewal) < DefaultLeaseDuration && cond.Status != metav1.ConditionTrue {
+				t.Fatalf("a device of a replica whose Lease has not lapsed yet is %s", cond.Status)
 			}
 			clk.add(testGrace / 2)
 		}
@@ -225,9 +238,51 @@ func TestReplicas(t *testing.T) {
 		if cond.Status != metav1.ConditionFalse {
 			t.Errorf("a device of a replica whose Lease lapsed is %s, want False", cond.Status)
 		}
-		if d := (&mdmv1alpha1.Device{}); c.Get(ctx, client.ObjectKeyFromObject(onLapsed), d) == nil &&
-			(d.Status.LastSeen == nil || d.Status.LastSeen.Time.Before(clk.now().Add(-DefaultLeaseDuration-time.Second))) {
-			t.Errorf("lastSeen %v is not the lapsed Lease's last renewal", d.Status.LastSeen)
+		d := &mdmv1alpha1.Device{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(onLapsed), d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Status.LastSeen == nil || !d.Status.LastSeen.Time.Equal(lastRenewal.Truncate(time.Second)) {
+			t.Errorf("lastSeen is %v, want the lapsed Lease's last renewal %v", d.Status.LastSeen, lastRenewal.Truncate(time.Second))
+		}
+	})
+
+	t.Run("only the first live replica sweeps a gone one, and never a device it holds", func(t *testing.T) {
+		gone := replica("gone2", c)
+		held, other := newTestDevice(t, c, "held-here"), newTestDevice(t, c, "not-held")
+		for _, d := range []*mdmv1alpha1.Device{held, other} {
+			gone.connected(client.ObjectKeyFromObject(d), d.UID)
+		}
+		gone.flush(ctx)
+		// "aa" is live and sorts first, so "zz" leaves the sweep to it.
+		aaLease := &replicaLease{client: c, reader: c, namespace: "default", replica: "aa", duration: DefaultLeaseDuration}
+		zz := replica("zz", c)
+		zz.connected(client.ObjectKeyFromObject(held), held.UID)
+		sz := sweeperOf(zz)
+		aa := replica("aa", c)
+		aa.connected(client.ObjectKeyFromObject(held), held.UID)
+		sa := sweeperOf(aa)
+		rounds := func(s *sweeper) {
+			for range 4 {
+				if err := aaLease.renew(ctx, clk.now()); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.sweep(ctx); err != nil {
+					t.Fatal(err)
+				}
+				clk.add(testGrace / 2)
+			}
+		}
+		rounds(sz)
+		if cond, _, _ := connection(t, c, client.ObjectKeyFromObject(other)); cond.Status != metav1.ConditionTrue {
+			t.Fatalf("a replica that is not first swept a gone replica's device: %s", cond.Status)
+		}
+		rounds(sa)
+		if cond, _, _ := connection(t, c, client.ObjectKeyFromObject(other)); cond.Status != metav1.ConditionFalse {
+			t.Errorf("the first live replica left a gone replica's device %s", cond.Status)
+		}
+		if cond, _, _ := connection(t, c, client.ObjectKeyFromObject(held)); cond.Status != metav1.ConditionTrue {
+			t.Errorf("the sweeping replica marked a device it holds %s", cond.Status)
 		}
 	})
 

@@ -14,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -82,8 +83,9 @@ func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder ev
 	s.opts.LeaseDuration = cmp.Or(opts.LeaseDuration, DefaultLeaseDuration)
 	s.opts.HandoverGrace = cmp.Or(opts.HandoverGrace, DefaultHandoverGrace)
 	s.presence = newPresence(c, apiReader, log.WithName("presence"), opts.Replica, opts.StatusFlushInterval, s.opts.HandoverGrace, s.now)
-	lease := &replicaLease{client: c, reader: apiReader, namespace: opts.LeaseNamespace, replica: opts.Replica, duration: s.opts.LeaseDuration}
-	s.sweeper = newSweeper(lease, s.presence, c, log.WithName("sweeper"), s.opts.HandoverGrace, s.now)
+	lease := &replicaLease{client: c, reader: apiReader, namespace: opts.LeaseNamespace, replica: opts.Replica, duration: s.opts.LeaseDuration,
+		holder: string(uuid.NewUUID()), log: log.WithName("lease")}
+	s.sweeper = newSweeper(lease, s.presence, listedConnections{c}, log.WithName("sweeper"), s.opts.HandoverGrace, s.now)
 	s.results = newResultWriter(c, apiReader, log.WithName("results"))
 	s.hub = newHub()
 	return s
@@ -134,7 +136,7 @@ func (s *Server) NeedLeaderElection() bool { return false }
 // Start serves until ctx ends, then drains connections, writes the
 // presence changes and command results it holds, and releases its Lease.
 func (s *Server) Start(ctx context.Context) error {
-	if err := ValidateReplicaName(s.opts.Replica); err != nil {
+	if err := validatePresence(s.opts); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", s.opts.BindAddress)
@@ -143,12 +145,20 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.addr = ln.Addr()
 	close(s.listening)
+	// The streams live on their own context, ended only once presence
+	// knows that the streams closing from then on are handed over.
+	serveCtx, endStreams := context.WithCancel(context.WithoutCancel(ctx))
+	defer endStreams()
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		TLSConfig:         s.TLSConfig(),
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          nil,
+		BaseContext:       func(net.Listener) context.Context { return serveCtx },
+		// Pings find a stream whose device vanished without a FIN (a
+		// dropped NAT entry, a phone that changed networks), so that its
+		// disconnect is not held for minutes.
+		HTTP2:    &http.HTTP2Config{SendPingTimeout: streamKeepalive, PingTimeout: 15 * time.Second},
+		ErrorLog: nil,
 	}
 	var background sync.WaitGroup
 	for _, run := range []func(context.Context){s.presence.run, s.results.run, s.sweeper.run} {
@@ -163,17 +173,24 @@ func (s *Server) Start(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.presence.stop()
+	endStreams()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(shutdownCtx)
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close()
+	}
 	background.Wait()
 	// What the replica holds is written before it lets go: disconnects
-	// still in their grace and lastSeen not yet flushed. The streams the
-	// shutdown closed are handed over: their devices reconnect to another
-	// replica, and the others mark those that do not once the Lease is
-	// gone.
-	s.presence.flush(shutdownCtx)
-	if err := s.sweeper.lease.release(shutdownCtx); err != nil {
+	// whose grace has passed and lastSeen not yet written. The streams the
+	// shutdown closed, and disconnects still in their grace, are handed
+	// over: their devices reconnect to another replica, and the others
+	// mark those that do not once the Lease is gone.
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelFlush()
+	s.presence.flush(flushCtx)
+	releaseCtx, cancelRelease := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelRelease()
+	if err := s.sweeper.lease.release(releaseCtx); err != nil {
 		s.log.Error(err, "Releasing the gateway replica's Lease; the other replicas wait for it to lapse")
 	}
 	return nil

@@ -34,6 +34,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, deviceCA *pki.CA, opts Options
 	if err != nil {
 		return nil, fmt.Errorf("getting Device informer: %w", err)
 	}
+	conns, err := indexConnections(devices)
+	if err != nil {
+		return nil, err
+	}
+	if conns != nil {
+		s.sweeper.conns = conns
+	}
 	if _, err := devices.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		UpdateFunc: func(_, o any) { s.onDeviceChange(o.(*mdmv1alpha1.Device)) },
 		DeleteFunc: s.onDeviceDelete,

@@ -79,14 +79,25 @@ func (b *Balancer) serve() {
 }
 
 func (b *Balancer) forward(in net.Conn) {
+	// Registered before the dial, so that a Cut meanwhile cuts it too.
+	b.mu.Lock()
+	b.open[in] = struct{}{}
+	b.mu.Unlock()
 	out := b.dial()
 	if out == nil {
 		_ = in.Close()
+		b.mu.Lock()
+		delete(b.open, in)
+		b.mu.Unlock()
 		return
 	}
 	b.mu.Lock()
-	b.open[in], b.open[out] = struct{}{}, struct{}{}
+	_, stillOpen := b.open[in]
+	b.open[out] = struct{}{}
 	b.mu.Unlock()
+	if !stillOpen {
+		_ = out.Close()
+	}
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
 		_, _ = io.Copy(dst, src)

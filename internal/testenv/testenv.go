@@ -72,7 +72,7 @@ type Options struct {
 	Webhooks bool
 	// DeletionTimeout bounds how long a deleted Device waits for its device.
 	DeletionTimeout time.Duration
-	// HandoverGrace is the gateway's; 300ms when zero, so that disconnects
+	// HandoverGrace is the gateway's; 1s when zero, so that disconnects
 	// show quickly.
 	HandoverGrace time.Duration
 }
@@ -215,7 +215,7 @@ func (e *Env) newManager(ctx context.Context, bind, replica string, withControll
 	}
 	gw, err := gateway.Setup(ctx, mgr, e.DeviceCA, gateway.Options{
 		BindAddress: bind, CertificateLifetime: time.Hour, StatusFlushInterval: flush, Serving: serving,
-		Replica: replica, LeaseNamespace: Namespace, HandoverGrace: cmp.Or(o.HandoverGrace, 300*time.Millisecond),
+		Replica: replica, LeaseNamespace: Namespace, HandoverGrace: cmp.Or(o.HandoverGrace, time.Second),
 	})
 	if err != nil {
 		return nil, nil, err

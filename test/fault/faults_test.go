@@ -95,6 +95,7 @@ var _ = Describe("Faults during a fleet-wide action", func() {
 			g.Expect(on).To(HaveKeyWithValue("beta", BeNumerically(">", 0)))
 		}).Should(Succeed(), "the balancer spreads the fleet over both replicas")
 
+		flapped := f.shownDisconnected(ctx)
 		a := f.lockAll(ctx, "lock-through-replica-loss")
 		midway(ctx, a, fleetSize)
 		By("kill -9 of replica beta")
@@ -124,6 +125,7 @@ var _ = Describe("Faults during a fleet-wide action", func() {
 				g.Expect(d.Status.Connection).To(HaveField("Gateway", "alpha"), d.Name)
 			}
 		}).Should(Succeed(), "the devices that could move are connected to alpha")
+		Expect(flapped()).To(BeEmpty(), "devices that moved to alpha but were shown disconnected")
 	})
 })
 
@@ -132,7 +134,7 @@ var _ = Describe("An agent killed between executing and reporting", func() {
 	// what it executes to a file that survives the kill.
 	agentProcess := func(gateway, tokenValue, caFile, stateDir string) *process {
 		cmd := exec.Command(agentBin, "--gateway", gateway, "--ca-file", caFile, "--state-dir", stateDir,
-			"--simulate", "1", "--simulate-prefix", "proc-", "--simulate-delay", "2s", "--simulate-execution-log",
+			"--simulate", "1", "--simulate-prefix", "proc-", "--simulate-delay", "5s", "--simulate-execution-log",
 			"--heartbeat", "1h", "--zap-devel")
 		cmd.Env = append(os.Environ(), "KUBEMDM_TOKEN="+tokenValue)
 		return start("agent", cmd)
@@ -196,8 +198,10 @@ var _ = Describe("An agent killed between executing and reporting", func() {
 		By("kill -9 of the manager, so that the result cannot be reported")
 		t.manager.kill()
 		Eventually(func() int { return executions(t.stateDir, a) }).Should(Equal(1), "the device ran the command")
-		// The journal records the result right after the run.
-		time.Sleep(500 * time.Millisecond)
+		Eventually(func() (string, error) {
+			raw, err := os.ReadFile(filepath.Join(t.stateDir, "proc-00000", "state.json"))
+			return string(raw), err
+		}).Should(ContainSubstring(`"`+string(a.UID)+`":{"code":0`), "the agent journaled the result")
 		By("kill -9 of the agent, holding a result it could not report")
 		t.agent.kill()
 		startManager("agentfault", t.addr, t.lb.Addr(), true)

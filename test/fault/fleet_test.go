@@ -3,6 +3,8 @@ package fault
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"path/filepath"
 	"sync"
 	"time"
@@ -188,4 +190,30 @@ func (f *fleet) expectEachRanOnce(ctx context.Context, a *mdmv1alpha1.DeviceActi
 	}
 	Expect(twice).To(BeEmpty(), "devices that ran the command more than once")
 	Expect(never).To(BeEmpty(), "devices whose row succeeded but never ran the command")
+}
+
+// shownDisconnected records, from a watch, every Device of the fleet the
+// apiserver stores with Connected=False from now on.
+func (f *fleet) shownDisconnected(ctx context.Context) func() []string {
+	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	w, err := wc.Watch(ctx, &mdmv1alpha1.DeviceList{}, client.InNamespace(f.ns))
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(w.Stop)
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	go func() {
+		for ev := range w.ResultChan() {
+			if d, ok := ev.Object.(*mdmv1alpha1.Device); ok && meta.IsStatusConditionFalse(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected) {
+				mu.Lock()
+				seen[d.Name] = true
+				mu.Unlock()
+			}
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Sorted(maps.Keys(seen))
+	}
 }
