@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"slices"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
