@@ -12,8 +12,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
@@ -43,6 +45,8 @@ type EnrollmentTokenReconciler struct {
 	Now func() time.Time
 	// WifiSecretRetry overrides defaultWifiSecretRetry when positive.
 	WifiSecretRetry time.Duration
+
+	counts countWrites
 }
 
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=enrollmenttokens,verbs=get;list;watch;update;patch
@@ -74,7 +78,15 @@ func (r *EnrollmentTokenReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		// The deferred patch adds the finalizer; its watch event brings us back.
 		return ctrl.Result{}, nil
 	}
-	return r.reconcileNormal(ctx, token, &destroyed)
+	res, retErr = r.reconcileNormal(ctx, token, &destroyed)
+	if retErr != nil {
+		return res, retErr
+	}
+	wait, err := r.count(ctx, token)
+	if wait > 0 && (res.RequeueAfter == 0 || wait < res.RequeueAfter) {
+		res.RequeueAfter = wait
+	}
+	return res, err
 }
 
 func (r *EnrollmentTokenReconciler) now() time.Time {
@@ -136,20 +148,13 @@ func (r *EnrollmentTokenReconciler) reconcileNormal(ctx context.Context, token *
 // with it, Pending again once ClaimTimeout passed without one. It returns
 // how long to wait for the claim to end on its own.
 func (r *EnrollmentTokenReconciler) settleClaim(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) (time.Duration, error) {
-	devices := &mdmv1alpha1.DeviceList{}
-	// Read only, and rare (a claim left unfinished): no copy of each Device.
-	if err := r.List(ctx, devices, client.InNamespace(token.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return 0, fmt.Errorf("listing Devices: %w", err)
+	devices, err := r.enrolledDevices(ctx, token)
+	if err != nil {
+		return 0, err
 	}
-	for _, d := range devices.Items {
-		if d.Status.EnrollmentToken == token.Name && d.Status.Phase != "" && d.Status.Phase != mdmv1alpha1.DeviceRegistered {
-			token.Status.Phase, token.Status.ClaimedAt = mdmv1alpha1.TokenDone, nil
-			token.Status.EnrollmentCount = max(token.Status.EnrollmentCount, 1)
-			if len(token.Status.EnrolledDevices) == 0 {
-				token.Status.EnrolledDevices = []mdmv1alpha1.EnrolledDevice{{Name: d.Name, EnrolledAt: d.Status.EnrolledAt}}
-			}
-			return 0, nil
-		}
+	if len(devices) > 0 {
+		token.Status.Phase, token.Status.ClaimedAt = mdmv1alpha1.TokenDone, nil
+		return 0, nil
 	}
 	claimed := token.CreationTimestamp.Time
 	if token.Status.ClaimedAt != nil {
@@ -175,6 +180,7 @@ func (r *EnrollmentTokenReconciler) retire(ctx context.Context, token *mdmv1alph
 
 func (r *EnrollmentTokenReconciler) reconcileDelete(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) (destroyed bool, err error) {
 	token.Status.Phase = mdmv1alpha1.TokenDeleted
+	r.counts.forget(client.ObjectKeyFromObject(token))
 	if destroyed, err = r.destroySecret(ctx, token); err != nil {
 		return false, err
 	}
@@ -273,9 +279,14 @@ func (r *EnrollmentTokenReconciler) recordTransition(ctx context.Context, token 
 // SetupWithManager registers the reconciler; it owns the token Secrets so
 // that a deleted or edited Secret is put right at once.
 func (r *EnrollmentTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &mdmv1alpha1.Device{}, indexEnrolledWith, enrolledWith); err != nil {
+		return fmt.Errorf("indexing Devices by enrollment token: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&mdmv1alpha1.EnrollmentToken{}).
 		Owns(&corev1.Secret{}).
+		// A token counts the Devices that enrolled with it.
+		Watches(&mdmv1alpha1.Device{}, handler.EnqueueRequestsFromMapFunc(tokenOfDevice), builder.WithPredicates(enrollmentChanged)).
 		Named("enrollmenttoken").
 		Complete(r)
 }

@@ -15,7 +15,6 @@ import (
 	"connectrpc.com/connect"
 	"github.com/go-logr/logr"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -115,16 +114,14 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 		}
 		return nil, connect.NewError(connect.CodeUnavailable, err)
 	}
-	if err := s.recordEnrollment(ctx, token, device.Name, now); err != nil {
-		// The device is enrolled and its certificate valid; the token's
-		// record is kept up by the token controller (a one-time token left
-		// Processing is settled from its Device).
-		log.Error(err, "Recording the enrollment on the token", "device", klog.KObj(device))
+	if err := s.recordEnrollment(ctx, token); err != nil {
+		// The device is enrolled and its certificate valid; a one-time
+		// token left Processing is settled from its Device by the token
+		// controller.
+		log.Error(err, "Marking the one-time token spent", "device", klog.KObj(device))
 	}
-	if s.recorder != nil {
-		s.recorder.Eventf(device, token, corev1.EventTypeNormal, "Enrolled", "Enroll", "Device enrolled with EnrollmentToken %s", token.Name)
-		s.recorder.Eventf(token, device, corev1.EventTypeNormal, "DeviceEnrolled", "Enroll", "Device %s enrolled", device.Name)
-	}
+	// No Event per enrollment: at fleet size they would be a write per
+	// device. The Enrolled condition and enrolledAt say it on the Device.
 	log.Info("Device enrolled", "device", klog.KObj(device))
 	return s.answer(device, certPEM, cert), nil
 }
@@ -135,12 +132,8 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 func (s *Server) retried(ctx context.Context, log logr.Logger, token *mdmv1alpha1.EnrollmentToken, device *mdmv1alpha1.Device, csr *x509.CertificateRequest) (*connect.Response[agentv1.EnrollResponse], error) {
 	log.Info("Enrollment retried with the same key", "device", klog.KObj(device))
 	if !token.Spec.Perpetual && token.Status.Phase != mdmv1alpha1.TokenDone {
-		at := s.now()
-		if device.Status.EnrolledAt != nil {
-			at = device.Status.EnrolledAt.Time
-		}
-		if err := s.recordEnrollment(ctx, token, device.Name, at); err != nil {
-			log.Error(err, "Recording the enrollment on the token", "device", klog.KObj(device))
+		if err := s.recordEnrollment(ctx, token); err != nil {
+			log.Error(err, "Marking the one-time token spent", "device", klog.KObj(device))
 		}
 	}
 	return s.enrollResponse(device, csr)
@@ -340,28 +333,23 @@ func (s *Server) releaseOneTime(ctx context.Context, token *mdmv1alpha1.Enrollme
 	}
 }
 
-// recordEnrollment counts the enrollment on the token and, for a one-time
-// token, marks it Done.
-func (s *Server) recordEnrollment(ctx context.Context, token *mdmv1alpha1.EnrollmentToken, device string, now time.Time) error {
+// recordEnrollment marks a one-time token Done. A perpetual token is not
+// written per enrollment: its controller counts the Devices that name it,
+// so a fleet enrolling at once never contends on the token.
+func (s *Server) recordEnrollment(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) error {
+	if token.Spec.Perpetual {
+		return nil
+	}
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		fresh := &mdmv1alpha1.EnrollmentToken{}
 		if err := s.apiReader.Get(ctx, client.ObjectKeyFromObject(token), fresh); err != nil {
 			return fmt.Errorf("reading token: %w", err)
 		}
-		if !fresh.Spec.Perpetual && fresh.Status.Phase == mdmv1alpha1.TokenDone {
+		if fresh.Status.Phase == mdmv1alpha1.TokenDone {
 			return nil // the token controller recorded it from the Device already
 		}
 		before := fresh.DeepCopy()
-		fresh.Status.EnrollmentCount++
-		at := metav1.NewTime(now)
-		fresh.Status.EnrolledDevices = slices.DeleteFunc(fresh.Status.EnrolledDevices, func(d mdmv1alpha1.EnrolledDevice) bool { return d.Name == device })
-		fresh.Status.EnrolledDevices = append(fresh.Status.EnrolledDevices, mdmv1alpha1.EnrolledDevice{Name: device, EnrolledAt: &at})
-		if n := len(fresh.Status.EnrolledDevices); n > mdmv1alpha1.MaxEnrolledDevices {
-			fresh.Status.EnrolledDevices = fresh.Status.EnrolledDevices[n-mdmv1alpha1.MaxEnrolledDevices:]
-		}
-		if !fresh.Spec.Perpetual {
-			fresh.Status.Phase = mdmv1alpha1.TokenDone
-		}
+		fresh.Status.Phase, fresh.Status.ClaimedAt = mdmv1alpha1.TokenDone, nil
 		return s.cache.Status().Patch(ctx, fresh, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 	})
 }

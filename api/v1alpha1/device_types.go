@@ -511,6 +511,7 @@ type DeviceConnection struct {
 // +kubebuilder:selectablefield:JSONPath=`.spec.platform`
 // +kubebuilder:selectablefield:JSONPath=`.status.phase`
 // +kubebuilder:selectablefield:JSONPath=`.spec.serialNumber`
+// +kubebuilder:selectablefield:JSONPath=`.status.enrollmentToken`
 // +kubebuilder:printcolumn:name="Platform",type=string,JSONPath=`.spec.platform`
 // +kubebuilder:printcolumn:name="Owner",type=string,JSONPath=`.spec.owner`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`

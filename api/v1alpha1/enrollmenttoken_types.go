@@ -251,21 +251,6 @@ const (
 	TokenSecretCAKey = "ca.crt"
 )
 
-// EnrolledDevice records one enrollment made with a token.
-type EnrolledDevice struct {
-	// name of the Device.
-	// +required
-	Name string `json:"name"`
-
-	// enrolledAt is when the device enrolled.
-	// +optional
-	EnrolledAt *metav1.Time `json:"enrolledAt,omitempty"`
-}
-
-// MaxEnrolledDevices bounds status.enrolledDevices; enrollmentCount keeps the
-// total so that a perpetual token cannot grow its object without limit.
-const MaxEnrolledDevices = 100
-
 // EnrollmentTokenStatus is the observed state of an EnrollmentToken.
 type EnrollmentTokenStatus struct {
 	// observedGeneration is the generation last reconciled to a settled state.
@@ -302,15 +287,17 @@ type EnrollmentTokenStatus struct {
 	// +optional
 	EnrollmentHost string `json:"enrollmentHost,omitempty"`
 
-	// enrolledDevices are the most recent enrollments, newest last, at most 100.
-	// +optional
-	// +listType=map
-	// +listMapKey=name
-	EnrolledDevices []EnrolledDevice `json:"enrolledDevices,omitempty"`
-
-	// enrollmentCount is the number of devices the token enrolled.
+	// enrollmentCount is the number of Devices that enrolled with the
+	// token and still exist. The controller counts them from the Devices
+	// (at most one write per token every 10 seconds), so a fleet
+	// enrolling at once never contends on the token; list them with
+	// kubectl get devices --field-selector status.enrollmentToken=NAME.
 	// +optional
 	EnrollmentCount int32 `json:"enrollmentCount,omitempty"`
+
+	// lastEnrollmentAt is when the newest of those Devices enrolled.
+	// +optional
+	LastEnrollmentAt *metav1.Time `json:"lastEnrollmentAt,omitempty"`
 
 	// claimedAt is when a device claimed a one-time token (Processing). A
 	// claim that no enrollment followed within ClaimTimeout is let go.
