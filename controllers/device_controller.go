@@ -167,7 +167,9 @@ func (r *DeviceReconciler) evaluateCompliance(d *mdmv1alpha1.Device, now time.Ti
 	}
 	setCompliantCondition(d)
 	var after time.Duration
-	if window := cmp.Or(r.SeenWindow, compliance.DefaultSeenWindow); d.Status.LastSeen != nil && state == mdmv1alpha1.ComplianceCompliant {
+	// A connected device stays seen until its stream closes, which is an
+	// update of its own; only a disconnected one ages out of the window.
+	if window := cmp.Or(r.SeenWindow, compliance.DefaultSeenWindow); d.Status.LastSeen != nil && !compliance.Connected(d) && state == mdmv1alpha1.ComplianceCompliant {
 		after = max(d.Status.LastSeen.Add(window).Sub(now), time.Second)
 	}
 	if wait > 0 && (after == 0 || wait < after) {

@@ -263,11 +263,6 @@ type presenceWrite struct {
 	connected bool
 	// changed is true when the write records a stream opening or closing.
 	changed bool
-	// claim is true when a connected device is to be written as this
-	// replica's whatever the Device says: its stream opened, or came
-	// back, or this replica's Lease lapsed. A refresh of lastSeen alone
-	// claims nothing.
-	claim     bool
 	lastSeen  time.Time
 	changedAt time.Time
 }
@@ -296,12 +291,15 @@ func (p *presence) due() []presenceWrite {
 		if changed && !connected && now.Sub(e.changedAt) < p.grace {
 			continue
 		}
-		stale := e.lastSeen.After(e.flushedSeen) && now.Sub(e.flushedAt) >= p.interval
+		// A device that holds its stream is seen now: its lastSeen is
+		// written when the stream opens and closes, never in between. Only
+		// a polling device's is refreshed, once per interval.
+		stale := !connected && e.lastSeen.After(e.flushedSeen) && now.Sub(e.flushedAt) >= p.interval
 		claim := connected && e.stored == nil
 		if !changed && !stale && !claim {
 			continue
 		}
-		w := presenceWrite{key: key, uid: e.uid, connected: connected, changed: changed, claim: changed || claim,
+		w := presenceWrite{key: key, uid: e.uid, connected: connected, changed: changed,
 			lastSeen: e.lastSeen, changedAt: e.storedChange}
 		if changed || e.stored == nil {
 			w.changedAt = e.changedAt
@@ -363,12 +361,6 @@ func (p *presence) write(ctx context.Context, w presenceWrite) error {
 	if w.connected {
 		status := presenceStatus(&mdmv1alpha1.DeviceConnection{Gateway: p.replica}, w.lastSeen, w.changedAt,
 			reasonStreamOpen, "The agent holds a stream to gateway replica "+p.replica)
-		if !w.claim {
-			// A refresh of lastSeen: only while the Device still names
-			// this replica, so that a stream left half-open here never
-			// takes back a device that moved.
-			return p.writeGuarded(ctx, w.key, w.uid, p.stillMine, func(*mdmv1alpha1.Device) map[string]any { return status })
-		}
 		// A device shown connected already (it came back, or moved from
 		// another replica) keeps the time it became connected.
 		if d := (&mdmv1alpha1.Device{}); p.client.Get(ctx, w.key, d) == nil && d.UID == w.uid {

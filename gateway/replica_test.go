@@ -125,6 +125,32 @@ func TestReplicas(t *testing.T) {
 		}
 	})
 
+	t.Run("a streaming device costs no write while it holds its stream; a polling one one per interval", func(t *testing.T) {
+		const interval = 5 * time.Minute
+		p := newPresence(c, c, (&errorLog{}).logger(), "idle", interval, testGrace, clk.now)
+		streaming, polling := newTestDevice(t, c, "streams"), newTestDevice(t, c, "polls")
+		sk, pk := client.ObjectKeyFromObject(streaming), client.ObjectKeyFromObject(polling)
+		p.connected(sk, streaming.UID)
+		p.flush(ctx)
+		_, _, streamingRV := connection(t, c, sk)
+		writes, pollingRV := 0, ""
+		for range 60 { // an hour of heartbeats, one a minute
+			p.seen(sk, streaming.UID)
+			p.seen(pk, polling.UID)
+			p.flush(ctx)
+			if _, _, rv := connection(t, c, pk); rv != pollingRV {
+				writes, pollingRV = writes+1, rv
+			}
+			clk.add(time.Minute)
+		}
+		if _, _, rv := connection(t, c, sk); rv != streamingRV {
+			t.Errorf("a device that held its stream for an hour was written (resourceVersion %s → %s)", streamingRV, rv)
+		}
+		if want := int(time.Hour / interval); writes < want || writes > want+1 {
+			t.Errorf("a polling device was written %d times in an hour, want %d (once per %s)", writes, want, interval)
+		}
+	})
+
 	t.Run("a closed stream is written disconnected after the grace", func(t *testing.T) {
 		a := replica("a", c)
 		d := newTestDevice(t, c, "leaves")

@@ -32,7 +32,8 @@ type Options struct {
 	BindAddress string
 	// CertificateLifetime is how long device certificates are valid.
 	CertificateLifetime time.Duration
-	// StatusFlushInterval bounds how often lastSeen reaches Device.status.
+	// StatusFlushInterval bounds how often the lastSeen of an agent that
+	// only polls reaches Device.status.
 	StatusFlushInterval time.Duration
 	// Serving is the gateway's TLS certificate source.
 	Serving *ServingCertificate

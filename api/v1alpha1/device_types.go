@@ -436,8 +436,11 @@ type DeviceStatus struct {
 	// +kubebuilder:validation:MaxLength=71
 	EnrollmentKey string `json:"enrollmentKey,omitempty"`
 
-	// lastSeen is when the agent was last heard from, written at most once
-	// per status flush interval.
+	// lastSeen is when the agent was last heard from. While Connected is
+	// True the agent holds its stream and is seen now; lastSeen is then
+	// when the stream opened, and is written again when it closes. An
+	// agent that only polls has it written at most once per status flush
+	// interval.
 	// +optional
 	LastSeen *metav1.Time `json:"lastSeen,omitempty"`
 

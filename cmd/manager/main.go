@@ -92,7 +92,7 @@ func main() {
 	flag.StringVar(&o.gatewayTLSSecret, "gateway-tls-secret", "", "kubernetes.io/tls Secret (with ca.crt, as cert-manager writes it) to serve the gateway with, instead of a self-signed certificate.")
 	flag.StringVar(&o.gatewayTLSHosts, "gateway-tls-hosts", "localhost,127.0.0.1", "Comma-separated DNS names and IPs of the self-signed gateway certificate.")
 	flag.DurationVar(&o.certificateLifetime, "device-certificate-lifetime", 30*24*time.Hour, "Lifetime of device identity certificates; agents renew them before expiry.")
-	flag.DurationVar(&o.statusFlushInterval, "status-flush-interval", 5*time.Minute, "How often at most a connected device's lastSeen is written to its status.")
+	flag.DurationVar(&o.statusFlushInterval, "status-flush-interval", 5*time.Minute, "How often at most the lastSeen of an agent that polls without a stream is written to its status; a streaming agent's is written when its stream opens and closes.")
 	flag.DurationVar(&o.deletionTimeout, "deletion-timeout", controllers.DefaultDeletionTimeout, "How long a deleted Device waits for its device to confirm the deletion policy before it is released anyway.")
 	flag.StringVar(&o.gatewayReplica, "gateway-replica", envOr("POD_NAME", hostLabel()), "Name of this gateway replica, unique among the running ones; its Lease is kubemdm-gateway-<name> in --namespace.")
 	flag.DurationVar(&o.handoverGrace, "gateway-handover-grace", gateway.DefaultHandoverGrace, "How long a device whose stream closed (or whose gateway replica stopped) has to reconnect before it is shown disconnected.")

@@ -56,6 +56,11 @@ func TestEvaluate(t *testing.T) {
 		"failed config":   {func(d *mdmv1alpha1.Device) { d.Status.Configurations[0].State = "Failed" }, mdmv1alpha1.ComplianceNonCompliant, 1},
 		"missing config":  {func(d *mdmv1alpha1.Device) { d.Status.Configurations = d.Status.Configurations[1:] }, mdmv1alpha1.ComplianceNonCompliant, 1},
 		"not seen lately": {func(d *mdmv1alpha1.Device) { d.Status.LastSeen = &metav1.Time{Time: now.Add(-48 * time.Hour)} }, mdmv1alpha1.ComplianceNonCompliant, 1},
+		// lastSeen of a streaming device is when its stream opened.
+		"connected for two days": {func(d *mdmv1alpha1.Device) {
+			d.Status.LastSeen = &metav1.Time{Time: now.Add(-48 * time.Hour)}
+			d.Status.Conditions = []metav1.Condition{{Type: mdmv1alpha1.DeviceConditionConnected, Status: metav1.ConditionTrue}}
+		}, mdmv1alpha1.ComplianceCompliant, 0},
 		// 64 configurations, each missing and requiring a newer OS, and not
 		// seen: 129 reasons, cut to the schema's 32.
 		"more reasons than the status holds": {func(d *mdmv1alpha1.Device) {
