@@ -262,7 +262,7 @@ type presenceWrite struct {
 	uid       types.UID
 	connected bool
 	// changed is true when the write records a stream opening or closing.
-	changed bool
+	changed   bool
 	lastSeen  time.Time
 	changedAt time.Time
 }
