@@ -76,6 +76,11 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	patcher := patch.NewHelper(device)
 	defer func() { patcher.Finish(ctx, r.Client, device, &res, &retErr) }()
 
+	if wait := enrollmentUnderWay(device, time.Now()); wait > 0 {
+		// The gateway writes this Device's phase in a moment; a status
+		// written now would only be overwritten.
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	if phase, moves := lifecycle.Next(device, lifecycle.Created); moves {
 		device.Status.Phase = phase
 	}
@@ -90,6 +95,20 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	res.RequeueAfter = r.settle(device, time.Now())
 	device.Status.ObservedGeneration = device.Generation
 	return res, nil
+}
+
+// enrollingGrace is how long a Device an enrollment created may go without
+// a phase before the controller settles it as Registered: the gateway writes
+// Enrolled within milliseconds unless it failed on the way.
+const enrollingGrace = 30 * time.Second
+
+// enrollmentUnderWay returns how long to leave a Device the gateway created
+// for an enrollment and has yet to mark enrolled.
+func enrollmentUnderWay(d *mdmv1alpha1.Device, now time.Time) time.Duration {
+	if d.Status.Phase != "" || d.Labels[mdmv1alpha1.LabelEnrollmentToken] == "" || !d.DeletionTimestamp.IsZero() {
+		return 0
+	}
+	return max(d.CreationTimestamp.Add(enrollingGrace).Sub(now), 0)
 }
 
 // settle sets the phase's conditions of a Device that is not being deleted

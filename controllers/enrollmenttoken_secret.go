@@ -23,7 +23,7 @@ import (
 const TokenSecretType corev1.SecretType = "mdm.kubemdm.io/enrollment-token"
 
 // LabelEnrollmentToken names, on a Secret, the token it belongs to.
-const LabelEnrollmentToken = "mdm.kubemdm.io/enrollment-token"
+const LabelEnrollmentToken = mdmv1alpha1.LabelEnrollmentToken
 
 // missingSecretError means a Secret the user must create does not exist yet.
 type missingSecretError struct{ name, key string }

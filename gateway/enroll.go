@@ -34,7 +34,7 @@ import (
 const enrollManager = "kubemdm-gateway-enroll"
 
 // LabelEnrollmentToken names, on a Device, the token it enrolled with.
-const LabelEnrollmentToken = "mdm.kubemdm.io/enrollment-token"
+const LabelEnrollmentToken = mdmv1alpha1.LabelEnrollmentToken
 
 var errTokenRefused = errors.New("enrollment token is unknown, expired, revoked or already used")
 
@@ -416,6 +416,9 @@ func newDeviceFromTemplate(token *mdmv1alpha1.EnrollmentToken, serial string) *m
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: token.Namespace,
 			Labels:    map[string]string{LabelEnrollmentToken: token.Name},
+			// The Device controller would add it a moment later, at the
+			// cost of a write per enrolled device.
+			Finalizers: []string{mdmv1alpha1.Finalizer},
 		},
 		Spec: mdmv1alpha1.DeviceSpec{
 			Platform:     token.Spec.Platform,

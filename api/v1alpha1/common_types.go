@@ -50,6 +50,10 @@ const AnnotationForceDelete = "mdm.kubemdm.io/force-delete"
 // moves lastEvaluated past this time.
 const AnnotationComplianceRequested = "mdm.kubemdm.io/compliance-requested"
 
+// LabelEnrollmentToken names the EnrollmentToken a Device enrolled with
+// (on the Devices a token created) and the token a value Secret belongs to.
+const LabelEnrollmentToken = "mdm.kubemdm.io/enrollment-token"
+
 // Finalizer is the finalizer every kubemdm controller puts on the objects
 // whose deletion needs work first.
 const Finalizer = "mdm.kubemdm.io/finalizer"

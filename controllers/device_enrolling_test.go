@@ -1,0 +1,38 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+)
+
+func TestEnrollmentUnderWay(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	device := func(age time.Duration, label bool, phase mdmv1alpha1.DevicePhase) *mdmv1alpha1.Device {
+		d := &mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(now.Add(-age))},
+			Status: mdmv1alpha1.DeviceStatus{Phase: phase}}
+		if label {
+			d.Labels = map[string]string{mdmv1alpha1.LabelEnrollmentToken: "fleet"}
+		}
+		return d
+	}
+	for _, tc := range []struct {
+		name string
+		d    *mdmv1alpha1.Device
+		want time.Duration
+	}{
+		{"created by an enrollment a moment ago", device(time.Second, true, ""), enrollingGrace - time.Second},
+		{"created by an enrollment that never finished", device(enrollingGrace, true, ""), 0},
+		{"enrolled already", device(time.Second, true, mdmv1alpha1.DeviceEnrolled), 0},
+		{"created by a person", device(time.Second, false, ""), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := enrollmentUnderWay(tc.d, now); got != tc.want {
+				t.Errorf("enrollmentUnderWay = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
