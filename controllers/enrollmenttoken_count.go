@@ -79,10 +79,17 @@ func (r *EnrollmentTokenReconciler) enrolledDevices(ctx context.Context, token *
 	return out, nil
 }
 
-// count sets enrollmentCount and lastEnrollmentAt from the Devices, at most
-// once per countInterval, and returns when to look again for a change it
-// held back.
+// count sets enrollmentCount and lastEnrollmentAt from the Devices, looking
+// at most once per countInterval after a change, and returns when to look
+// again.
 func (r *EnrollmentTokenReconciler) count(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) (time.Duration, error) {
+	// Checked before the count, not after: during a burst every enrollment
+	// reconciles the token, and listing its Devices each time would cost
+	// O(devices) per enrollment.
+	key, now := client.ObjectKeyFromObject(token), r.now()
+	if since := r.counts.since(key, now); since < countInterval {
+		return countInterval - since, nil
+	}
 	devices, err := r.enrolledDevices(ctx, token)
 	if err != nil {
 		return 0, err
@@ -96,10 +103,6 @@ func (r *EnrollmentTokenReconciler) count(ctx context.Context, token *mdmv1alpha
 	n := int32(len(devices))
 	if n == token.Status.EnrollmentCount && last.Equal(token.Status.LastEnrollmentAt) {
 		return 0, nil
-	}
-	key, now := client.ObjectKeyFromObject(token), r.now()
-	if since := r.counts.since(key, now); since < countInterval {
-		return countInterval - since, nil
 	}
 	token.Status.EnrollmentCount, token.Status.LastEnrollmentAt = n, last
 	r.counts.mark(key, now)

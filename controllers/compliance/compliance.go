@@ -9,18 +9,12 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/conditions"
 )
 
 // DefaultSeenWindow is how recently an agent must have been seen.
 const DefaultSeenWindow = 24 * time.Hour
-
-// Connected reports whether the agent holds a stream now.
-func Connected(d *mdmv1alpha1.Device) bool {
-	return meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected)
-}
 
 // Evaluate returns the state and the reasons a device is not compliant.
 // A device that never reported is Unknown.
@@ -55,7 +49,7 @@ func Evaluate(d *mdmv1alpha1.Device, now time.Time, window time.Duration) (mdmv1
 	}
 	// A device holding its stream is seen now, whatever lastSeen says:
 	// that is written when the connection changes, not while it holds.
-	if d.Status.LastSeen != nil && !Connected(d) && now.Sub(d.Status.LastSeen.Time) > window {
+	if d.Status.LastSeen != nil && !conditions.IsTrue(d, mdmv1alpha1.DeviceConditionConnected) && now.Sub(d.Status.LastSeen.Time) > window {
 		reasons = append(reasons, fmt.Sprintf("the agent was last seen %s ago, more than %s", now.Sub(d.Status.LastSeen.Time).Round(time.Minute), window))
 	}
 	if len(reasons) > 0 {
