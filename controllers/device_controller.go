@@ -188,7 +188,7 @@ func (r *DeviceReconciler) evaluateCompliance(d *mdmv1alpha1.Device, now time.Ti
 	var after time.Duration
 	// A connected device stays seen until its stream closes, which is an
 	// update of its own; only a disconnected one ages out of the window.
-	if window := cmp.Or(r.SeenWindow, compliance.DefaultSeenWindow); d.Status.LastSeen != nil && !compliance.Connected(d) && state == mdmv1alpha1.ComplianceCompliant {
+	if window := cmp.Or(r.SeenWindow, compliance.DefaultSeenWindow); d.Status.LastSeen != nil && !conditions.IsTrue(d, mdmv1alpha1.DeviceConditionConnected) && state == mdmv1alpha1.ComplianceCompliant {
 		after = max(d.Status.LastSeen.Add(window).Sub(now), time.Second)
 	}
 	if wait > 0 && (after == 0 || wait < after) {
@@ -203,7 +203,7 @@ func (r *DeviceReconciler) evaluateCompliance(d *mdmv1alpha1.Device, now time.Ti
 func complianceRequested(d *mdmv1alpha1.Device, now time.Time) (bool, time.Duration) {
 	requested, err := time.Parse(time.RFC3339, d.Annotations[mdmv1alpha1.AnnotationComplianceRequested])
 	switch {
-	case err != nil || requested.After(now.Add(complianceRequestSkew)):
+	case err != nil || requested.After(now.Add(mdmv1alpha1.ComplianceRequestSkew)):
 		return false, 0
 	case requested.After(now):
 		return false, requested.Sub(now)
@@ -211,9 +211,6 @@ func complianceRequested(d *mdmv1alpha1.Device, now time.Time) (bool, time.Durat
 	c := d.Status.Compliance
 	return c == nil || c.LastEvaluated == nil || c.LastEvaluated.Time.Before(requested), 0
 }
-
-// complianceRequestSkew is how far ahead a compliance request may be dated.
-const complianceRequestSkew = time.Minute
 
 // setCompliantCondition mirrors status.compliance in the Compliant condition.
 func setCompliantCondition(d *mdmv1alpha1.Device) {

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,18 +24,42 @@ type DeviceValidator struct {
 	Client client.Client
 }
 
-// +kubebuilder:webhook:path=/validate-mdm-kubemdm-io-v1alpha1-device,mutating=false,failurePolicy=fail,sideEffects=None,groups=mdm.kubemdm.io,resources=devices,verbs=update;delete,versions=v1alpha1,name=vdevice.mdm.kubemdm.io,admissionReviewVersions=v1,patch=`{"matchConditions":[{"name":"deleting","expression":"request.operation == 'DELETE' || (has(oldObject.metadata.deletionTimestamp) && oldObject.spec.deletionPolicy != object.spec.deletionPolicy)"}]}`
+// +kubebuilder:webhook:path=/validate-mdm-kubemdm-io-v1alpha1-device,mutating=false,failurePolicy=fail,sideEffects=None,groups=mdm.kubemdm.io,resources=devices,verbs=create;update;delete,versions=v1alpha1,name=vdevice.mdm.kubemdm.io,admissionReviewVersions=v1,patch=`{"matchConditions":[{"name":"deleting-or-requesting-compliance","expression":"request.operation == 'DELETE' || (request.operation == 'UPDATE' && has(oldObject.metadata.deletionTimestamp) && oldObject.spec.deletionPolicy != object.spec.deletionPolicy) || (has(object.metadata.annotations) && 'mdm.kubemdm.io/compliance-requested' in object.metadata.annotations && (request.operation == 'CREATE' || !has(oldObject.metadata.annotations) || !('mdm.kubemdm.io/compliance-requested' in oldObject.metadata.annotations) || oldObject.metadata.annotations['mdm.kubemdm.io/compliance-requested'] != object.metadata.annotations['mdm.kubemdm.io/compliance-requested']))"}]}`
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
-// ValidateCreate allows creates.
-func (v *DeviceValidator) ValidateCreate(context.Context, *mdmv1alpha1.Device) (admission.Warnings, error) {
-	return nil, nil
+// ValidateCreate checks a compliance request.
+func (v *DeviceValidator) ValidateCreate(_ context.Context, d *mdmv1alpha1.Device) (admission.Warnings, error) {
+	return nil, validComplianceRequest(nil, d, time.Now())
 }
 
-// ValidateUpdate keeps the deletion policy of a Device being deleted: the
+// validComplianceRequest refuses a compliance-requested annotation, new or
+// changed, that the Device controller could not honour.
+func validComplianceRequest(old, d *mdmv1alpha1.Device, now time.Time) error {
+	value, set := d.Annotations[mdmv1alpha1.AnnotationComplianceRequested]
+	if !set || (old != nil && old.Annotations[mdmv1alpha1.AnnotationComplianceRequested] == value) {
+		return nil
+	}
+	path := field.NewPath("metadata", "annotations").Key(mdmv1alpha1.AnnotationComplianceRequested)
+	at, err := time.Parse(time.RFC3339, value)
+	var bad *field.Error
+	switch {
+	case err != nil:
+		bad = field.Invalid(path, value, "must be an RFC 3339 time such as "+now.UTC().Format(time.RFC3339))
+	case at.After(now.Add(mdmv1alpha1.ComplianceRequestSkew)):
+		bad = field.Invalid(path, value, fmt.Sprintf("is more than %s ahead; a compliance evaluation cannot be asked for the future", mdmv1alpha1.ComplianceRequestSkew))
+	default:
+		return nil
+	}
+	return apierrors.NewInvalid(mdmv1alpha1.GroupVersion.WithKind("Device").GroupKind(), d.Name, field.ErrorList{bad})
+}
+
+// ValidateUpdate checks a compliance request and keeps the deletion policy of a Device being deleted: the
 // verb was checked against it when the deletion was asked, and changing it
 // afterwards (Unenroll to Retire) would run an action nobody was allowed.
 func (v *DeviceValidator) ValidateUpdate(_ context.Context, old, d *mdmv1alpha1.Device) (admission.Warnings, error) {
+	if err := validComplianceRequest(old, d, time.Now()); err != nil {
+		return nil, err
+	}
 	if !old.DeletionTimestamp.IsZero() && old.Spec.DeletionPolicy != d.Spec.DeletionPolicy {
 		return nil, apierrors.NewForbidden(mdmv1alpha1.GroupVersion.WithResource("devices").GroupResource(), d.Name,
 			field.Forbidden(field.NewPath("spec", "deletionPolicy"), fmt.Sprintf(

@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "time"
+
 // Platform is the operating system family of a device. It decides which
 // actions a device can run and how it enrolls.
 // +kubebuilder:validation:Enum=Android;AndroidAOSP;IOS;ChromeOS;Windows;Linux
@@ -49,6 +51,10 @@ const AnnotationForceDelete = "mdm.kubemdm.io/force-delete"
 // facts. The Device controller is the only writer of status.compliance; it
 // moves lastEvaluated past this time.
 const AnnotationComplianceRequested = "mdm.kubemdm.io/compliance-requested"
+
+// ComplianceRequestSkew is how far ahead a compliance request may be dated,
+// for clocks that disagree; the webhook refuses one further ahead.
+const ComplianceRequestSkew = time.Minute
 
 // LabelEnrollmentToken names the EnrollmentToken a Device enrolled with
 // (on the Devices a token created) and the token a value Secret belongs to.

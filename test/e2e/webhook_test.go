@@ -117,6 +117,29 @@ var _ = Describe("Admission", func() {
 		Expect(err.Error()).To(ContainSubstring("is being deleted with deletionPolicy Retire, which can no longer change"))
 	})
 
+	It("refuses a compliance request that is not a time, or is dated ahead, naming the annotation", func() {
+		f := newFleet(ctx)
+		bad := &mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "when",
+			Annotations: map[string]string{mdmv1alpha1.AnnotationComplianceRequested: "yesterday"}},
+			Spec: mdmv1alpha1.DeviceSpec{Platform: mdmv1alpha1.PlatformLinux}}
+		err := k8sClient.Create(ctx, bad)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "err: %v", err)
+		Expect(err.Error()).To(ContainSubstring(`metadata.annotations[mdm.kubemdm.io/compliance-requested]: Invalid value: "yesterday": must be an RFC 3339 time`))
+
+		bad.Annotations = nil
+		Expect(k8sClient.Create(ctx, bad)).To(Succeed())
+		annotate := func(value string) error {
+			d := device(ctx, f.ns, "when")
+			before := d.DeepCopy()
+			metav1.SetMetaDataAnnotation(&d.ObjectMeta, mdmv1alpha1.AnnotationComplianceRequested, value)
+			return k8sClient.Patch(ctx, d, client.MergeFrom(before))
+		}
+		err = annotate(time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "err: %v", err)
+		Expect(err.Error()).To(ContainSubstring("is more than 1m0s ahead"))
+		Expect(annotate(time.Now().UTC().Format(time.RFC3339))).To(Succeed())
+	})
+
 	It("warns about ineligible devices on a server-side dry run and creates nothing", func() {
 		f := newFleet(ctx)
 		f.enroll(ctx, "dr-1")
