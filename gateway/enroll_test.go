@@ -24,6 +24,7 @@ import (
 	"github.com/kubemdm/kubemdm/gateway"
 	"github.com/kubemdm/kubemdm/internal/enrollment"
 	"github.com/kubemdm/kubemdm/internal/pki"
+	"github.com/kubemdm/kubemdm/internal/testenv"
 )
 
 // plainClient speaks to the gateway without a client certificate, trusting
@@ -279,20 +280,13 @@ var _ = Describe("Enrollment", func() {
 
 // watchWrites counts the writes the apiserver stores for obj from now on.
 func watchWrites(ctx context.Context, obj client.Object) func() int {
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
-	Expect(err).NotTo(HaveOccurred())
-	list := &mdmv1alpha1.EnrollmentTokenList{}
-	w, err := wc.Watch(ctx, list, client.InNamespace(obj.GetNamespace()),
-		client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", obj.GetName())})
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(w.Stop)
 	var n atomic.Int32
-	go func() {
-		for ev := range w.ResultChan() {
-			if ev.Type == watch.Modified {
-				n.Add(1)
-			}
+	stop, err := testenv.Watch(ctx, env.Config, env.Scheme, &mdmv1alpha1.EnrollmentTokenList{}, func(ev watch.Event) {
+		if ev.Type == watch.Modified {
+			n.Add(1)
 		}
-	}()
+	}, client.InNamespace(obj.GetNamespace()), client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", obj.GetName())})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(stop)
 	return func() int { return int(n.Load()) }
 }

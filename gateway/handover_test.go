@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemdm/kubemdm/agent"
@@ -30,25 +31,19 @@ func newBalancer(backend string) *testenv.Balancer {
 // connectedHistory records every Connected status the apiserver stores for
 // a Device, from a watch.
 func connectedHistory(ctx context.Context, d *mdmv1alpha1.Device) func() []string {
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
-	Expect(err).NotTo(HaveOccurred())
-	w, err := wc.Watch(ctx, &mdmv1alpha1.DeviceList{}, client.InNamespace(d.Namespace),
-		client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", d.Name)})
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(w.Stop)
 	var mu sync.Mutex
 	var seen []string
-	go func() {
-		for ev := range w.ResultChan() {
-			if d, ok := ev.Object.(*mdmv1alpha1.Device); ok {
-				if c := meta.FindStatusCondition(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected); c != nil {
-					mu.Lock()
-					seen = append(seen, string(c.Status)+"/"+c.Reason)
-					mu.Unlock()
-				}
+	stop, err := testenv.Watch(ctx, env.Config, env.Scheme, &mdmv1alpha1.DeviceList{}, func(ev watch.Event) {
+		if d, ok := ev.Object.(*mdmv1alpha1.Device); ok {
+			if c := meta.FindStatusCondition(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected); c != nil {
+				mu.Lock()
+				seen = append(seen, string(c.Status)+"/"+c.Reason)
+				mu.Unlock()
 			}
 		}
-	}()
+	}, client.InNamespace(d.Namespace), client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", d.Name)})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(stop)
 	return func() []string {
 		mu.Lock()
 		defer mu.Unlock()

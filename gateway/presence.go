@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -194,7 +193,13 @@ const presenceWorkers = 8
 func (p *presence) flush(ctx context.Context) {
 	due := p.due()
 	slices.SortStableFunc(due, func(a, b presenceWrite) int {
-		return cmp.Compare(boolRank(!a.connected), boolRank(!b.connected))
+		switch {
+		case a.connected == b.connected:
+			return 0
+		case a.connected:
+			return -1
+		}
+		return 1
 	})
 	work := make(chan presenceWrite)
 	var wg sync.WaitGroup
@@ -210,13 +215,6 @@ func (p *presence) flush(ctx context.Context) {
 	}
 	close(work)
 	wg.Wait()
-}
-
-func boolRank(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // finish records the outcome of a write.

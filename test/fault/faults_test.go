@@ -28,50 +28,38 @@ func balancer(backends ...string) *testenv.Balancer {
 }
 
 var _ = Describe("Faults during a fleet-wide action", func() {
-	It("loses and repeats nothing when the manager is killed mid-action", func(ctx SpecContext) {
-		addr := freeAddr()
-		lb := balancer(addr)
-		manager := startManager("solo", addr, lb.Addr(), true)
-		f := newFleet(ctx, lb.Addr(), fleetSize)
+	// solo is one manager serving a fleet through a balancer.
+	type solo struct {
+		addr    string
+		lb      *testenv.Balancer
+		manager *process
+	}
+	DescribeTable("loses and repeats nothing when a fault lands mid-action",
+		func(ctx SpecContext, fault func(context.Context, *solo)) {
+			s := &solo{addr: freeAddr()}
+			s.lb = balancer(s.addr)
+			s.manager = startManager("solo", s.addr, s.lb.Addr(), true)
+			f := newFleet(ctx, s.lb.Addr(), fleetSize)
 
-		a := f.lockAll(ctx, "lock-through-kill")
-		midway(ctx, a, fleetSize)
-		By("kill -9 of the manager")
-		killedAt := time.Now()
-		manager.kill()
-		startManager("solo", addr, lb.Addr(), true)
-		f.expectEachRanOnce(ctx, a, killedAt)
-	})
-
-	It("loses and repeats nothing when the kube-apiserver is killed and restarted mid-action", func(ctx SpecContext) {
-		addr := freeAddr()
-		lb := balancer(addr)
-		startManager("steady", addr, lb.Addr(), true)
-		f := newFleet(ctx, lb.Addr(), fleetSize)
-
-		a := f.lockAll(ctx, "lock-through-apiserver")
-		midway(ctx, a, fleetSize)
-		By("kill -9 of the kube-apiserver; etcd keeps running")
-		killedAt := time.Now()
-		killAndRestartAPIServer(ctx, 2*time.Second)
-		f.expectEachRanOnce(ctx, a, killedAt)
-	})
-
-	It("loses and repeats nothing when streams are cut mid-command", func(ctx SpecContext) {
-		addr := freeAddr()
-		lb := balancer(addr)
-		startManager("cut", addr, lb.Addr(), true)
-		f := newFleet(ctx, lb.Addr(), fleetSize)
-
-		a := f.lockAll(ctx, "lock-through-cuts")
-		midway(ctx, a, fleetSize)
-		By("cutting every connection, twice")
-		cutAt := time.Now()
-		lb.Cut()
-		time.Sleep(300 * time.Millisecond)
-		lb.Cut()
-		f.expectEachRanOnce(ctx, a, cutAt)
-	})
+			a := f.lockAll(ctx, "lock-through-fault")
+			midway(ctx, a, fleetSize)
+			faultAt := time.Now()
+			fault(ctx, s)
+			f.expectEachRanOnce(ctx, a, faultAt)
+		},
+		Entry("kill -9 of the manager, then a new one", func(_ context.Context, s *solo) {
+			s.manager.kill()
+			startManager("solo", s.addr, s.lb.Addr(), true)
+		}),
+		Entry("kill -9 of the kube-apiserver, etcd kept, 2s down", func(ctx context.Context, _ *solo) {
+			killAndRestartAPIServer(ctx, 2*time.Second)
+		}),
+		Entry("every connection cut, twice", func(_ context.Context, s *solo) {
+			s.lb.Cut()
+			time.Sleep(300 * time.Millisecond)
+			s.lb.Cut()
+		}),
+	)
 
 	It("loses and repeats nothing when one of two gateway replicas is killed, and shows its stranded devices disconnected", func(ctx SpecContext) {
 		alphaAddr, betaAddr := freeAddr(), freeAddr()

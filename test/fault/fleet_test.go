@@ -15,10 +15,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemdm/kubemdm/agent"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/testenv"
 )
 
 // devicesPerToken spreads an enrollment over several perpetual tokens, as
@@ -195,22 +197,17 @@ func (f *fleet) expectEachRanOnce(ctx context.Context, a *mdmv1alpha1.DeviceActi
 // shownDisconnected records, from a watch, every Device of the fleet the
 // apiserver stores with Connected=False from now on.
 func (f *fleet) shownDisconnected(ctx context.Context) func() []string {
-	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
-	w, err := wc.Watch(ctx, &mdmv1alpha1.DeviceList{}, client.InNamespace(f.ns))
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(w.Stop)
 	var mu sync.Mutex
 	seen := map[string]bool{}
-	go func() {
-		for ev := range w.ResultChan() {
-			if d, ok := ev.Object.(*mdmv1alpha1.Device); ok && meta.IsStatusConditionFalse(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected) {
-				mu.Lock()
-				seen[d.Name] = true
-				mu.Unlock()
-			}
+	stop, err := testenv.Watch(ctx, cfg, scheme, &mdmv1alpha1.DeviceList{}, func(ev watch.Event) {
+		if d, ok := ev.Object.(*mdmv1alpha1.Device); ok && meta.IsStatusConditionFalse(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected) {
+			mu.Lock()
+			seen[d.Name] = true
+			mu.Unlock()
 		}
-	}()
+	}, client.InNamespace(f.ns))
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(stop)
 	return func() []string {
 		mu.Lock()
 		defer mu.Unlock()
