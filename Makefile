@@ -67,9 +67,15 @@ vet: ## Run go vet.
 envtest: ## Build the local control plane into the cache (first run only).
 	@hack/envtest.sh >/dev/null
 
+# The scale harness runs on its own, after the other suites and without the
+# race detector, so that its timed ratios measure the system, not the
+# machine's other load or the detector's overhead.
+TEST_PACKAGES = $(shell go list ./... | grep -v /test/scale)
+
 .PHONY: test
-test: manifests generate vet envtest ## Run unit and envtest suites against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./... -coverprofile cover.out
+test: manifests generate vet envtest ## Run unit and envtest suites against a real kube-apiserver and etcd, then the scale harness's small profile.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) $(TEST_PACKAGES) -coverprofile cover.out
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./test/scale -count=1 -timeout 30m -v -run TestScale
 
 # make test runs the fault-injection suite on 100 devices; make fault on
 # FAULT_DEVICES (1,000 unless given).
@@ -78,6 +84,18 @@ FAULT_DEVICES ?= 1000
 .PHONY: fault
 fault: envtest ## Run the fault-injection suite (kill -9, apiserver restart, replica loss, cut streams) on FAULT_DEVICES devices.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" FAULT_DEVICES=$(FAULT_DEVICES) go test ./test/fault -count=1 -timeout 60m -v -ginkgo.v
+
+# make scale runs the scale harness on DEVICES connected devices next to
+# REGISTERED pre-registered Device objects and prints its table; see
+# docs/scale.md. SCALE_MARGIN loosens the timed targets (1: none).
+DEVICES ?= 1000
+REGISTERED ?= 10000
+SCALE_MARGIN ?= 1
+
+.PHONY: scale
+scale: envtest ## Measure the system at fleet size (DEVICES, REGISTERED) against a same-run apiserver baseline.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" SCALE_DEVICES=$(DEVICES) SCALE_REGISTERED=$(REGISTERED) SCALE_MARGIN=$(SCALE_MARGIN) \
+		go test ./test/scale -count=1 -timeout 90m -v -run TestScale
 
 FUZZTIME ?= 20s
 

@@ -39,6 +39,8 @@ type Agent struct {
 	state    *State
 	platform Platform
 	log      logr.Logger
+	// heartbeats counts the heartbeats the gateway took.
+	heartbeats atomic.Uint64
 }
 
 // New creates an agent that keeps its state in state.
@@ -115,6 +117,9 @@ func (a *Agent) Enroll(ctx context.Context) error {
 	// retry must still present the key the Device enrolled with.
 	return a.state.ForgetEnrollmentKey()
 }
+
+// Heartbeats is how many heartbeats the gateway has taken from this agent.
+func (a *Agent) Heartbeats() uint64 { return a.heartbeats.Load() }
 
 // Identity is the Device the agent enrolled as.
 func (a *Agent) Identity() Identity { return a.state.Identity }
@@ -248,7 +253,9 @@ func (a *Agent) heartbeat(ctx context.Context, c agentv1connect.AgentServiceClie
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_, _ = c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{ObservedGeneration: a.state.AppliedGeneration()}))
+			if _, err := c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{ObservedGeneration: a.state.AppliedGeneration()})); err == nil {
+				a.heartbeats.Add(1)
+			}
 		}
 	}
 }

@@ -32,7 +32,7 @@ var _ = Describe("Faults during a fleet-wide action", func() {
 	type solo struct {
 		addr    string
 		lb      *testenv.Balancer
-		manager *process
+		manager *testenv.Process
 	}
 	DescribeTable("loses and repeats nothing when a fault lands mid-action",
 		func(ctx SpecContext, fault func(context.Context, *solo)) {
@@ -48,7 +48,7 @@ var _ = Describe("Faults during a fleet-wide action", func() {
 			f.expectEachRanOnce(ctx, a, faultAt)
 		},
 		Entry("kill -9 of the manager, then a new one", func(_ context.Context, s *solo) {
-			s.manager.kill()
+			s.manager.Kill()
 			startManager("solo", s.addr, s.lb.Addr(), true)
 		}),
 		Entry("kill -9 of the kube-apiserver, etcd kept, 2s down", func(ctx context.Context, _ *solo) {
@@ -88,7 +88,7 @@ var _ = Describe("Faults during a fleet-wide action", func() {
 		midway(ctx, a, fleetSize)
 		By("kill -9 of replica beta")
 		killedAt := time.Now()
-		beta.kill()
+		beta.Kill()
 		Eventually(func(g Gomega) {
 			list := &mdmv1alpha1.DeviceList{}
 			g.Expect(k8sClient.List(ctx, list, client.InNamespace(stranded.ns))).To(Succeed())
@@ -120,7 +120,7 @@ var _ = Describe("Faults during a fleet-wide action", func() {
 var _ = Describe("An agent killed between executing and reporting", func() {
 	// agentProcess runs one simulated device in an agent process that logs
 	// what it executes to a file that survives the kill.
-	agentProcess := func(gateway, tokenValue, caFile, stateDir string) *process {
+	agentProcess := func(gateway, tokenValue, caFile, stateDir string) *testenv.Process {
 		cmd := exec.Command(agentBin, "--gateway", gateway, "--ca-file", caFile, "--state-dir", stateDir,
 			"--simulate", "1", "--simulate-prefix", "proc-", "--simulate-delay", "5s", "--simulate-execution-log",
 			"--heartbeat", "1h", "--zap-devel")
@@ -138,8 +138,8 @@ var _ = Describe("An agent killed between executing and reporting", func() {
 	type agentFault struct {
 		ns, addr, stateDir string
 		lb                 *testenv.Balancer
-		manager, agent     *process
-		run                func() *process
+		manager, agent     *testenv.Process
+		run                func() *testenv.Process
 	}
 	setup := func(ctx context.Context) *agentFault {
 		addr := freeAddr()
@@ -152,7 +152,7 @@ var _ = Describe("An agent killed between executing and reporting", func() {
 		caFile := filepath.Join(dir, "gateway-ca.crt")
 		Expect(os.WriteFile(caFile, ca, 0o600)).To(Succeed())
 		stateDir := filepath.Join(dir, "state")
-		run := func() *process { return agentProcess(lb.Addr(), value, caFile, stateDir) }
+		run := func() *testenv.Process { return agentProcess(lb.Addr(), value, caFile, stateDir) }
 		proc := run()
 		Eventually(func(g Gomega) {
 			d := &mdmv1alpha1.Device{}
@@ -184,14 +184,14 @@ var _ = Describe("An agent killed between executing and reporting", func() {
 		t := setup(ctx)
 		a := lock(ctx, t.ns, "lock-then-kill")
 		By("kill -9 of the manager, so that the result cannot be reported")
-		t.manager.kill()
+		t.manager.Kill()
 		Eventually(func() int { return executions(t.stateDir, a) }).Should(Equal(1), "the device ran the command")
 		Eventually(func() (string, error) {
 			raw, err := os.ReadFile(filepath.Join(t.stateDir, "proc-00000", "state.json"))
 			return string(raw), err
 		}).Should(ContainSubstring(`"`+string(a.UID)+`":{"code":0`), "the agent journaled the result")
 		By("kill -9 of the agent, holding a result it could not report")
-		t.agent.kill()
+		t.agent.Kill()
 		startManager("agentfault", t.addr, t.lb.Addr(), true)
 		t.run()
 		r := row(ctx, a)
@@ -204,7 +204,7 @@ var _ = Describe("An agent killed between executing and reporting", func() {
 		a := lock(ctx, t.ns, "lock-killed-midway")
 		By("kill -9 of the agent while the command runs")
 		time.Sleep(500 * time.Millisecond)
-		t.agent.kill()
+		t.agent.Kill()
 		Expect(executions(t.stateDir, a)).To(BeZero(), "killed before the command finished")
 		t.run()
 		r := row(ctx, a)

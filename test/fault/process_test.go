@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/testenv"
 )
 
 // Faster than the defaults, so that a killed replica's devices show
@@ -26,56 +27,23 @@ const (
 	leaseDuration = 4 * time.Second
 )
 
-// process is a child process the suite may kill.
-type process struct {
-	name   string
-	cmd    *exec.Cmd
-	log    string
-	exited chan struct{}
-}
-
 // start launches a process that is killed when the spec ends, and whose
 // log is shown when it failed.
-func start(name string, cmd *exec.Cmd) *process {
+func start(name string, cmd *exec.Cmd) *testenv.Process {
 	p := launch(name, cmd, GinkgoT().TempDir())
 	DeferCleanup(func() {
 		if CurrentSpecReport().Failed() {
-			tail, _ := os.ReadFile(p.log)
-			if len(tail) > 8000 {
-				tail = tail[len(tail)-8000:]
-			}
-			GinkgoWriter.Printf("--- end of %s's log ---\n%s\n", p.name, tail)
+			GinkgoWriter.Printf("--- end of %s's log ---\n%s\n", p.Name, p.Tail(8000))
 		}
-		p.kill()
+		p.Kill()
 	})
 	return p
 }
 
-// launch starts cmd with its output in a log file in dir.
-func launch(name string, cmd *exec.Cmd, dir string) *process {
-	logPath := filepath.Join(dir, name+".log")
-	logFile, err := os.Create(logPath)
+func launch(name string, cmd *exec.Cmd, dir string) *testenv.Process {
+	p, err := testenv.Launch(name, cmd, dir)
 	Expect(err).NotTo(HaveOccurred())
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	Expect(cmd.Start()).To(Succeed(), "starting %s", name)
-	p := &process{name: name, cmd: cmd, log: logPath, exited: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		_ = logFile.Close()
-		close(p.exited)
-	}()
 	return p
-}
-
-// kill sends SIGKILL: no shutdown, no flush, no goodbye.
-func (p *process) kill() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
 }
 
 // freeAddr is a loopback address nothing listens on.
@@ -88,7 +56,7 @@ func freeAddr() string {
 
 // startManager runs the manager as replica name with its gateway on addr;
 // controllers only when asked, as a gateway-only replica runs without.
-func startManager(name, addr, enrollmentHost string, controllers bool) *process {
+func startManager(name, addr, enrollmentHost string, controllers bool) *testenv.Process {
 	cmd := exec.Command(managerBin,
 		"--kubeconfig", kubeconfig,
 		"--namespace", managerNamespace,
@@ -106,7 +74,7 @@ func startManager(name, addr, enrollmentHost string, controllers bool) *process 
 	p := start("manager-"+name, cmd)
 	Eventually(func() error {
 		select {
-		case <-p.exited:
+		case <-p.Exited:
 			StopTrying("the manager exited; see its log").Now()
 		default:
 		}
@@ -121,7 +89,7 @@ func startManager(name, addr, enrollmentHost string, controllers bool) *process 
 
 // apiServer is the kube-apiserver this suite restarted, if it did: it
 // outlives the spec, and the suite stops it.
-var apiServer *process
+var apiServer *testenv.Process
 
 // killAndRestartAPIServer kills the kube-apiserver with SIGKILL and starts
 // it again with the same flags, certificates and etcd, as a crashed static
@@ -143,8 +111,8 @@ func killAndRestartAPIServer(ctx context.Context, down time.Duration) {
 
 func stopRestartedAPIServer() {
 	if apiServer != nil {
-		apiServer.kill()
-		_ = os.Remove(apiServer.log)
+		apiServer.Kill()
+		_ = os.Remove(apiServer.Log)
 	}
 }
 

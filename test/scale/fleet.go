@@ -1,0 +1,202 @@
+package scale
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubemdm/kubemdm/agent"
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/testenv"
+)
+
+// fleetLabel marks the Devices of the simulated fleet, so that one
+// selector names them all.
+const fleetLabel = "scale.kubemdm.io/fleet"
+
+// fleet is the simulated devices, running in this process.
+type fleet struct {
+	ns      string
+	dir     string
+	devices *agent.Fleet
+	cancel  context.CancelFunc
+	done    chan []error
+}
+
+// token creates a perpetual Linux token whose devices carry fleetLabel and
+// returns its value and the gateway CA bundle, as a device receives them.
+func (h *Harness) token(ctx context.Context, ns, name string) (value string, ca []byte, err error) {
+	t := &mdmv1alpha1.EnrollmentToken{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: mdmv1alpha1.EnrollmentTokenSpec{Platform: mdmv1alpha1.PlatformLinux, Perpetual: true,
+			DeviceTemplate: &mdmv1alpha1.DeviceTemplate{Labels: map[string]string{fleetLabel: name}}},
+	}
+	if err := h.client.Create(ctx, t); err != nil {
+		return "", nil, err
+	}
+	secret := &corev1.Secret{}
+	err = poll(ctx, time.Minute, func() (bool, error) {
+		if err := h.client.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil || t.Status.SecretRef == nil {
+			return false, err
+		}
+		err := h.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: t.Status.SecretRef.Name}, secret)
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		return "", nil, fmt.Errorf("waiting for token %s's Secret: %w", name, err)
+	}
+	return string(secret.Data[mdmv1alpha1.TokenSecretKey]), secret.Data[mdmv1alpha1.TokenSecretCAKey], nil
+}
+
+// stateDir keeps the devices' state in memory where the machine allows:
+// the agents sync their journals, and a disk's syncs would time the disk.
+func (h *Harness) stateDir() (string, error) {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		return os.MkdirTemp("/dev/shm", "kubemdm-scale-")
+	}
+	return os.MkdirTemp(h.dir, "devices-")
+}
+
+// newFleet prepares n simulated devices that enroll with the token value.
+func (h *Harness) newFleet(ns, token string, ca []byte, n int) (*fleet, error) {
+	dir, err := h.stateDir()
+	if err != nil {
+		return nil, err
+	}
+	devices, err := agent.NewFleet(agent.FleetOptions{
+		Options: agent.Options{Gateway: h.gatewayAddr, Token: token, Trust: agent.Trust{CABundle: ca},
+			Heartbeat: h.profile.Heartbeat},
+		StateDir: dir, Size: n, Platform: "Linux", Prefix: "SCALE",
+	}, logr.Discard())
+	if err != nil {
+		return nil, err
+	}
+	return &fleet{ns: ns, dir: dir, devices: devices, done: make(chan []error, 1)}, nil
+}
+
+// run starts every agent at once.
+func (f *fleet) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	go func() { f.done <- f.devices.Run(ctx, 0) }()
+}
+
+// stop stops the agents and returns the errors of those that had stopped
+// on their own.
+func (f *fleet) stop() []error {
+	defer os.RemoveAll(f.dir)
+	if f.cancel == nil {
+		return nil
+	}
+	f.cancel()
+	f.cancel = nil
+	return <-f.done
+}
+
+func (f *fleet) heartbeats() uint64 {
+	var n uint64
+	for _, a := range f.devices.Agents {
+		n += a.Heartbeats()
+	}
+	return n
+}
+
+// liveBytes is the heap and stacks this process holds after a collection.
+func liveBytes() int64 {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse + m.StackInuse)
+}
+
+// deviceCounter follows the Devices of a namespace through a watch and
+// counts those a condition holds for.
+type deviceCounter struct {
+	mu    sync.Mutex
+	match map[string]bool
+	count int
+	when  func(*mdmv1alpha1.Device) bool
+	stop  func()
+}
+
+func (h *Harness) countDevices(ctx context.Context, ns string, when func(*mdmv1alpha1.Device) bool) (*deviceCounter, error) {
+	c := &deviceCounter{match: map[string]bool{}, when: when}
+	stop, err := testenv.Watch(ctx, h.cfg, h.scheme, &mdmv1alpha1.DeviceList{}, func(ev watch.Event) {
+		d, ok := ev.Object.(*mdmv1alpha1.Device)
+		if !ok {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		now := ev.Type != watch.Deleted && c.when(d)
+		if now != c.match[d.Name] {
+			c.match[d.Name] = now
+			if now {
+				c.count++
+			} else {
+				c.count--
+			}
+		}
+	}, client.InNamespace(ns))
+	c.stop = stop
+	return c, err
+}
+
+func (c *deviceCounter) value() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.count
+}
+
+// await waits until want Devices match, and returns when they did.
+func (c *deviceCounter) await(ctx context.Context, want int, timeout time.Duration) (time.Time, error) {
+	err := poll(ctx, timeout, func() (bool, error) { return c.value() >= want, nil })
+	c.mu.Lock()
+	var missing []string
+	for name, ok := range c.match {
+		if !ok && len(missing) < 5 {
+			missing = append(missing, name)
+		}
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%d of %d Devices (not: %v): %w", c.value(), want, missing, err)
+	}
+	return time.Now(), nil
+}
+
+func enrolledAndConnected(d *mdmv1alpha1.Device) bool {
+	return meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.DeviceConditionEnrolled) &&
+		meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected)
+}
+
+// poll calls done every 50ms until it returns true, fails or timeout passes.
+func poll(ctx context.Context, timeout time.Duration, done func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := done()
+		if err != nil || ok {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not done within %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

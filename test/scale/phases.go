@@ -1,0 +1,275 @@
+package scale
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/testenv"
+)
+
+// Labels the harness puts on Devices: a batch of the registered ones, and
+// a group of at most MaxSelectorMatches of the fleet for commands.
+const (
+	batchLabel = "scale.kubemdm.io/batch"
+	groupLabel = "scale.kubemdm.io/group"
+	batches    = 100
+)
+
+// registered creates the pre-registered Devices, waits until the manager
+// reconciled each, then watches it stay quiet, and times the queries a
+// platform team runs over them.
+func (h *Harness) registered(ctx context.Context, r *Results) error {
+	n := h.profile.Registered
+	if n == 0 {
+		return nil
+	}
+	ns, err := h.namespace(ctx, "registered-")
+	if err != nil {
+		return err
+	}
+	phased, err := h.countDevices(ctx, ns, func(d *mdmv1alpha1.Device) bool { return d.Status.Phase != "" })
+	if err != nil {
+		return err
+	}
+	defer phased.stop()
+	m, err := h.mark(ctx)
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	err = h.createAll(ctx, n, func(i int) client.Object {
+		return &mdmv1alpha1.Device{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("asset-%06d", i),
+				Labels: map[string]string{batchLabel: fmt.Sprintf("b%02d", i%batches)}},
+			Spec: mdmv1alpha1.DeviceSpec{Platform: mdmv1alpha1.PlatformLinux, SerialNumber: fmt.Sprintf("ASSET%06d", i)},
+		}
+	})
+	if err != nil {
+		return err
+	}
+	h.logf("Created %d Devices in %s", n, time.Since(began).Round(time.Millisecond))
+	done, err := phased.await(ctx, n, 10*time.Minute)
+	if err != nil {
+		return err
+	}
+	r.Registered.Settle = done.Sub(began)
+	// Whatever a reconcile wrote shows through the watch within moments;
+	// a pause lets the last of them land before the count.
+	time.Sleep(2 * time.Second)
+	if r.Registered.Writes, err = h.managerWrites(ctx, m); err != nil {
+		return err
+	}
+	h.logf("Settled in %s: %s", r.Registered.Settle.Round(time.Millisecond), r.Registered.Writes)
+
+	if m, err = h.mark(ctx); err != nil {
+		return err
+	}
+	pid := h.manager.Cmd.Process.Pid
+	cpu0, err := testenv.CPU(pid)
+	if err != nil {
+		return err
+	}
+	time.Sleep(h.profile.Window)
+	cpu1, err := testenv.CPU(pid)
+	if err != nil {
+		return err
+	}
+	r.Registered.QuietCPU = time.Duration(cpu1-cpu0) * 10 * time.Millisecond
+	if r.Registered.QuietWrites, err = h.managerWrites(ctx, m); err != nil {
+		return err
+	}
+	if r.Registered.RSS, err = h.manager.RSS(); err != nil {
+		return err
+	}
+
+	list := &mdmv1alpha1.DeviceList{}
+	began = time.Now()
+	if err := h.client.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{batchLabel: "b07"}); err != nil {
+		return err
+	}
+	r.Registered.LabelList = time.Since(began)
+	r.Registered.Listed = len(list.Items)
+	began = time.Now()
+	if err := h.client.List(ctx, list, client.InNamespace(ns), client.MatchingFields{"spec.serialNumber": "ASSET000042"}); err != nil {
+		return fmt.Errorf("listing by spec.serialNumber: %w", err)
+	}
+	r.Registered.FieldList = time.Since(began)
+	if len(list.Items) != 1 {
+		return fmt.Errorf("spec.serialNumber=ASSET000042 listed %d Devices, not 1", len(list.Items))
+	}
+	return nil
+}
+
+// enrollment starts every simulated device at once with one perpetual
+// token and waits until each is Enrolled and Connected and the token has
+// counted them.
+func (h *Harness) enrollment(ctx context.Context, r *Results) (*fleet, error) {
+	n := h.profile.Devices
+	ns, err := h.namespace(ctx, "fleet-")
+	if err != nil {
+		return nil, err
+	}
+	const token = "storm"
+	value, ca, err := h.token(ctx, ns, token)
+	if err != nil {
+		return nil, err
+	}
+	h.beforeFleet = liveBytes()
+	f, err := h.newFleet(ns, value, ca, n)
+	if err != nil {
+		return nil, err
+	}
+	ready, err := h.countDevices(ctx, ns, enrolledAndConnected)
+	if err != nil {
+		return f, err
+	}
+	defer ready.stop()
+	m, err := h.mark(ctx)
+	if err != nil {
+		return f, err
+	}
+	began := time.Now()
+	f.run()
+	done, err := ready.await(ctx, n, time.Minute+time.Duration(n)*20*time.Millisecond)
+	if err != nil {
+		return f, err
+	}
+	r.Enrollment.Time = done.Sub(began)
+	h.logf("%d devices Enrolled and Connected in %s", n, r.Enrollment.Time.Round(time.Millisecond))
+	// The token's count is part of what an enrollment costs: wait for it.
+	t := &mdmv1alpha1.EnrollmentToken{}
+	err = poll(ctx, time.Minute, func() (bool, error) {
+		err := h.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: token}, t)
+		return err == nil && t.Status.EnrollmentCount >= int32(n), err
+	})
+	if err != nil {
+		return f, fmt.Errorf("the token counted %d of %d enrollments: %w", t.Status.EnrollmentCount, n, err)
+	}
+	time.Sleep(2 * time.Second)
+	if r.Enrollment.Writes, err = h.managerWrites(ctx, m); err != nil {
+		return f, err
+	}
+	h.logf("Enrollment writes: %s", r.Enrollment.Writes)
+	return f, h.group(ctx, ns)
+}
+
+// group labels the fleet's Devices in groups a selector may name.
+func (h *Harness) group(ctx context.Context, ns string) error {
+	list := &mdmv1alpha1.DeviceList{}
+	if err := h.client.List(ctx, list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	return forAll(len(list.Items), func(i int) error {
+		d := &list.Items[i]
+		p := client.MergeFrom(d.DeepCopy())
+		d.Labels[groupLabel] = groupName(i / mdmv1alpha1.MaxSelectorMatches)
+		return h.client.Patch(ctx, d, p)
+	})
+}
+
+func groupName(i int) string { return fmt.Sprintf("g%02d", i) }
+
+// idle watches the connected fleet heartbeat for Window.
+func (h *Harness) idle(ctx context.Context, f *fleet, r *Results) error {
+	m, err := h.mark(ctx)
+	if err != nil {
+		return err
+	}
+	beats := f.heartbeats()
+	time.Sleep(h.profile.Window)
+	r.Idle.Heartbeats = f.heartbeats() - beats
+	if r.Idle.Writes, err = h.managerWrites(ctx, m); err != nil {
+		return err
+	}
+	if r.Idle.RSS, err = h.manager.RSS(); err != nil {
+		return err
+	}
+	r.Idle.SimulatorBytes = (liveBytes() - h.beforeFleet) / int64(h.profile.Devices)
+	h.logf("Idle: %d heartbeats, writes %s", r.Idle.Heartbeats, r.Idle.Writes)
+	return nil
+}
+
+// fanOut locks the first group of the fleet with one DeviceAction.
+func (h *Harness) fanOut(ctx context.Context, f *fleet, r *Results) error {
+	m, err := h.mark(ctx)
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	a, err := h.act(ctx, f.ns, mdmv1alpha1.ActionLock, groupName(0))
+	if err != nil {
+		return err
+	}
+	r.FanOut.Time = time.Since(began)
+	r.FanOut.Devices = int(a.Status.Summary.Total)
+	time.Sleep(2 * time.Second)
+	if r.FanOut.Writes, err = h.managerWrites(ctx, m); err != nil {
+		return err
+	}
+	h.logf("Lock over %d devices in %s, writes %s", r.FanOut.Devices, r.FanOut.Time.Round(time.Millisecond), r.FanOut.Writes)
+	return nil
+}
+
+// reconnect kills the manager with SIGKILL, starts it again, and sends
+// every device a command at once.
+func (h *Harness) reconnect(ctx context.Context, f *fleet, r *Results) error {
+	h.manager.Kill()
+	m, err := h.mark(ctx)
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	if err := h.startManager(ctx); err != nil {
+		return err
+	}
+	groups := (h.profile.Devices + mdmv1alpha1.MaxSelectorMatches - 1) / mdmv1alpha1.MaxSelectorMatches
+	errs := make(chan error, groups)
+	for g := range groups {
+		go func() {
+			_, err := h.act(ctx, f.ns, mdmv1alpha1.ActionSync, groupName(g))
+			errs <- err
+		}()
+	}
+	for range groups {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	r.Reconnect.Time = time.Since(began)
+	time.Sleep(2 * time.Second)
+	if r.Reconnect.Writes, err = h.managerWrites(ctx, m); err != nil {
+		return err
+	}
+	h.logf("Reconnected and synced in %s, writes %s", r.Reconnect.Time.Round(time.Millisecond), r.Reconnect.Writes)
+	return nil
+}
+
+// act runs action on the Devices of group and waits until every row
+// succeeded.
+func (h *Harness) act(ctx context.Context, ns string, action mdmv1alpha1.ActionType, group string) (*mdmv1alpha1.DeviceAction, error) {
+	a := &mdmv1alpha1.DeviceAction{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: strings.ToLower(string(action)) + "-"},
+		Spec: mdmv1alpha1.DeviceActionSpec{Action: action,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{groupLabel: group}}},
+	}
+	if err := h.client.Create(ctx, a); err != nil {
+		return nil, err
+	}
+	err := poll(ctx, 10*time.Minute, func() (bool, error) {
+		err := h.client.Get(ctx, client.ObjectKeyFromObject(a), a)
+		return err == nil && a.Status.Phase.Finished(), err
+	})
+	if err != nil {
+		return a, fmt.Errorf("%s %s: %w", action, a.Name, err)
+	}
+	if s := a.Status.Summary; a.Status.Phase != mdmv1alpha1.ActionSucceeded || s == nil || s.Succeeded != s.Total {
+		return a, fmt.Errorf("%s %s ended %s: %+v", action, a.Name, a.Status.Phase, s)
+	}
+	return a, nil
+}

@@ -1,0 +1,122 @@
+package scale
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+)
+
+// Target is one figure of a run against what it must reach.
+type Target struct {
+	Name   string
+	Figure string
+	// Value is compared with Limit: at most, or at least when AtLeast.
+	Value, Limit float64
+	AtLeast      bool
+	// Timed figures vary with the machine's load; counts do not.
+	Timed bool
+}
+
+// Met reports whether the value reaches the limit, the limit loosened by
+// margin (1 for none) when the figure is timed.
+func (t Target) Met(margin float64) bool {
+	if !t.Timed {
+		margin = 1
+	}
+	if t.AtLeast {
+		return t.Value >= t.Limit/margin
+	}
+	return t.Value <= t.Limit*margin
+}
+
+func (t Target) limitText() string {
+	if t.AtLeast {
+		return fmt.Sprintf("≥ %s", num(t.Limit))
+	}
+	return fmt.Sprintf("≤ %s", num(t.Limit))
+}
+
+func num(v float64) string {
+	if v == float64(int64(v)) {
+		return fmt.Sprintf("%d", int64(v))
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func kib(b int64) float64 { return float64(b) / 1024 }
+
+// Targets are the targets, computed from the run.
+func (r *Results) Targets() []Target {
+	p, b := r.Profile, r.Baseline
+	n := float64(p.Devices)
+	var ts []Target
+	add := func(t Target) { ts = append(ts, t) }
+
+	enrollRate := n / r.Enrollment.Time.Seconds()
+	add(Target{Name: "enrollment rate / raw create rate", Timed: true, AtLeast: true, Limit: 0.25,
+		Value:  enrollRate / b.CreateRate(),
+		Figure: fmt.Sprintf("%.0f/s vs %.0f/s (%s for %d)", enrollRate, b.CreateRate(), r.Enrollment.Time.Round(time.Millisecond), p.Devices)})
+	add(Target{Name: "writes per enrolled and connected device", Limit: 3,
+		Value: r.Enrollment.Writes.Total() / n, Figure: r.Enrollment.Writes.String()})
+
+	if r.Idle.Heartbeats > 0 {
+		w := r.Idle.Writes.Total()
+		add(Target{Name: "writes per 1,000 heartbeats, idle", Limit: 5,
+			Value:  w / float64(r.Idle.Heartbeats) * 1000,
+			Figure: fmt.Sprintf("%.0f writes, %d heartbeats in %s (%s)", w, r.Idle.Heartbeats, p.Window, r.Idle.Writes)})
+	}
+	if p.Registered > 0 {
+		per := kib(r.Registered.RSS-r.ManagerIdleRSS) / float64(p.Registered)
+		add(Target{Name: "manager KiB per Device object", Limit: 16, Value: per,
+			Figure: fmt.Sprintf("RSS %.0f MiB idle, %.0f MiB with %d Devices", kib(r.ManagerIdleRSS)/1024, kib(r.Registered.RSS)/1024, p.Registered)})
+		add(Target{Name: "writes while registered Devices stay quiet", Limit: 0,
+			Value:  r.Registered.QuietWrites.Total(),
+			Figure: fmt.Sprintf("%s over %s, manager CPU %s", r.Registered.QuietWrites, p.Window, r.Registered.QuietCPU)})
+	}
+	perConnected := kib(r.Idle.RSS-max(r.Registered.RSS, r.ManagerIdleRSS)) / n
+	add(Target{Name: "manager KiB per connected device", Limit: 48, Value: perConnected,
+		Figure: fmt.Sprintf("RSS %.0f MiB with %d connected", kib(r.Idle.RSS)/1024, p.Devices)})
+	add(Target{Name: "simulator KiB per device", Limit: 100, Value: kib(r.Idle.SimulatorBytes),
+		Figure: "live heap and stacks of the harness, per connected device"})
+
+	fanBase := time.Duration(float64(r.FanOut.Devices) / b.CreateRate() * float64(time.Second))
+	add(Target{Name: "Lock fan-out time / ConfigMap creates", Timed: true, Limit: 2,
+		Value:  r.FanOut.Time.Seconds() / fanBase.Seconds(),
+		Figure: fmt.Sprintf("%s for %d devices vs %s", r.FanOut.Time.Round(time.Millisecond), r.FanOut.Devices, fanBase.Round(time.Millisecond))})
+	add(Target{Name: "DeviceAction writes for the Lock", Limit: 20, Value: r.FanOut.Writes.Of("deviceactions"),
+		Figure: r.FanOut.Writes.String()})
+
+	add(Target{Name: "seconds from manager kill -9 to a command done on all", Timed: true, Limit: 30,
+		Value: r.Reconnect.Time.Seconds(), Figure: fmt.Sprintf("%d devices in groups of %d", p.Devices, mdmv1alpha1.MaxSelectorMatches)})
+	add(Target{Name: "Device writes per device on reconnect", Limit: 1,
+		Value: r.Reconnect.Writes.Of("devices") / n, Figure: r.Reconnect.Writes.String()})
+	return ts
+}
+
+// Table is the run's figures and targets as a Markdown table.
+func (r *Results) Table(margin float64) string {
+	var s strings.Builder
+	b := r.Baseline
+	fmt.Fprintf(&s, "Machine: %s\n", r.Machine)
+	fmt.Fprintf(&s, "Profile: %d connected devices, %d registered Devices, heartbeat %s, window %s\n",
+		r.Profile.Devices, r.Profile.Registered, r.Profile.Heartbeat, r.Profile.Window)
+	fmt.Fprintf(&s, "Baseline: %d ConfigMaps by %d workers in %s (%.0f/s); create→watch p50 %s, p99 %s\n\n",
+		b.Creates, createWorkers, b.CreateTime.Round(time.Millisecond), b.CreateRate(),
+		b.WatchP50.Round(10*time.Microsecond), b.WatchP99.Round(10*time.Microsecond))
+	s.WriteString("| measure | value | target | met | figures |\n|---|---|---|---|---|\n")
+	for _, t := range r.Targets() {
+		met := "yes"
+		if !t.Met(margin) {
+			met = "**no**"
+		}
+		fmt.Fprintf(&s, "| %s | %.2f | %s | %s | %s |\n", t.Name, t.Value, t.limitText(), met, t.Figure)
+	}
+	if r.Profile.Registered > 0 {
+		fmt.Fprintf(&s, "\nRegistered Devices settled in %s (%s); a label list of %d took %s, a field-selector list %s.\n",
+			r.Registered.Settle.Round(time.Millisecond), r.Registered.Writes, r.Registered.Listed,
+			r.Registered.LabelList.Round(time.Millisecond), r.Registered.FieldList.Round(time.Millisecond))
+	}
+	return s.String()
+}

@@ -1,0 +1,168 @@
+package scale
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Profile is the size of a run.
+type Profile struct {
+	// Devices enroll at once with one perpetual token and stay connected.
+	Devices int
+	// Registered Device objects are created directly, pre-registered as a
+	// fleet imported from an asset list, next to the connected ones.
+	Registered int
+	// Heartbeat is the simulated agents' heartbeat interval.
+	Heartbeat time.Duration
+	// Window is how long the idle and quiet phases watch.
+	Window time.Duration
+	// Dir holds the binaries, logs and kubeconfig of the run.
+	Dir string
+}
+
+// Results are the figures of one run.
+type Results struct {
+	Profile  Profile
+	Machine  string
+	Baseline Baseline
+	// ManagerIdleRSS is the manager's RSS before any device existed.
+	ManagerIdleRSS int64
+
+	Registered struct {
+		// Settle is from the first create until every Device has a phase.
+		Settle time.Duration
+		// Writes are the manager's while the Devices settled.
+		Writes Writes
+		// QuietWrites and QuietCPU are the manager's over Window after.
+		QuietWrites Writes
+		QuietCPU    time.Duration
+		RSS         int64
+		// LabelList and FieldList time one list of all Devices of a
+		// label and of a field value, answered by the apiserver.
+		LabelList, FieldList time.Duration
+		Listed               int
+	}
+	Enrollment struct {
+		// Time is from the agents' start until every Device is Enrolled
+		// and Connected.
+		Time   time.Duration
+		Writes Writes
+		Failed int
+	}
+	Idle struct {
+		Heartbeats uint64
+		Writes     Writes
+		// RSS is the manager's with the fleet connected.
+		RSS int64
+		// SimulatorBytes is this process's live heap and stacks per
+		// connected simulated device.
+		SimulatorBytes int64
+	}
+	FanOut struct {
+		Devices int
+		Time    time.Duration
+		Writes  Writes
+	}
+	Reconnect struct {
+		// Time is from the manager's restart until a command created then
+		// reached every device and completed.
+		Time   time.Duration
+		Writes Writes
+	}
+}
+
+// Run runs every phase of p and returns the figures.
+func Run(ctx context.Context, p Profile, log io.Writer) (_ *Results, retErr error) {
+	r := &Results{Profile: p, Machine: machine()}
+	h, err := start(ctx, p, log)
+	if h != nil {
+		defer h.stop()
+	}
+	if err != nil {
+		return r, err
+	}
+	defer func() {
+		if retErr != nil && h.manager != nil {
+			h.logf("The end of the manager's log:\n%s", h.manager.Tail(6000))
+		}
+	}()
+	step := func(name string, fn func() error) error {
+		h.logf("Phase %s", name)
+		if err := fn(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+	if err := step("baseline", func() (err error) {
+		r.Baseline, err = h.baseline(ctx, max(p.Devices, 300), 200)
+		return err
+	}); err != nil {
+		return r, err
+	}
+	// The manager started before the baseline; what it holds now is its
+	// cost with no device at all.
+	if r.ManagerIdleRSS, err = h.manager.RSS(); err != nil {
+		return r, err
+	}
+	if err := step("registered", func() error { return h.registered(ctx, r) }); err != nil {
+		return r, err
+	}
+	var f *fleet
+	defer func() {
+		if f != nil {
+			f.stop()
+		}
+	}()
+	for _, s := range []struct {
+		name string
+		fn   func() error
+	}{
+		{"enrollment", func() (err error) { f, err = h.enrollment(ctx, r); return err }},
+		{"idle", func() error { return h.idle(ctx, f, r) }},
+		{"fan-out", func() error { return h.fanOut(ctx, f, r) }},
+		{"reconnect", func() error { return h.reconnect(ctx, f, r) }},
+	} {
+		if err := step(s.name, s.fn); err != nil {
+			return r, err
+		}
+	}
+	if errs := f.stop(); len(errs) > 0 {
+		return r, fmt.Errorf("%d agents stopped on their own, the first: %w", len(errs), errs[0])
+	}
+	return r, nil
+}
+
+// machine describes where the run ran.
+func machine() string {
+	model := "unknown processor"
+	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores (%s), %s, %s/%s", runtime.NumCPU(), model, memTotal(), runtime.GOOS, runtime.GOARCH)
+}
+
+func memTotal() string {
+	raw, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "unknown memory"
+	}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err == nil {
+				return fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
+			}
+		}
+	}
+	return "unknown memory"
+}
