@@ -87,7 +87,7 @@ fault: envtest ## Run the fault-injection suite (kill -9, apiserver restart, rep
 
 # make scale runs the scale harness on DEVICES connected devices next to
 # REGISTERED pre-registered Device objects and prints its table; see
-# docs/scale.md. SCALE_MARGIN loosens the timed targets (1: none).
+# docs/scale.md. SCALE_MARGIN loosens the noisy targets, times and memory (1: none).
 DEVICES ?= 1000
 REGISTERED ?= 10000
 SCALE_MARGIN ?= 1

@@ -206,7 +206,7 @@ func (a *Agent) session(ctx context.Context) error {
 		return err
 	}
 	defer stream.Close()
-	go a.heartbeat(ctx, c)
+	defer a.heartbeat(ctx, c)()
 	// A stream whose connection died without a FIN stays silent forever;
 	// once the gateway has said how often it sends a Keepalive, three
 	// silent intervals end the session and the agent subscribes again.
@@ -245,18 +245,34 @@ func (a *Agent) session(ctx context.Context) error {
 	return errors.New("the gateway closed the stream")
 }
 
-func (a *Agent) heartbeat(ctx context.Context, c agentv1connect.AgentServiceClient) {
-	t := time.NewTicker(a.opts.Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{ObservedGeneration: a.state.AppliedGeneration()})); err == nil {
-				a.heartbeats.Add(1)
-			}
+// heartbeat reports every Heartbeat until ctx ends or the returned stop is
+// called. It runs on a timer, not a goroutine of its own: a fleet of
+// simulated agents in one process would otherwise hold a parked stack per
+// device.
+func (a *Agent) heartbeat(ctx context.Context, c agentv1connect.AgentServiceClient) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock()
+	defer mu.Unlock()
+	// The first beat comes at a random point of the interval, so that a
+	// fleet that reconnected at once does not beat in step ever after.
+	first := a.opts.Heartbeat/2 + time.Duration(rand.Int64N(int64(a.opts.Heartbeat)))
+	t = time.AfterFunc(first, func() {
+		if _, err := c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{ObservedGeneration: a.state.AppliedGeneration()})); err == nil {
+			a.heartbeats.Add(1)
 		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped && ctx.Err() == nil {
+			t.Reset(a.opts.Heartbeat)
+		}
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
 	}
 }
 

@@ -40,7 +40,10 @@ const maxFailureEvents = 20
 // finishes the action.
 type DeviceActionReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
+	// APIReader reads a Device's managedFields, which the cache strips;
+	// nil reads through Client.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// CancelGrace is how long a deleted action waits for the devices that

@@ -82,7 +82,14 @@ func (r *DeviceActionReconciler) applySpec(ctx context.Context, a *mdmv1alpha1.D
 	if field == "" {
 		return true, "", nil
 	}
-	if owner := foreignOwner(d, field); owner != "" {
+	owners := d
+	if r.APIReader != nil {
+		owners = &mdmv1alpha1.Device{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(d), owners); err != nil {
+			return false, "", fmt.Errorf("reading the owners of Device %s: %w", d.Name, err)
+		}
+	}
+	if owner := foreignOwner(owners, field); owner != "" {
 		return false, fmt.Sprintf("spec.%s of Device %s is managed by %q; change it there, or remove it from that manager, to let %s set it",
 			field, d.Name, owner, a.Spec.Action), nil
 	}

@@ -86,9 +86,14 @@ var _ = BeforeSuite(func() {
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// The same cache restriction as cmd/manager: only kubemdm's Secrets.
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{mdmv1alpha1.LabelManagedBy: mdmv1alpha1.ManagedByValue})},
-		}},
+		Cache: cache.Options{
+			// Nothing reads managedFields from the cache (an action that sets a
+			// spec field reads its owners from the apiserver): at fleet size
+			// they are most of a cached Device.
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{mdmv1alpha1.LabelManagedBy: mdmv1alpha1.ManagedByValue})},
+			}},
 	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect((&controllers.EnrollmentTokenReconciler{
@@ -105,7 +110,7 @@ var _ = BeforeSuite(func() {
 		DeletionTimeout: 3 * time.Second}).SetupWithManager(mgr)).To(Succeed())
 	// Device status writes fail on demand (deviceStatusFaults), and a
 	// deleted action waits only briefly for devices that hold its command.
-	Expect((&controllers.DeviceActionReconciler{Client: faultyClient{mgr.GetClient()}, Recorder: mgr.GetEventRecorder("deviceaction-controller"),
+	Expect((&controllers.DeviceActionReconciler{Client: faultyClient{mgr.GetClient()}, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("deviceaction-controller"),
 		CancelGrace: 2 * time.Second}).SetupWithManager(mgr)).To(Succeed())
 
 	var ctx context.Context

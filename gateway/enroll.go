@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -105,7 +104,7 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 	now := s.now()
 	// The Device first: once it records the key, a retry is answered from
 	// it, so a token not yet marked spent is never claimed by another one.
-	if err := s.markEnrolled(ctx, device, token.Name, digest, info, cert, now); err != nil {
+	if err := s.markEnrolled(ctx, device, token.Name, digest, now); err != nil {
 		// The write may have landed though its answer did not: then the
 		// token is this Device's, and its controller settles it from it.
 		fresh := &mdmv1alpha1.Device{}
@@ -459,27 +458,22 @@ func generateNamePrefix(p mdmv1alpha1.Platform) string {
 	return strings.ToLower(string(p)) + "-"
 }
 
-// markEnrolled writes the enrollment into the Device's status: phase and
-// dates as the enrollment manager, the reported facts as the report manager.
-func (s *Server) markEnrolled(ctx context.Context, device *mdmv1alpha1.Device, token, digest string, info *agentv1.DeviceInfo, cert *x509.Certificate, now time.Time) error {
-	key := client.ObjectKeyFromObject(device)
-	// The phase goes with the dates, in one write; the lifecycle table says
-	// which (Enrolled, from a Device that never enrolled).
+// markEnrolled writes the enrollment into the Device's status in one write:
+// phase, dates, token and key. The facts the agent sent are not written
+// here: its first report, made as soon as it applied the configuration its
+// stream delivers, writes them under the report manager, which alone owns
+// them, so that a fact the device stops reporting goes away.
+func (s *Server) markEnrolled(ctx context.Context, device *mdmv1alpha1.Device, token, digest string, now time.Time) error {
+	// The phase goes with the dates; the lifecycle table says which
+	// (Enrolled, from a Device that never enrolled).
 	phase, _ := lifecycle.Next(device, lifecycle.Enrolled)
-	if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, enrollManager, map[string]any{
+	if err := patch.ApplyDeviceStatus(ctx, s.cache, client.ObjectKeyFromObject(device), device.UID, enrollManager, map[string]any{
 		"phase":           string(phase),
 		"enrolledAt":      metav1.NewTime(now).ToUnstructured(),
 		"enrollmentToken": token,
 		"enrollmentKey":   digest,
 	}); err != nil {
 		return fmt.Errorf("marking device enrolled: %w", err)
-	}
-	facts, err := runtime.DefaultUnstructuredConverter.ToUnstructured(reportedStatus(&agentv1.Facts{DeviceInfo: info}, cert))
-	if err != nil {
-		return err
-	}
-	if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, reportManager, facts); err != nil {
-		return fmt.Errorf("writing device facts: %w", err)
 	}
 	return nil
 }

@@ -69,8 +69,8 @@ var _ = Describe("Enrollment", func() {
 		Expect(device.Spec.Configurations).To(ConsistOf(mdmv1alpha1.ConfigurationAssignment{Name: "baseline", Priority: 10}))
 		Expect(device.Status.Phase).To(Equal(mdmv1alpha1.DeviceEnrolled))
 		Expect(device.Status.EnrollmentToken).To(Equal("one"))
-		Expect(device.Status.DeviceInfo.Model).To(Equal("Sim 1"))
-		Expect(device.Status.Certificates).To(ContainElement(HaveField("Source", "identity")))
+		// The facts come with the agent's first report, once it connects.
+		Expect(device.Status.DeviceInfo).To(BeNil())
 
 		Eventually(func(g Gomega) {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(token), token)).To(Succeed())
@@ -88,6 +88,9 @@ var _ = Describe("Enrollment", func() {
 			g.Expect(meta.IsStatusConditionTrue(device.Status.Conditions, mdmv1alpha1.DeviceConditionEnrolled)).To(BeTrue())
 			g.Expect(device.Status.LastSeen).NotTo(BeNil())
 			g.Expect(device.Status.ObservedGeneration).To(Equal(device.Generation))
+			g.Expect(device.Status.DeviceInfo).NotTo(BeNil())
+			g.Expect(device.Status.DeviceInfo.Model).To(Equal("Sim 1"))
+			g.Expect(device.Status.Certificates).To(ContainElement(HaveField("Source", "identity")))
 		}).Should(Succeed())
 		stop()
 		Eventually(func(g Gomega) {

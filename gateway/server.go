@@ -92,11 +92,19 @@ func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder ev
 	return s
 }
 
+// compressMinBytes is the smallest message the gateway compresses, for an
+// agent that accepts compression.
+const compressMinBytes = 4 << 10
+
 // Handler is the HTTP handler serving the agent protocol.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	path, h := agentv1connect.NewAgentServiceHandler(s, append(codecs(),
 		connect.WithReadMaxBytes(maxRequestBytes),
+		// Most messages are a few hundred bytes: compressing them costs a
+		// compressor per stream on both ends (hundreds of KiB each while
+		// in use, and CPU to reset) to save almost nothing.
+		connect.WithCompressMinBytes(compressMinBytes),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {
 			s.log.Error(fmt.Errorf("panic: %v", p), "Recovered from a panic in a handler", "procedure", spec.Procedure)
 			return connect.NewError(connect.CodeInternal, errors.New("internal error"))

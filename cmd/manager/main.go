@@ -21,6 +21,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -46,6 +47,8 @@ type options struct {
 	metricsAddr       string
 	metricsSecure     bool
 	probeAddr         string
+	pprofAddr         string
+	concurrency       int
 	leaderElect       bool
 	leaderElectionNS  string
 	enableControllers bool
@@ -76,6 +79,8 @@ func main() {
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", `Address the metrics endpoint binds to; "0" disables it.`)
 	flag.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized by the apiserver.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
+	flag.IntVar(&o.concurrency, "max-concurrent-reconciles", 4, "How many objects of one kind each controller reconciles at once; a fleet enrolling at once waits on the Device controller's writes.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", `Address the Go profiler (net/http/pprof) binds to, for measuring memory and CPU; "0" disables it.`)
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that one replica runs the controllers.")
 	flag.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the pod's namespace.")
 	flag.BoolVar(&o.enableControllers, "enable-controllers", true, "Run the Device, EnrollmentToken and DeviceAction controllers.")
@@ -111,6 +116,9 @@ func main() {
 
 func run(o options) error {
 	log := ctrl.Log.WithName("setup")
+	if o.concurrency < 1 {
+		return fmt.Errorf("--max-concurrent-reconciles must be at least 1, not %d", o.concurrency)
+	}
 
 	var tlsOpts []func(*tls.Config)
 	if !o.enableHTTP2 {
@@ -126,14 +134,21 @@ func run(o options) error {
 		Scheme:                  scheme,
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
+		Controller:              config.Controller{MaxConcurrentReconciles: o.concurrency},
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "manager.mdm.kubemdm.io",
 		LeaderElectionNamespace: o.leaderElectionNS,
 		WebhookServer:           webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir, TLSOpts: tlsOpts}),
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// Only kubemdm's own Secrets are cached; others are read directly.
-			&corev1.Secret{}: {Label: managedBy},
-		}},
+		Cache: cache.Options{
+			// Nothing reads managedFields from the cache (an action that sets a
+			// spec field reads its owners from the apiserver): at fleet size
+			// they are most of a cached Device.
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				// Only kubemdm's own Secrets are cached; others are read directly.
+				&corev1.Secret{}: {Label: managedBy},
+			}},
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -188,8 +203,9 @@ func run(o options) error {
 			return fmt.Errorf("setting up Device controller: %w", err)
 		}
 		if err := (&controllers.DeviceActionReconciler{
-			Client:   mgr.GetClient(),
-			Recorder: mgr.GetEventRecorder("deviceaction-controller"),
+			Client:    mgr.GetClient(),
+			APIReader: mgr.GetAPIReader(),
+			Recorder:  mgr.GetEventRecorder("deviceaction-controller"),
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up DeviceAction controller: %w", err)
 		}

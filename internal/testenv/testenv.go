@@ -184,10 +184,15 @@ func (e *Env) newManager(ctx context.Context, bind, replica string, withControll
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// A restarted manager registers the same controllers again.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{mdmv1alpha1.LabelManagedBy: mdmv1alpha1.ManagedByValue})},
-		}},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4},
+		Cache: cache.Options{
+			// Nothing reads managedFields from the cache (an action that sets a
+			// spec field reads its owners from the apiserver): at fleet size
+			// they are most of a cached Device.
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{mdmv1alpha1.LabelManagedBy: mdmv1alpha1.ManagedByValue})},
+			}},
 		NewClient: func(config *rest.Config, options client.Options) (client.Client, error) {
 			c, err := client.New(config, options)
 			if err != nil || o.Wrap == nil {
@@ -239,7 +244,7 @@ func (e *Env) newManager(ctx context.Context, bind, replica string, withControll
 		}
 	}
 	if o.DeviceActions {
-		if err := (&controllers.DeviceActionReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("deviceaction-controller")}).SetupWithManager(mgr); err != nil {
+		if err := (&controllers.DeviceActionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("deviceaction-controller")}).SetupWithManager(mgr); err != nil {
 			return nil, nil, err
 		}
 	}

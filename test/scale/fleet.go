@@ -13,12 +13,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemdm/kubemdm/agent"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
-	"github.com/kubemdm/kubemdm/internal/testenv"
 )
 
 // fleetLabel marks the Devices of the simulated fleet, so that one
@@ -121,8 +121,9 @@ func liveBytes() int64 {
 	return int64(m.HeapInuse + m.StackInuse)
 }
 
-// deviceCounter follows the Devices of a namespace through a watch and
-// counts those a condition holds for.
+// deviceCounter follows the Devices of a namespace through an informer,
+// which lists again and watches again whenever its watch ends, and counts
+// those a condition holds for.
 type deviceCounter struct {
 	mu    sync.Mutex
 	match map[string]bool
@@ -133,14 +134,29 @@ type deviceCounter struct {
 
 func (h *Harness) countDevices(ctx context.Context, ns string, when func(*mdmv1alpha1.Device) bool) (*deviceCounter, error) {
 	c := &deviceCounter{match: map[string]bool{}, when: when}
-	stop, err := testenv.Watch(ctx, h.cfg, h.scheme, &mdmv1alpha1.DeviceList{}, func(ev watch.Event) {
-		d, ok := ev.Object.(*mdmv1alpha1.Device)
+	informers, err := cache.New(h.cfg, cache.Options{Scheme: h.scheme, DefaultNamespaces: map[string]cache.Config{ns: {}},
+		DefaultTransform: cache.TransformStripManagedFields()})
+	if err != nil {
+		return nil, err
+	}
+	informer, err := informers.GetInformer(ctx, &mdmv1alpha1.Device{})
+	if err != nil {
+		return nil, err
+	}
+	observe := func(obj any, deleted bool) {
+		d, ok := obj.(*mdmv1alpha1.Device)
 		if !ok {
-			return
+			if tomb, isTomb := obj.(toolscache.DeletedFinalStateUnknown); isTomb {
+				d, ok = tomb.Obj.(*mdmv1alpha1.Device)
+			}
+			if !ok {
+				return
+			}
+			deleted = true
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		now := ev.Type != watch.Deleted && c.when(d)
+		now := !deleted && c.when(d)
 		if now != c.match[d.Name] {
 			c.match[d.Name] = now
 			if now {
@@ -149,9 +165,22 @@ func (h *Harness) countDevices(ctx context.Context, ns string, when func(*mdmv1a
 				c.count--
 			}
 		}
-	}, client.InNamespace(ns))
-	c.stop = stop
-	return c, err
+	}
+	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { observe(obj, false) },
+		UpdateFunc: func(_, obj any) { observe(obj, false) },
+		DeleteFunc: func(obj any) { observe(obj, true) },
+	}); err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	c.stop = cancel
+	go func() { _ = informers.Start(runCtx) }()
+	if !informers.WaitForCacheSync(runCtx) {
+		cancel()
+		return nil, fmt.Errorf("the Device informer of %s did not sync", ns)
+	}
+	return c, nil
 }
 
 func (c *deviceCounter) value() int {

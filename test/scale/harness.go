@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -147,6 +148,12 @@ func (h *Harness) startManager(ctx context.Context) error {
 		"--enrollment-host", h.gatewayAddr,
 		"--gateway-replica", "scale",
 	)
+	// A harness stopped by its test timeout leaves no manager behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if addr := os.Getenv("SCALE_PPROF"); addr != "" {
+		// For a look inside: go tool pprof http://ADDR/debug/pprof/heap
+		cmd.Args = append(cmd.Args, "--pprof-bind-address", addr)
+	}
 	p, err := testenv.Launch(fmt.Sprintf("manager-%d", h.managerRuns), cmd, h.dir)
 	if err != nil {
 		return err

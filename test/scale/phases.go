@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -22,7 +23,7 @@ const (
 )
 
 // registered creates the pre-registered Devices, waits until the manager
-// reconciled each, then watches it stay quiet, and times the queries a
+// settled each, then watches it stay quiet, and times the queries a
 // platform team runs over them.
 func (h *Harness) registered(ctx context.Context, r *Results) error {
 	n := h.profile.Registered
@@ -33,7 +34,10 @@ func (h *Harness) registered(ctx context.Context, r *Results) error {
 	if err != nil {
 		return err
 	}
-	phased, err := h.countDevices(ctx, ns, func(d *mdmv1alpha1.Device) bool { return d.Status.Phase != "" })
+	// Settled: the controller recorded this generation and a Ready condition.
+	phased, err := h.countDevices(ctx, ns, func(d *mdmv1alpha1.Device) bool {
+		return d.Status.ObservedGeneration == d.Generation && meta.FindStatusCondition(d.Status.Conditions, "Ready") != nil
+	})
 	if err != nil {
 		return err
 	}

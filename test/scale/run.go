@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
@@ -93,7 +95,13 @@ func Run(ctx context.Context, p Profile, log io.Writer) (_ *Results, retErr erro
 	}()
 	step := func(name string, fn func() error) error {
 		h.logf("Phase %s", name)
-		if err := fn(); err != nil {
+		stop, err := profile(name)
+		if err != nil {
+			return err
+		}
+		err = fn()
+		stop()
+		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		return nil
@@ -165,4 +173,30 @@ func memTotal() string {
 		}
 	}
 	return "unknown memory"
+}
+
+// profile records this process's CPU profile of a phase, and its heap
+// after it, into SCALE_PROFILE_DIR when set: where the simulated fleet's
+// time and memory go.
+func profile(phase string) (stop func(), err error) {
+	dir := os.Getenv("SCALE_PROFILE_DIR")
+	if dir == "" {
+		return func() {}, nil
+	}
+	cpu, err := os.Create(filepath.Join(dir, phase+".cpu.pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = cpu.Close()
+		if heap, err := os.Create(filepath.Join(dir, phase+".heap.pprof")); err == nil {
+			runtime.GC()
+			_ = pprof.WriteHeapProfile(heap)
+			_ = heap.Close()
+		}
+	}, nil
 }
