@@ -255,8 +255,9 @@ func (a *Agent) heartbeat(ctx context.Context, c agentv1connect.AgentServiceClie
 	var t *time.Timer
 	mu.Lock()
 	defer mu.Unlock()
-	// The first beat comes at a random point of the interval, so that a
-	// fleet that reconnected at once does not beat in step ever after.
+	// The first beat comes between half an interval and one and a half,
+	// at random, so that a fleet that reconnected at once does not beat in
+	// step ever after.
 	first := a.opts.Heartbeat/2 + time.Duration(rand.Int64N(int64(a.opts.Heartbeat)))
 	t = time.AfterFunc(first, func() {
 		if _, err := c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{ObservedGeneration: a.state.AppliedGeneration()})); err == nil {

@@ -90,7 +90,8 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	// The finalizer runs spec.deletionPolicy, so that removing a Device
 	// from Git retires the device rather than orphaning it. Settling only
 	// computes the status, so it goes on in the same pass: a new Device
-	// costs one finalizer write and one status write, not two of each.
+	// costs one finalizer write and one status write, not a second status
+	// write from a second pass.
 	controllerutil.AddFinalizer(device, mdmv1alpha1.Finalizer)
 	res.RequeueAfter = r.settle(device, time.Now())
 	device.Status.ObservedGeneration = device.Generation

@@ -156,8 +156,11 @@ func (r *DeviceActionReconciler) newestOpenChange(ctx context.Context, action *m
 // this action set takes the newer action's value.
 func (r *DeviceActionReconciler) handOver(ctx context.Context, action, newer *mdmv1alpha1.DeviceAction, d *mdmv1alpha1.Device) error {
 	field, value := specChange(action)
-	if field == "" || foreignOwner(d, field) != "" {
+	if field == "" {
 		return nil
+	}
+	if owner, err := r.foreignOwner(ctx, d, field); err != nil || owner != "" {
+		return client.IgnoreNotFound(err)
 	}
 	_, want := specChange(newer)
 	current, err := specFieldOf(d, field)

@@ -56,8 +56,23 @@ func specChange(a *mdmv1alpha1.DeviceAction) (field string, value any) {
 	return "", nil
 }
 
-// foreignOwner names a manager outside kubemdm that holds the spec field.
-func foreignOwner(d *mdmv1alpha1.Device, field string) string {
+// foreignOwner names a manager outside kubemdm that holds the spec field
+// of d. The cache strips managedFields, so they are read from the
+// apiserver when the reconciler has a reader for it.
+func (r *DeviceActionReconciler) foreignOwner(ctx context.Context, d *mdmv1alpha1.Device, field string) (string, error) {
+	owners := d
+	if r.APIReader != nil {
+		owners = &mdmv1alpha1.Device{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(d), owners); err != nil {
+			return "", fmt.Errorf("reading the field owners of Device %s: %w", d.Name, err)
+		}
+	}
+	return foreignOwnerOf(owners, field), nil
+}
+
+// foreignOwnerOf names a manager outside kubemdm that holds the spec field
+// in d's managedFields.
+func foreignOwnerOf(d *mdmv1alpha1.Device, field string) string {
 	for _, mf := range d.ManagedFields {
 		if slices.Contains(ownManagers, mf.Manager) || mf.FieldsV1 == nil {
 			continue
@@ -82,14 +97,14 @@ func (r *DeviceActionReconciler) applySpec(ctx context.Context, a *mdmv1alpha1.D
 	if field == "" {
 		return true, "", nil
 	}
-	owners := d
-	if r.APIReader != nil {
-		owners = &mdmv1alpha1.Device{}
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(d), owners); err != nil {
-			return false, "", fmt.Errorf("reading the owners of Device %s: %w", d.Name, err)
-		}
+	owner, err := r.foreignOwner(ctx, d, field)
+	if apierrors.IsNotFound(err) {
+		return false, fmt.Sprintf("Device %s was deleted", d.Name), nil
 	}
-	if owner := foreignOwner(owners, field); owner != "" {
+	if err != nil {
+		return false, "", err
+	}
+	if owner != "" {
 		return false, fmt.Sprintf("spec.%s of Device %s is managed by %q; change it there, or remove it from that manager, to let %s set it",
 			field, d.Name, owner, a.Spec.Action), nil
 	}
@@ -152,8 +167,11 @@ func (r *DeviceActionReconciler) applySpecField(ctx context.Context, d *mdmv1alp
 // reached it, so that is what it still shows.
 func (r *DeviceActionReconciler) revertSpec(ctx context.Context, a *mdmv1alpha1.DeviceAction, d *mdmv1alpha1.Device) error {
 	field, value := specChange(a)
-	if field == "" || foreignOwner(d, field) != "" {
+	if field == "" {
 		return nil
+	}
+	if owner, err := r.foreignOwner(ctx, d, field); err != nil || owner != "" {
+		return client.IgnoreNotFound(err)
 	}
 	current, err := specFieldOf(d, field)
 	if err != nil {

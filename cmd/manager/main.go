@@ -141,9 +141,9 @@ func run(o options) error {
 		LeaderElectionNamespace: o.leaderElectionNS,
 		WebhookServer:           webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir, TLSOpts: tlsOpts}),
 		Cache: cache.Options{
-			// Nothing reads managedFields from the cache (an action that sets a
-			// spec field reads its owners from the apiserver): at fleet size
-			// they are most of a cached Device.
+			// Nothing reads managedFields from the cache (the DeviceAction
+			// controller reads a Device's field owners from the apiserver):
+			// at fleet size they are most of a cached Device.
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
 				// Only kubemdm's own Secrets are cached; others are read directly.

@@ -186,9 +186,9 @@ func (e *Env) newManager(ctx context.Context, bind, replica string, withControll
 		// A restarted manager registers the same controllers again.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4},
 		Cache: cache.Options{
-			// Nothing reads managedFields from the cache (an action that sets a
-			// spec field reads its owners from the apiserver): at fleet size
-			// they are most of a cached Device.
+			// Nothing reads managedFields from the cache (the DeviceAction
+			// controller reads a Device's field owners from the apiserver):
+			// at fleet size they are most of a cached Device.
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{mdmv1alpha1.LabelManagedBy: mdmv1alpha1.ManagedByValue})},

@@ -112,13 +112,14 @@ func (f *fleet) heartbeats() uint64 {
 	return n
 }
 
-// liveBytes is the heap and stacks this process holds after a collection.
+// liveBytes is the heap this process has allocated and the stacks it
+// uses, after a collection.
 func liveBytes() int64 {
 	runtime.GC()
 	debug.FreeOSMemory()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return int64(m.HeapInuse + m.StackInuse)
+	return int64(m.HeapAlloc + m.StackInuse)
 }
 
 // deviceCounter follows the Devices of a namespace through an informer,

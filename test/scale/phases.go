@@ -212,6 +212,7 @@ func (h *Harness) fanOut(ctx context.Context, f *fleet, r *Results) error {
 	}
 	r.FanOut.Time = time.Since(began)
 	r.FanOut.Devices = int(a.Status.Summary.Total)
+	h.logf("Lock timeline: %s", timeline(a, began))
 	time.Sleep(2 * time.Second)
 	if r.FanOut.Writes, err = h.managerWrites(ctx, m); err != nil {
 		return err
@@ -276,4 +277,32 @@ func (h *Harness) act(ctx context.Context, ns string, action mdmv1alpha1.ActionT
 		return a, fmt.Errorf("%s %s ended %s: %+v", action, a.Name, a.Status.Phase, s)
 	}
 	return a, nil
+}
+
+// timeline says when, after began, an action was queued and its last
+// command delivered and completed, to the second the rows record.
+func timeline(a *mdmv1alpha1.DeviceAction, began time.Time) string {
+	var delivered, completed time.Time
+	for _, row := range a.Status.Devices {
+		if row.DeliveredAt != nil && row.DeliveredAt.After(delivered) {
+			delivered = row.DeliveredAt.Time
+		}
+		if row.CompletedAt != nil && row.CompletedAt.After(completed) {
+			completed = row.CompletedAt.Time
+		}
+	}
+	since := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.Sub(began).Round(time.Second).String()
+	}
+	var queued, finished time.Time
+	if a.Status.QueuedAt != nil {
+		queued = a.Status.QueuedAt.Time
+	}
+	if a.Status.CompletionTime != nil {
+		finished = a.Status.CompletionTime.Time
+	}
+	return fmt.Sprintf("queued %s, last delivered %s, last completed %s, finished %s", since(queued), since(delivered), since(completed), since(finished))
 }

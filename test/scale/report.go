@@ -20,8 +20,10 @@ type Target struct {
 	// garbage collector's timing; counts of writes do not.
 	Noisy bool
 	// Holding, for a target not yet reached, is the bound make test holds
-	// meanwhile, so that the figure cannot get worse unnoticed; docs/scale.md
-	// says why the target is not reached. Zero holds the target itself.
+	// meanwhile, just past the worst of the runs that measured it when the
+	// harness landed, so that the figure cannot get worse unnoticed;
+	// docs/scale.md says why the target is not reached. Zero holds the
+	// target itself.
 	Holding float64
 }
 
@@ -75,18 +77,19 @@ func (r *Results) Targets() []Target {
 	add := func(t Target) { ts = append(ts, t) }
 
 	enrollRate := n / r.Enrollment.Time.Seconds()
-	add(Target{Name: "enrollment rate / raw create rate", Noisy: true, AtLeast: true, Limit: 0.25, Holding: 0.02,
+	add(Target{Name: "enrollment rate / raw create rate", Noisy: true, AtLeast: true, Limit: 0.25, Holding: 0.03,
 		Value:  enrollRate / b.CreateRate(),
 		Figure: fmt.Sprintf("%.0f/s vs %.0f/s (%s for %d)", enrollRate, b.CreateRate(), r.Enrollment.Time.Round(time.Millisecond), p.Devices)})
-	add(Target{Name: "writes per enrolled and connected device", Limit: 3, Holding: 5.2,
+	add(Target{Name: "writes per enrolled and connected device", Limit: 3, Holding: 6,
 		Value: r.Enrollment.Writes.Total() / n, Figure: r.Enrollment.Writes.String()})
 
+	// No heartbeat at all is a broken fleet, not a quiet one: it fails.
+	w, perThousand := r.Idle.Writes.Total(), math.Inf(1)
 	if r.Idle.Heartbeats > 0 {
-		w := r.Idle.Writes.Total()
-		add(Target{Name: "writes per 1,000 heartbeats, idle", Limit: 5,
-			Value:  w / float64(r.Idle.Heartbeats) * 1000,
-			Figure: fmt.Sprintf("%.0f writes, %d heartbeats in %s (%s)", w, r.Idle.Heartbeats, p.Window, r.Idle.Writes)})
+		perThousand = w / float64(r.Idle.Heartbeats) * 1000
 	}
+	add(Target{Name: "writes per 1,000 heartbeats, idle", Limit: 5, Value: perThousand,
+		Figure: fmt.Sprintf("%.0f writes, %d heartbeats in %s (%s)", w, r.Idle.Heartbeats, p.Window, r.Idle.Writes)})
 	if p.Registered > 0 {
 		per := kib(r.Registered.RSS-r.ManagerIdleRSS) / float64(p.Registered)
 		add(Target{Name: "writes per registered Device to settle", Limit: 2,
@@ -98,13 +101,13 @@ func (r *Results) Targets() []Target {
 			Figure: fmt.Sprintf("%s over %s, manager CPU %s", r.Registered.QuietWrites, p.Window, r.Registered.QuietCPU)})
 	}
 	perConnected := kib(r.Idle.RSS-max(r.Registered.RSS, r.ManagerIdleRSS)) / n
-	add(Target{Name: "manager KiB per connected device", Noisy: true, Limit: 48, Holding: 170, Value: perConnected,
+	add(Target{Name: "manager KiB per connected device", Noisy: true, Limit: 48, Holding: 130, Value: perConnected,
 		Figure: fmt.Sprintf("RSS %.0f MiB with %d connected", kib(r.Idle.RSS)/1024, p.Devices)})
-	add(Target{Name: "simulator KiB per device", Noisy: true, Limit: 100, Holding: 150, Value: kib(r.Idle.SimulatorBytes),
-		Figure: "live heap and stacks of the harness, per connected device"})
+	add(Target{Name: "simulator KiB per device", Noisy: true, Limit: 100, Value: kib(r.Idle.SimulatorBytes),
+		Figure: "heap allocated and stacks in use in the harness, per connected device"})
 
 	fanBase := time.Duration(float64(r.FanOut.Devices) / b.CreateRate() * float64(time.Second))
-	add(Target{Name: "Lock fan-out time / ConfigMap creates", Noisy: true, Limit: 2, Holding: 6,
+	add(Target{Name: "Lock fan-out time / ConfigMap creates", Noisy: true, Limit: 2, Holding: 5.5,
 		Value:  r.FanOut.Time.Seconds() / fanBase.Seconds(),
 		Figure: fmt.Sprintf("%s for %d devices vs %s", r.FanOut.Time.Round(time.Millisecond), r.FanOut.Devices, fanBase.Round(time.Millisecond))})
 	add(Target{Name: "DeviceAction writes for the Lock", Limit: 20, Value: r.FanOut.Writes.Of("deviceactions"),
@@ -118,7 +121,7 @@ func (r *Results) Targets() []Target {
 }
 
 // Table is the run's figures and targets as a Markdown table.
-func (r *Results) Table(margin float64) string {
+func (r *Results) Table() string {
 	var s strings.Builder
 	b := r.Baseline
 	fmt.Fprintf(&s, "Machine: %s\n", r.Machine)
@@ -129,8 +132,9 @@ func (r *Results) Table(margin float64) string {
 		b.WatchP50.Round(10*time.Microsecond), b.WatchP99.Round(10*time.Microsecond))
 	s.WriteString("| measure | value | target | met | figures |\n|---|---|---|---|---|\n")
 	for _, t := range r.Targets() {
+		// Met strictly here; the test loosens noisy figures by its margin.
 		met := "yes"
-		if !t.Met(margin) {
+		if !t.Met(1) {
 			met = "**no**"
 		}
 		fmt.Fprintf(&s, "| %s | %.2f | %s | %s | %s |\n", t.Name, t.Value, t.limitText(), met, t.Figure)

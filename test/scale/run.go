@@ -54,14 +54,13 @@ type Results struct {
 		// and Connected.
 		Time   time.Duration
 		Writes Writes
-		Failed int
 	}
 	Idle struct {
 		Heartbeats uint64
 		Writes     Writes
 		// RSS is the manager's with the fleet connected.
 		RSS int64
-		// SimulatorBytes is this process's live heap and stacks per
+		// SimulatorBytes is this process's allocated heap and stacks per
 		// connected simulated device.
 		SimulatorBytes int64
 	}

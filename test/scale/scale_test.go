@@ -47,13 +47,19 @@ func TestScale(t *testing.T) {
 	if p.Devices == 0 {
 		t.Fatal("SCALE_DEVICES must be at least 1")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Minute)
+	// Ends before the test's own timeout, whose panic would leave the
+	// control plane running.
+	deadline, ok := t.Deadline()
+	if !ok {
+		deadline = time.Now().Add(80 * time.Minute)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-time.Minute))
 	defer cancel()
 	r, err := Run(ctx, p, testWriter{t})
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := r.Table(margin)
+	table := r.Table()
 	t.Log("\n" + table)
 	if path := os.Getenv("SCALE_REPORT"); path != "" {
 		if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
@@ -67,7 +73,7 @@ func TestScale(t *testing.T) {
 				target.Name, target.Value, num(target.Holding), target.limitText(), margin, target.Figure)
 		case !target.Holds(margin):
 			t.Errorf("%s: %.2f, target %s (margin %.1f on noisy figures): %s", target.Name, target.Value, target.limitText(), margin, target.Figure)
-		case !target.Met(margin):
+		case !target.Met(1):
 			t.Logf("Not yet reached, see docs/scale.md: %s: %.2f, target %s", target.Name, target.Value, target.limitText())
 		}
 	}

@@ -136,7 +136,10 @@ func parseWrites(raw []byte) (Writes, error) {
 }
 
 // writeCounter is a client that counts its own writes the way the
-// apiserver does, so that they can be taken from the apiserver's count.
+// apiserver does, so that they can be taken from the apiserver's count. It
+// counts Create, Update, Patch and Delete, which are all the harness uses:
+// a write through Status(), Apply or DeleteAllOf would be charged to the
+// manager.
 type writeCounter struct {
 	client.Client
 	mu     sync.Mutex
