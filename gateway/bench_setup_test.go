@@ -24,6 +24,8 @@ type benchDevice struct {
 	name   string
 	agent  *agent.Agent
 	device *agent.Simulated
+	// token is the perpetual token's value, for more devices to enroll.
+	token string
 }
 
 // startBenchDevice sets up a benchmark's world; the control plane stops when
@@ -58,7 +60,8 @@ func startBenchDevice(b *testing.B, opts testenv.Options, serial string) *benchD
 	if err := a.Enroll(ctx); err != nil {
 		b.Fatal(err)
 	}
-	return &benchDevice{env: e, ns: ns.Name, name: strings.ToLower(serial), agent: a, device: dev}
+	return &benchDevice{env: e, ns: ns.Name, name: strings.ToLower(serial), agent: a, device: dev,
+		token: string(secret.Data[mdmv1alpha1.TokenSecretKey])}
 }
 
 // run runs the device's agent until the benchmark ends and waits until the
