@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
@@ -92,6 +93,29 @@ var _ = Describe("Canceling a DeviceAction", func() {
 		setCancel(ctx, a)
 		Eventually(func() mdmv1alpha1.DeviceState { return getDevice(ctx, ns, "lost-1").Spec.State }).Should(Equal(mdmv1alpha1.DeviceStateActive))
 		Eventually(rowsOf(ctx, a)).Should(ConsistOf(HaveField("Phase", mdmv1alpha1.CommandCanceled)))
+	})
+
+	It("leaves the state alone when Git took it over before the Disable was canceled", func() {
+		ns := newNamespace(ctx)
+		enrolledDevices(ctx, ns, "git-1")
+		a := &mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "disable"},
+			Spec: mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionDisable, Devices: []string{"git-1"}}}
+		Expect(k8sClient.Create(ctx, a)).To(Succeed())
+		Eventually(func() mdmv1alpha1.DeviceState { return getDevice(ctx, ns, "git-1").Spec.State }).Should(Equal(mdmv1alpha1.DeviceStateDisabled))
+		// Git (Argo CD with server-side apply) now says Disabled too, and
+		// shares the field; the cache shows no owners, the apiserver does.
+		git := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "mdm.kubemdm.io/v1alpha1", "kind": "Device",
+			"metadata": map[string]any{"name": "git-1", "namespace": ns},
+			"spec":     map[string]any{"platform": "Linux", "state": "Disabled"},
+		}}
+		Expect(k8sClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(git), client.FieldOwner("argocd-controller"), client.ForceOwnership)).To(Succeed())
+		setCancel(ctx, a)
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
+			g.Expect(a.Status.Phase).To(Equal(mdmv1alpha1.ActionCanceled))
+		}).Should(Succeed(), "the undo does not fight Git's ownership")
+		Expect(getDevice(ctx, ns, "git-1").Spec.State).To(Equal(mdmv1alpha1.DeviceStateDisabled))
 	})
 
 	It("runs the same cancel when a running action is deleted, before it goes", func() {
