@@ -201,7 +201,7 @@ func (a *Agent) session(ctx context.Context) error {
 	var worker sync.WaitGroup
 	worker.Go(func() { a.work(ctx, lifetime, c, queue) })
 	defer func() { cancel(); worker.Wait() }()
-	stream, err := c.Subscribe(ctx, connect.NewRequest(&agentv1.SubscribeRequest{ConfigGeneration: a.state.ConfigGeneration}))
+	stream, err := c.Subscribe(ctx, connect.NewRequest(&agentv1.SubscribeRequest{ConfigGeneration: a.state.AppliedGeneration(), ConfigurationsDigest: a.state.AppliedDigest()}))
 	if err != nil {
 		return err
 	}
@@ -286,7 +286,11 @@ func (a *Agent) apply(ctx context.Context, c agentv1connect.AgentServiceClient, 
 		a.log.Error(err, "Reporting status")
 		return
 	}
-	if err := a.state.SetConfigGeneration(cfg.GetGeneration()); err != nil {
+	digest := cfg.GetConfigurationsDigest()
+	if cfg.GetConfigurationsHeld() {
+		digest = a.state.AppliedDigest()
+	}
+	if err := a.state.SetConfigGeneration(cfg.GetGeneration(), digest); err != nil {
 		a.log.Error(err, "Saving state")
 	}
 }

@@ -16,14 +16,22 @@ import (
 // Version is the agent's version, reported in deviceInfo.
 var Version = "v0.1.0-dev"
 
-// Linux manages the host it runs on, but acts only inside its own directory:
-// managed configurations, kiosk and lost-mode flags and messages are files
-// there. Reboot, wipe and logout touch the host, so they are refused unless
+// Linux manages the host it runs on. Kiosk and lost-mode flags and messages
+// are files in its own directory; configurations write files and systemd
+// units under Root, and the agent removes only the ones it wrote. Reboot,
+// wipe and logout touch the host, so they are refused unless
 // AllowDestructive is set.
 type Linux struct {
 	// Dir is the managed directory, inside the agent's state directory.
-	Dir              string
+	Dir string
+	// Root is where configuration files and units go: "/" on a real host,
+	// a sandbox in tests.
+	Root             string
 	AllowDestructive bool
+
+	// states are the configurations' states of the last apply, reported
+	// again while the gateway holds the configurations.
+	states []*agentv1.ConfigurationState
 }
 
 // Info reads the host's identity.
@@ -54,19 +62,10 @@ func (l *Linux) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv1.Fa
 	if _, err := os.Stat(filepath.Join(l.Dir, "disabled")); err == nil {
 		facts.State = "Disabled"
 	}
-	dir := filepath.Join(l.Dir, "configurations")
-	_ = os.MkdirAll(dir, 0o700)
-	for _, c := range cfg.GetConfigurations() {
-		path := filepath.Join(dir, filepath.Base(c.GetName()))
-		st := &agentv1.ConfigurationState{Name: c.GetName(), State: "Installed"}
-		if c.GetExcluded() {
-			st.State = "Excluded"
-			_ = os.Remove(path)
-		} else if err := os.WriteFile(path, []byte(fmt.Sprintf("priority=%d\n", c.GetPriority())), 0o600); err != nil {
-			st.State, st.Message = "Failed", err.Error()
-		}
-		facts.Configurations = append(facts.Configurations, st)
+	if !cfg.GetConfigurationsHeld() {
+		l.states = l.applyConfigurations(cfg.GetConfigurations())
 	}
+	facts.Configurations = l.states
 	return facts
 }
 

@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -41,6 +43,9 @@ type Simulated struct {
 	FailureRate  float64
 	// FailConfigurations names configurations that fail to install.
 	FailConfigurations map[string]bool
+	// FailSettings names setting paths (passcode.minLength,
+	// wifi[office]) the device cannot apply.
+	FailSettings map[string]bool
 	// FailStep names an Unenroll step that fails.
 	FailStep string
 	// RefuseOwners names owners the device will not take.
@@ -74,7 +79,14 @@ type DeviceModel struct {
 	// Installed are the configurations installed, with how many times
 	// each was (re)installed.
 	Installed map[string]int
-	Owner     string
+	// Revisions are the revisions of the installed configurations.
+	Revisions map[string]string
+	// Settings are the settings in place, by path, with their value.
+	Settings map[string]string
+	// Certificates are the certificates configurations installed, by
+	// name, with the configuration that installed each.
+	Certificates map[string]string
+	Owner        string
 	// Wiped and Released (retired, unenrolled, deprovisioned) end the
 	// device's managed life.
 	Wiped, Released bool
@@ -83,6 +95,9 @@ type DeviceModel struct {
 func (s *Simulated) init() {
 	if s.state.Installed == nil {
 		s.state.Installed = map[string]int{}
+		s.state.Revisions = map[string]string{}
+		s.state.Settings = map[string]string{}
+		s.state.Certificates = map[string]string{}
 		s.state.OSVersion = s.OSVersion
 	}
 }
@@ -94,10 +109,10 @@ func (s *Simulated) Observe() DeviceModel {
 	s.init()
 	m := s.state
 	m.Messages = slices.Clone(m.Messages)
-	m.Installed = make(map[string]int, len(s.state.Installed))
-	for k, v := range s.state.Installed {
-		m.Installed[k] = v
-	}
+	m.Installed = maps.Clone(s.state.Installed)
+	m.Revisions = maps.Clone(s.state.Revisions)
+	m.Settings = maps.Clone(s.state.Settings)
+	m.Certificates = maps.Clone(s.state.Certificates)
 	m.Kiosk = proto.Clone(s.state.Kiosk).(*agentv1.Kiosk)
 	m.LostMode = proto.Clone(s.state.LostMode).(*agentv1.LostMode)
 	return m
@@ -157,6 +172,11 @@ func (s *Simulated) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.init()
+	if cfg.GetConfigurationsHeld() {
+		// The gateway cannot render the configurations now: keep them.
+		cfg = proto.CloneOf(cfg)
+		cfg.Configurations, cfg.ConfigurationsDigest = s.config.GetConfigurations(), s.config.GetConfigurationsDigest()
+	}
 	s.config = cfg
 	if s.state.Wiped || s.state.Released {
 		// Out of management: it takes nothing and reports what is left.
@@ -177,33 +197,62 @@ func (s *Simulated) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv
 	if l := cfg.GetLostMode(); l != nil {
 		s.state.LostMode = proto.Clone(l).(*agentv1.LostMode)
 	}
-	var states []*agentv1.ConfigurationState
-	assigned := map[string]bool{}
-	for _, c := range cfg.GetConfigurations() {
-		assigned[c.GetName()] = true
-		st := &agentv1.ConfigurationState{Name: c.GetName(), State: "Installed"}
-		switch {
-		case c.GetExcluded():
-			st.State = "Excluded"
-			delete(s.state.Installed, c.GetName())
-		case s.FailConfigurations[c.GetName()]:
-			st.State, st.Message = "Failed", "simulated installation failure"
-			delete(s.state.Installed, c.GetName())
-		default:
-			if s.state.Installed[c.GetName()] == 0 {
-				s.state.Installed[c.GetName()] = 1
+	s.applyConfigurations(cfg.GetConfigurations())
+	facts := s.factsLocked()
+	facts.Configurations = s.configurationStates()
+	return facts
+}
+
+// applyConfigurations puts every setting of the configurations in place,
+// except those the device fails on, and removes the settings and
+// configurations no longer there.
+func (s *Simulated) applyConfigurations(configs []*agentv1.Configuration) {
+	desired := map[string]string{}
+	certs := map[string]string{}
+	for _, c := range configs {
+		failing := s.FailConfigurations[c.GetName()]
+		for path, v := range settingValues(c.GetSettings()) {
+			if failing || s.FailSettings[path] {
+				continue
 			}
+			desired[path] = v
+		}
+		if !failing {
+			for _, cert := range c.GetSettings().GetCertificates() {
+				if !s.FailSettings["certificates["+cert.GetName()+"]"] {
+					certs[cert.GetName()] = c.GetName()
+				}
+			}
+		}
+	}
+	s.state.Settings, s.state.Certificates = desired, certs
+	installed := map[string]int{}
+	revisions := map[string]string{}
+	for _, c := range configs {
+		installed[c.GetName()] = max(s.state.Installed[c.GetName()], 1)
+		revisions[c.GetName()] = c.GetRevision()
+	}
+	s.state.Installed, s.state.Revisions = installed, revisions
+}
+
+// configurationStates says, for each configuration of the last
+// DesiredConfig, whether the model holds every one of its settings.
+func (s *Simulated) configurationStates() []*agentv1.ConfigurationState {
+	var states []*agentv1.ConfigurationState
+	for _, c := range s.config.GetConfigurations() {
+		st := &agentv1.ConfigurationState{Name: c.GetName(), State: "Applied", Revision: s.state.Revisions[c.GetName()]}
+		want := settingValues(c.GetSettings())
+		for _, path := range slices.Sorted(maps.Keys(want)) {
+			if s.state.Settings[path] != want[path] {
+				st.Settings = append(st.Settings, &agentv1.SettingState{Path: path, Reason: "Failed", Message: "simulated failure to apply " + path})
+			}
+		}
+		if len(st.Settings) > 0 {
+			st.State, st.Message = "Failed", fmt.Sprintf("%d of %d settings could not be applied", len(st.Settings), len(want))
 		}
 		states = append(states, st)
 	}
-	for name := range s.state.Installed {
-		if !assigned[name] {
-			delete(s.state.Installed, name) // no longer assigned: removed
-		}
-	}
-	facts := s.factsLocked()
-	facts.Configurations = states
-	return facts
+	return states
 }
 
 // Facts reports what the device shows now, after a command changed it.
@@ -215,16 +264,7 @@ func (s *Simulated) Facts() *agentv1.Facts {
 	if s.state.Wiped || s.state.Released {
 		return facts
 	}
-	for _, c := range s.config.GetConfigurations() {
-		st := &agentv1.ConfigurationState{Name: c.GetName(), State: "Installed"}
-		switch {
-		case c.GetExcluded():
-			st.State = "Excluded"
-		case s.state.Installed[c.GetName()] == 0:
-			st.State, st.Message = "Failed", "simulated installation failure"
-		}
-		facts.Configurations = append(facts.Configurations, st)
-	}
+	facts.Configurations = s.configurationStates()
 	return facts
 }
 
@@ -236,13 +276,9 @@ func (s *Simulated) factsLocked() *agentv1.Facts {
 		State:      map[bool]string{true: "Disabled", false: "Active"}[s.state.Disabled],
 		DeviceInfo: &agentv1.DeviceInfo{Platform: s.PlatformName, Model: s.Model, Manufacturer: "kubemdm simulator", OsVersion: s.state.OSVersion, AgentVersion: Version, StorageBytes: 64 << 30},
 	}
-	// A configuration named *-cert installs a certificate, as a
-	// certificate profile would.
-	for name := range s.state.Installed {
-		if strings.HasSuffix(name, "-cert") {
-			facts.Certificates = append(facts.Certificates, &agentv1.Certificate{
-				Subject: "CN=" + name, SerialNumber: fmt.Sprintf("%x", len(name)), Source: name})
-		}
+	for name, source := range s.state.Certificates {
+		facts.Certificates = append(facts.Certificates, &agentv1.Certificate{
+			Subject: "CN=" + name, SerialNumber: fmt.Sprintf("%x", sha256.Sum256([]byte(name)))[:16], Source: source})
 	}
 	slices.SortFunc(facts.Certificates, func(a, b *agentv1.Certificate) int { return strings.Compare(a.GetSource(), b.GetSource()) })
 	return facts

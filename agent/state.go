@@ -33,6 +33,8 @@ type State struct {
 	Completed map[string]CompletedCommand `json:"completed"`
 	// ConfigGeneration is the newest configuration applied.
 	ConfigGeneration int64 `json:"configGeneration"`
+	// ConfigurationsDigest identifies the configurations applied.
+	ConfigurationsDigest string `json:"configurationsDigest,omitempty"`
 }
 
 // CompletedCommand is the recorded result of a command that ran, or was
@@ -164,12 +166,20 @@ func (s *State) AppliedGeneration() int64 {
 	return s.ConfigGeneration
 }
 
-// SetConfigGeneration records the newest configuration applied.
-func (s *State) SetConfigGeneration(g int64) error {
+// SetConfigGeneration records the newest configuration applied: the
+// Device's generation and the digest of its configurations.
+func (s *State) SetConfigGeneration(g int64, digest string) error {
 	s.mu.Lock()
-	s.ConfigGeneration = g
+	s.ConfigGeneration, s.ConfigurationsDigest = g, digest
 	s.mu.Unlock()
 	return s.Save()
+}
+
+// AppliedDigest is the digest of the configurations applied.
+func (s *State) AppliedDigest() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ConfigurationsDigest
 }
 
 // NewKeyAndCSR creates a new key (not yet active) and a CSR for it.

@@ -37,7 +37,7 @@ func TestHealthPerPhase(t *testing.T) {
 			conditions.Set(d, mdmv1alpha1.DeviceConditionConnected, metav1.ConditionTrue, "StreamOpen", "")
 		}
 		if failed {
-			d.Status.Configurations = []mdmv1alpha1.ConfigurationStatus{{Name: "wifi", State: mdmv1alpha1.ConfigurationFailed}}
+			d.Status.Configurations = []mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: mdmv1alpha1.ConfigurationFailed}}
 		}
 		r.settle(d, now)
 		return d

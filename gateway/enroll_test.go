@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
@@ -53,7 +54,7 @@ var _ = Describe("Enrollment", func() {
 		token.Spec.DeviceTemplate = &mdmv1alpha1.DeviceTemplate{
 			Labels:     map[string]string{"fleet": "lab"},
 			Attributes: map[string]string{"costCenter": "42"},
-			Policies:   []mdmv1alpha1.PolicyAssignment{{Name: "baseline", Priority: 10}},
+			Policies:   []mdmv1alpha1.PolicyAssignment{{Name: "baseline", Priority: ptr.To[int32](10)}},
 		}
 		value, pin := issuedToken(ctx, token)
 		a, _ := newAgent(value, pin, "SN-0001")
@@ -66,7 +67,7 @@ var _ = Describe("Enrollment", func() {
 		Expect(device.Spec.Owner).To(Equal("bob@example.com"))
 		Expect(device.Spec.SerialNumber).To(Equal("SN-0001"))
 		Expect(device.Spec.Attributes).To(HaveKeyWithValue("costCenter", "42"))
-		Expect(device.Spec.Configurations).To(ConsistOf(mdmv1alpha1.ConfigurationAssignment{Name: "baseline", Priority: 10}))
+		Expect(device.Spec.Configurations).To(ConsistOf(mdmv1alpha1.ConfigurationAssignment{Name: "baseline", Priority: ptr.To[int32](10)}))
 		Expect(device.Status.Phase).To(Equal(mdmv1alpha1.DeviceEnrolled))
 		Expect(device.Status.EnrollmentToken).To(Equal("one"))
 		// The facts come with the agent's first report, once it connects.

@@ -108,7 +108,7 @@ func checkAnswer(t *testing.T, name string, status int, body string) {
 func FuzzDevice(f *testing.F) {
 	srv := newDeviceServer(f)
 	procedures := []string{"Poll", "ReportStatus", "CompleteCommand", "RenewCertificate"}
-	f.Add(uint8(1), []byte(`{"observedGeneration":"1","facts":{"state":"Disabled","owner":"a@example.com","configurations":[{"name":"wifi","state":"Installed"}]}}`), true)
+	f.Add(uint8(1), []byte(`{"observedGeneration":"1","facts":{"state":"Disabled","owner":"a@example.com","configurations":[{"name":"wifi","state":"Applied"}]}}`), true)
 	f.Add(uint8(1), []byte(`{"facts":{"state":"Stolen","configurations":[{"name":"","state":"Gone"}],"deviceInfo":{"platform":"IOS","osVersion":"\u0000"}}}`), true)
 	f.Add(uint8(1), []byte(`{"facts":{"certificates":[{"subject":"CN=x","notAfter":"1970-01-01T00:00:00Z"}]}}`), true)
 	f.Add(uint8(2), []byte(`{"commandId":"cmd-1","outcome":"OUTCOME_SUCCEEDED"}`), true)
@@ -206,7 +206,7 @@ func TestDeviceServerReachesTheValidators(t *testing.T) {
 	}{
 		{"ReportStatus", `{"facts":{"state":"Active"}}`, http.StatusOK, ""},
 		{"ReportStatus", `{"facts":{"state":"Stolen"}}`, http.StatusBadRequest, `facts.state \"Stolen\" must be Active or Disabled`},
-		{"ReportStatus", `{"facts":{"configurations":[{"name":"","state":"Installed"}]}}`, http.StatusBadRequest, "facts.configurations[0]"},
+		{"ReportStatus", `{"facts":{"configurations":[{"name":"","state":"Applied"}]}}`, http.StatusBadRequest, "facts.configurations[0]"},
 		{"CompleteCommand", `{"commandId":"cmd-1","outcome":"OUTCOME_FAILED","code":99}`, http.StatusBadRequest, "not a google.rpc.Code"},
 		{"CompleteCommand", `{"commandId":"cmd-1","outcome":"OUTCOME_SUCCEEDED"}`, http.StatusOK, ""},
 		{"CompleteCommand", `{"commandId":"cmd-1","outcome":"OUTCOME_FAILED","code":13}`, http.StatusBadRequest, "already Succeeded"},

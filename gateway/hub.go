@@ -20,11 +20,13 @@ type subscriber struct {
 	err    error
 
 	mu sync.Mutex
-	// config is the newest configuration not yet sent, if any.
-	config *agentv1.DesiredConfig
-	// configSent is the newest configuration generation sent or held by the
-	// agent.
-	configSent int64
+	// configDue is set when the device's configuration may have changed:
+	// the stream renders it from the cache when it wakes, so renders
+	// never overtake one another.
+	configDue bool
+	// configSent is the configuration generation and digest last sent or
+	// held by the agent.
+	configSent configVersion
 	// sent holds the ids of the open commands already sent on this stream,
 	// so that the updates of an action that this stream already carried do
 	// not wake it; a command that is no longer open leaves it.
@@ -68,29 +70,47 @@ func (s *subscriber) notify() {
 	}
 }
 
-// offerConfig keeps a configuration newer than any sent or waiting, and
-// wakes the stream.
-func (s *subscriber) offerConfig(cfg *agentv1.DesiredConfig) {
-	s.mu.Lock()
-	newer := cfg.GetGeneration() > s.configSent && (s.config == nil || cfg.GetGeneration() > s.config.GetGeneration())
-	if newer {
-		s.config = cfg
-	}
-	s.mu.Unlock()
-	if newer {
-		s.notify()
-	}
+// configVersion identifies a DesiredConfig: the Device's generation and
+// the digest of its configurations.
+type configVersion struct {
+	generation int64
+	digest     string
 }
 
-// takeConfig returns the configuration to send, if any, and counts it sent.
-func (s *subscriber) takeConfig() *agentv1.DesiredConfig {
+func versionOf(cfg *agentv1.DesiredConfig) configVersion {
+	return configVersion{cfg.GetGeneration(), cfg.GetConfigurationsDigest()}
+}
+
+// offerConfig marks the configuration due for a render and wakes the
+// stream.
+func (s *subscriber) offerConfig() {
+	s.mu.Lock()
+	s.configDue = true
+	s.mu.Unlock()
+	s.notify()
+}
+
+// takeConfigDue reports whether a render is due, and clears it.
+func (s *subscriber) takeConfigDue() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cfg := s.config
-	if cfg != nil {
-		s.config, s.configSent = nil, cfg.GetGeneration()
+	due := s.configDue
+	s.configDue = false
+	return due
+}
+
+// shouldSend reports whether cfg differs from what the agent holds and, if
+// so, counts it sent. A generation older than the one sent is not sent: the
+// cache went back for a moment.
+func (s *subscriber) shouldSend(cfg *agentv1.DesiredConfig) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := versionOf(cfg)
+	if v == s.configSent || v.generation < s.configSent.generation {
+		return false
 	}
-	return cfg
+	s.configSent = v
+	return true
 }
 
 // hub holds the open streams of this replica by device.
@@ -103,11 +123,12 @@ func newHub() *hub {
 	return &hub{subs: map[types.NamespacedName]map[*subscriber]struct{}{}}
 }
 
-func (h *hub) add(key types.NamespacedName, configGeneration int64) *subscriber {
+func (h *hub) add(key types.NamespacedName, held configVersion) *subscriber {
 	s := &subscriber{
 		wake:       make(chan struct{}, 1),
 		closed:     make(chan struct{}),
-		configSent: configGeneration,
+		configDue:  true,
+		configSent: held,
 		sent:       map[string]bool{},
 	}
 	h.mu.Lock()
@@ -134,6 +155,22 @@ func (h *hub) get(key types.NamespacedName) []*subscriber {
 	out := make([]*subscriber, 0, len(h.subs[key]))
 	for s := range h.subs[key] {
 		out = append(out, s)
+	}
+	return out
+}
+
+// inNamespace returns the open streams of a namespace's devices.
+func (h *hub) inNamespace(ns string) []*subscriber {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []*subscriber
+	for key, subs := range h.subs {
+		if key.Namespace != ns {
+			continue
+		}
+		for s := range subs {
+			out = append(out, s)
+		}
 	}
 	return out
 }

@@ -21,7 +21,7 @@ func TestDeletedDeviceEndsItsStreams(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := New(nil, nil, nil, nil, logr.Discard(), Options{StatusFlushInterval: time.Minute})
-			sub := s.hub.add(client.ObjectKeyFromObject(device), 0)
+			sub := s.hub.add(client.ObjectKeyFromObject(device), configVersion{})
 			s.onDeviceDelete(event)
 			select {
 			case <-sub.closed:

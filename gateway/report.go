@@ -43,6 +43,9 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	st := reportedStatus(facts, cert)
+	if st.Configurations, err = s.configurationRows(ctx, device, facts.GetConfigurations()); err != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, err)
+	}
 	st.AppliedConfigGeneration = min(req.Msg.GetObservedGeneration(), device.Generation)
 	st.Reassignment = reassignment(device, facts.GetOwner(), req.Msg.GetObservedGeneration(), s.now())
 	// Built as the typed status and converted, so that an empty field is
@@ -94,10 +97,17 @@ func validateFacts(f *agentv1.Facts) error {
 	default:
 		return fmt.Errorf("facts.state %q must be Active or Disabled", f.GetState())
 	}
-	valid := map[string]bool{"Installed": true, "Pending": true, "Excluded": true, "Failed": true}
 	for i, c := range f.GetConfigurations() {
-		if c.GetName() == "" || !valid[c.GetState()] {
-			return fmt.Errorf("facts.configurations[%d]: name is required and state must be Installed, Pending, Excluded or Failed", i)
+		if c.GetName() == "" || (c.GetState() != "Applied" && c.GetState() != "Failed") {
+			return fmt.Errorf("facts.configurations[%d]: name is required and state must be Applied or Failed", i)
+		}
+		if len(c.GetSettings()) > 256 {
+			return fmt.Errorf("facts.configurations[%d]: at most 256 settings", i)
+		}
+		for j, st := range c.GetSettings() {
+			if st.GetReason() != string(mdmv1alpha1.SettingFailed) && st.GetReason() != string(mdmv1alpha1.SettingUnsupported) {
+				return fmt.Errorf("facts.configurations[%d].settings[%d].reason must be Failed or Unsupported", i, j)
+			}
 		}
 	}
 	// The same limits as the status schema: a report the apiserver would
@@ -111,7 +121,13 @@ func validateFacts(f *agentv1.Facts) error {
 	for i, c := range f.GetConfigurations() {
 		limits = append(limits,
 			reportLimit{fmt.Sprintf("facts.configurations[%d].name", i), c.GetName(), mdmv1alpha1.MaxReportedName},
-			reportLimit{fmt.Sprintf("facts.configurations[%d].message", i), c.GetMessage(), mdmv1alpha1.MaxReportedMessage})
+			reportLimit{fmt.Sprintf("facts.configurations[%d].message", i), c.GetMessage(), mdmv1alpha1.MaxReportedMessage},
+			reportLimit{fmt.Sprintf("facts.configurations[%d].revision", i), c.GetRevision(), 64})
+		for j, st := range c.GetSettings() {
+			limits = append(limits,
+				reportLimit{fmt.Sprintf("facts.configurations[%d].settings[%d].path", i, j), st.GetPath(), 1100},
+				reportLimit{fmt.Sprintf("facts.configurations[%d].settings[%d].message", i, j), st.GetMessage(), mdmv1alpha1.MaxReportedMessage})
+		}
 	}
 	for i, c := range f.GetCertificates() {
 		if c.GetSubject() == "" || c.GetSerialNumber() == "" {
@@ -151,15 +167,6 @@ func reportedStatus(f *agentv1.Facts, identity *x509.Certificate) *mdmv1alpha1.D
 	}
 	if l := f.GetLostMode(); l != nil {
 		st.LostMode = &mdmv1alpha1.LostModeStatus{Enabled: l.GetEnabled(), Message: l.GetMessage(), PhoneNumber: l.GetPhoneNumber(), Footnote: l.GetFootnote()}
-	}
-	seen := map[string]bool{}
-	for _, c := range f.GetConfigurations() {
-		if seen[c.GetName()] {
-			continue
-		}
-		seen[c.GetName()] = true
-		st.Configurations = append(st.Configurations, mdmv1alpha1.ConfigurationStatus{
-			Name: c.GetName(), State: mdmv1alpha1.ConfigurationState(c.GetState()), Message: c.GetMessage()})
 	}
 	if identity != nil {
 		st.Certificates = append(st.Certificates, mdmv1alpha1.CertificateInfo{

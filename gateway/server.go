@@ -49,6 +49,9 @@ type Options struct {
 	// has to reconnect before it is shown disconnected;
 	// DefaultHandoverGrace when zero.
 	HandoverGrace time.Duration
+	// Payloads is the cache of the Secrets and ConfigMaps labelled for
+	// devices (configset.NewPayloadCache); Setup makes one when nil.
+	Payloads client.Reader
 }
 
 // Server is the device-facing gateway. It runs on every manager replica
@@ -68,6 +71,7 @@ type Server struct {
 	sweeper   *sweeper
 	results   *resultWriter
 	hub       *hub
+	payloads  client.Reader
 	now       func() time.Time
 
 	// listening is closed once the listener is bound; Addr is then valid.
@@ -79,7 +83,7 @@ type Server struct {
 func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder events.EventRecorder, log logr.Logger, opts Options) *Server {
 	s := &Server{
 		cache: c, apiReader: apiReader, deviceCA: deviceCA, recorder: recorder, log: log, opts: opts,
-		now: time.Now, listening: make(chan struct{}),
+		now: time.Now, listening: make(chan struct{}), payloads: opts.Payloads,
 	}
 	s.opts.LeaseDuration = cmp.Or(opts.LeaseDuration, DefaultLeaseDuration)
 	s.opts.HandoverGrace = cmp.Or(opts.HandoverGrace, DefaultHandoverGrace)

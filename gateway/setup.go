@@ -8,6 +8,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/configset"
 	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
@@ -18,6 +19,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, deviceCA *pki.CA, opts Options
 	if err := SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
+	if opts.Payloads == nil {
+		payloads, err := configset.NewPayloadCache(mgr)
+		if err != nil {
+			return nil, err
+		}
+		opts.Payloads = payloads
+	}
 	s := New(mgr.GetClient(), mgr.GetAPIReader(), deviceCA, mgr.GetEventRecorder("kubemdm-gateway"), ctrl.Log.WithName("gateway"), opts)
 
 	actions, err := mgr.GetCache().GetInformer(ctx, &mdmv1alpha1.DeviceAction{})
@@ -27,6 +35,26 @@ func Setup(ctx context.Context, mgr ctrl.Manager, deviceCA *pki.CA, opts Options
 	if _, err := actions.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { s.onActionChange(o.(*mdmv1alpha1.DeviceAction)) },
 		UpdateFunc: func(_, o any) { s.onActionChange(o.(*mdmv1alpha1.DeviceAction)) },
+	}); err != nil {
+		return nil, err
+	}
+	configs, err := mgr.GetCache().GetInformer(ctx, &mdmv1alpha1.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("getting Configuration informer: %w", err)
+	}
+	onConfig := func(o any) {
+		if c, ok := o.(*mdmv1alpha1.Configuration); ok {
+			s.onConfigurationChange(c)
+		} else if t, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+			if c, ok := t.Obj.(*mdmv1alpha1.Configuration); ok {
+				s.onConfigurationChange(c)
+			}
+		}
+	}
+	if _, err := configs.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    onConfig,
+		UpdateFunc: func(_, o any) { onConfig(o) },
+		DeleteFunc: onConfig,
 	}); err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"connectrpc.com/connect"
@@ -28,8 +27,8 @@ var (
 	errDeviceReleased = connect.NewError(connect.CodePermissionDenied, errors.New("the device is no longer managed"))
 )
 
-// desiredConfig renders a Device's spec for its agent, numbered by the
-// Device's generation.
+// desiredConfig renders a Device's own spec for its agent, numbered by the
+// Device's generation; render adds its configurations.
 func desiredConfig(d *mdmv1alpha1.Device) *agentv1.DesiredConfig {
 	cfg := &agentv1.DesiredConfig{
 		Generation: d.Generation,
@@ -43,11 +42,6 @@ func desiredConfig(d *mdmv1alpha1.Device) *agentv1.DesiredConfig {
 	if l := d.Spec.LostMode; l != nil {
 		cfg.LostMode = &agentv1.LostMode{Enabled: l.Enabled, Message: l.Message, PhoneNumber: l.PhoneNumber, Footnote: l.Footnote}
 	}
-	configs := slices.Clone(d.Spec.Configurations)
-	slices.SortStableFunc(configs, func(a, b mdmv1alpha1.ConfigurationAssignment) int { return int(a.Priority - b.Priority) })
-	for _, c := range configs {
-		cfg.Configurations = append(cfg.Configurations, &agentv1.Configuration{Name: c.Name, Priority: c.Priority, Excluded: c.Excluded})
-	}
 	return cfg
 }
 
@@ -58,15 +52,15 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[agentv1.Sub
 		return err
 	}
 	key := client.ObjectKeyFromObject(device)
-	sub := s.hub.add(key, req.Msg.GetConfigGeneration())
+	sub := s.hub.add(key, configVersion{req.Msg.GetConfigGeneration(), req.Msg.GetConfigurationsDigest()})
 	defer s.hub.remove(key, sub)
 	s.presence.connected(key, device.UID)
 	defer s.presence.disconnected(key, device.UID)
 
-	// What the device missed while away: the configuration if it is newer,
+	// What the device missed while away: the configuration if it differs
+	// from what the agent holds (the subscriber starts with a render due),
 	// then every open command, then a Keepalive so that the agent learns
 	// the interval at once.
-	sub.offerConfig(desiredConfig(device))
 	out := &streamSender{server: s, device: device, sub: sub, send: stream.Send}
 	for more := true; more; {
 		if more, err = out.sendDue(ctx); err != nil {
@@ -126,8 +120,8 @@ type streamSender struct {
 // sendDue sends at most streamChunk commands and reports whether more are
 // due.
 func (o *streamSender) sendDue(ctx context.Context) (more bool, err error) {
-	if cfg := o.sub.takeConfig(); cfg != nil {
-		if err := o.send(&agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Config{Config: cfg}}); err != nil {
+	if o.sub.takeConfigDue() {
+		if err := o.sendConfig(ctx); err != nil {
 			return false, err
 		}
 	}
@@ -180,7 +174,27 @@ func (o *streamSender) sendDue(ctx context.Context) (more bool, err error) {
 	return more, nil
 }
 
-// Poll answers with the configuration if newer, the open commands and the
+// sendConfig renders the device's configuration from the cache and sends it
+// if the agent does not hold it.
+func (o *streamSender) sendConfig(ctx context.Context) error {
+	d := &mdmv1alpha1.Device{}
+	if err := o.server.cache.Get(ctx, client.ObjectKeyFromObject(o.device), d); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if d.UID != o.device.UID {
+		return nil
+	}
+	cfg, err := o.server.render(ctx, d)
+	if err != nil {
+		return connect.NewError(connect.CodeUnavailable, err)
+	}
+	if !o.sub.shouldSend(cfg) {
+		return nil
+	}
+	return o.send(&agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Config{Config: cfg}})
+}
+
+// Poll answers with the configuration if it changed, the open commands and the
 // delivered ones to drop.
 func (s *Server) Poll(ctx context.Context, req *connect.Request[agentv1.PollRequest]) (*connect.Response[agentv1.PollResponse], error) {
 	device, err := s.authenticate(ctx)
@@ -189,8 +203,9 @@ func (s *Server) Poll(ctx context.Context, req *connect.Request[agentv1.PollRequ
 	}
 	s.presence.seen(client.ObjectKeyFromObject(device), device.UID)
 	resp := &agentv1.PollResponse{}
-	if device.Generation > req.Msg.GetConfigGeneration() {
-		resp.Config = desiredConfig(device)
+	if cfg, err := s.render(ctx, device); err == nil && versionOf(cfg) != (configVersion{req.Msg.GetConfigGeneration(), req.Msg.GetConfigurationsDigest()}) &&
+		cfg.GetGeneration() >= req.Msg.GetConfigGeneration() {
+		resp.Config = cfg
 	}
 	open, err := s.openCommands(ctx, device)
 	if err != nil {
@@ -240,9 +255,8 @@ func (s *Server) onDeviceChange(d *mdmv1alpha1.Device) {
 		s.closeStreams(key)
 		return
 	}
-	cfg := desiredConfig(d)
 	for _, sub := range subs {
-		sub.offerConfig(cfg)
+		sub.offerConfig()
 	}
 }
 

@@ -10,3 +10,6 @@ func (d *Device) GetConditions() *[]metav1.Condition { return &d.Status.Conditio
 
 // GetConditions gives the conditions helpers access to the status.
 func (a *DeviceAction) GetConditions() *[]metav1.Condition { return &a.Status.Conditions }
+
+// GetConditions gives the conditions helpers access to the status.
+func (c *Configuration) GetConditions() *[]metav1.Condition { return &c.Status.Conditions }

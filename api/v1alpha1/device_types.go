@@ -77,8 +77,9 @@ type DeviceSpec struct {
 	// +optional
 	LostMode *LostModeSpec `json:"lostMode,omitempty"`
 
-	// configurations assigned to the device, applied in priority order.
-	// Set excluded to uninstall one without losing its assignment.
+	// configurations assigned to the device by name, beside those whose
+	// deviceSelector matches it. Set excluded to remove one (assigned or
+	// selected) without losing the assignment.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
@@ -139,11 +140,12 @@ type ConfigurationAssignment struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
 	Name string `json:"name"`
 
-	// priority orders configurations: lower values apply first.
+	// priority overrides the Configuration's spec.priority on this device:
+	// of several configurations that set one setting, the higher wins.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=1000
-	Priority int32 `json:"priority,omitempty"`
+	Priority *int32 `json:"priority,omitempty"`
 
 	// excluded uninstalls the configuration from this device while keeping
 	// the assignment.
@@ -311,19 +313,62 @@ type ComplianceStatus struct {
 }
 
 // ConfigurationState is how far a configuration got on the device.
-// +kubebuilder:validation:Enum=Installed;Pending;Excluded;Failed
+// +kubebuilder:validation:Enum=Pending;Applied;Failed;Excluded;Overridden;Unsupported
 type ConfigurationState string
 
 const (
-	// ConfigurationInstalled configurations are applied on the device.
-	ConfigurationInstalled ConfigurationState = "Installed"
-	// ConfigurationPending configurations are on their way.
+	// ConfigurationPending: the device has yet to report the revision the
+	// configuration is at, or the Configuration does not exist (yet).
 	ConfigurationPending ConfigurationState = "Pending"
-	// ConfigurationExcluded configurations were removed by an exclusion.
-	ConfigurationExcluded ConfigurationState = "Excluded"
-	// ConfigurationFailed configurations could not be applied.
+	// ConfigurationApplied: the device applied every setting the
+	// configuration won, at the revision the row names.
+	ConfigurationApplied ConfigurationState = "Applied"
+	// ConfigurationFailed: the device could not apply some of its settings;
+	// settings[] says which.
 	ConfigurationFailed ConfigurationState = "Failed"
+	// ConfigurationExcluded: the Device's assignment excludes it, so the
+	// device removed it.
+	ConfigurationExcluded ConfigurationState = "Excluded"
+	// ConfigurationOverridden: every setting it sets was won by another
+	// configuration; settings[] names the winners.
+	ConfigurationOverridden ConfigurationState = "Overridden"
+	// ConfigurationUnsupported: the configuration is not for this device's
+	// platform.
+	ConfigurationUnsupported ConfigurationState = "Unsupported"
 )
+
+// MaxSettingStatuses caps a configuration row's settings[]; it must equal
+// the list's MaxItems. The last entry counts those left out.
+const MaxSettingStatuses = 16
+
+// SettingReason is why a setting is not applied as its configuration says.
+// +kubebuilder:validation:Enum=Overridden;Failed;Unsupported
+type SettingReason string
+
+const (
+	// SettingOverridden: another configuration won the setting.
+	SettingOverridden SettingReason = "Overridden"
+	// SettingFailed: the device could not apply it.
+	SettingFailed SettingReason = "Failed"
+	// SettingUnsupported: the device cannot apply this kind of setting.
+	SettingUnsupported SettingReason = "Unsupported"
+)
+
+// SettingStatus is one setting of a configuration that is not applied as
+// the configuration says.
+type SettingStatus struct {
+	// path of the setting, such as passcode.minLength or files[/etc/motd].
+	// +required
+	// +kubebuilder:validation:MaxLength=1100
+	Path string `json:"path"`
+	// +required
+	Reason SettingReason `json:"reason"`
+	// message names the winning configuration or the device's error. It
+	// never holds a Secret's value.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+}
 
 // Limits of what a device reports. The status schema holds the same ones,
 // and the gateway refuses a report over them with invalid_argument: a fact
@@ -360,17 +405,28 @@ type LostModeStatus struct {
 	Footnote string `json:"footnote,omitempty"`
 }
 
-// ConfigurationStatus is one configuration as the device reported it.
-type ConfigurationStatus struct {
+// DeviceConfigurationStatus is one configuration targeting the device: the
+// revision the device reports applied and how far it got.
+type DeviceConfigurationStatus struct {
 	// +required
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
+	// revision the device reports applied; empty until it applied one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Revision string `json:"revision,omitempty"`
 	// +required
 	State ConfigurationState `json:"state"`
-	// message from the device, for a failure.
+	// message says why the configuration is not Applied.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	Message string `json:"message,omitempty"`
+	// settings not applied as this configuration says, at most
+	// MaxSettingStatuses.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Settings []SettingStatus `json:"settings,omitempty"`
 }
 
 // CertificateInfo describes a certificate on the device.
@@ -475,12 +531,13 @@ type DeviceStatus struct {
 	// +optional
 	Compliance *ComplianceStatus `json:"compliance,omitempty"`
 
-	// configurations as the device reported them.
+	// configurations targeting the device, by selector or assignment, as
+	// of the device's last report.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=64
-	Configurations []ConfigurationStatus `json:"configurations,omitempty"`
+	Configurations []DeviceConfigurationStatus `json:"configurations,omitempty"`
 
 	// appliedConfigGeneration is the generation of the desired configuration
 	// the agent last applied and reported; it equals metadata.generation once

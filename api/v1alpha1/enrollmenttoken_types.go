@@ -127,11 +127,13 @@ type PolicyAssignment struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
 	Name string `json:"name"`
 
-	// priority orders assignments: lower values apply first.
+	// priority overrides the Configuration's spec.priority on the enrolled
+	// devices: of several configurations that set one setting, the higher
+	// wins.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=1000
-	Priority int32 `json:"priority,omitempty"`
+	Priority *int32 `json:"priority,omitempty"`
 }
 
 // WifiSecurityType is the security of the Wi-Fi network a device joins while

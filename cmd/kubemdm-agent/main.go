@@ -37,6 +37,7 @@ func main() {
 		simLog           = flag.Bool("simulate-execution-log", false, "Each simulated device appends the commands it runs to executions.log in its state directory.")
 		heartbeat        = flag.Duration("heartbeat", time.Minute, "How often a connected agent reports.")
 		allowDestructive = flag.Bool("allow-destructive", false, "Allow reboot, wipe and logout on this host (linux platform).")
+		root             = flag.String("root", "/", "Where the Linux platform writes the files and systemd units of configurations; it removes only what it wrote.")
 	)
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -75,7 +76,7 @@ func main() {
 		var p agent.Platform
 		switch *platform {
 		case "linux":
-			p = &agent.Linux{Dir: filepath.Join(*stateDir, "managed"), AllowDestructive: *allowDestructive}
+			p = &agent.Linux{Dir: filepath.Join(*stateDir, "managed"), Root: *root, AllowDestructive: *allowDestructive}
 		case "simulated":
 			host, _ := os.Hostname()
 			p = &agent.Simulated{Serial: host, PlatformName: *simPlatform, Model: "Simulated", OSVersion: "1.0"}

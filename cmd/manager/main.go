@@ -32,6 +32,7 @@ import (
 	"github.com/kubemdm/kubemdm/controllers"
 	"github.com/kubemdm/kubemdm/controllers/compliance"
 	"github.com/kubemdm/kubemdm/gateway"
+	"github.com/kubemdm/kubemdm/internal/configset"
 	"github.com/kubemdm/kubemdm/internal/pki"
 	mdmwebhook "github.com/kubemdm/kubemdm/webhook"
 )
@@ -161,6 +162,12 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	// The gateway renders configurations with the Secrets and ConfigMaps
+	// labelled for devices; the Configuration controller hashes them.
+	payloads, err := configset.NewPayloadCache(mgr)
+	if err != nil {
+		return err
+	}
 	if o.enableGateway {
 		if err := gateway.ValidateReplicaName(o.gatewayReplica); err != nil {
 			return fmt.Errorf("%w (set --gateway-replica)", err)
@@ -171,6 +178,7 @@ func run(o options) error {
 			return err
 		}
 		if _, err := gateway.Setup(ctx, mgr, deviceCA, gateway.Options{
+			Payloads:            payloads,
 			BindAddress:         o.gatewayAddr,
 			CertificateLifetime: o.certificateLifetime,
 			StatusFlushInterval: o.statusFlushInterval,
@@ -201,6 +209,10 @@ func run(o options) error {
 		if err := (&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
 			DeletionTimeout: o.deletionTimeout, SeenWindow: o.seenWindow}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up Device controller: %w", err)
+		}
+		if err := (&controllers.ConfigurationReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+			Payloads: payloads}).SetupWithManager(ctx, mgr); err != nil {
+			return fmt.Errorf("setting up Configuration controller: %w", err)
 		}
 		if err := (&controllers.DeviceActionReconciler{
 			Client:    mgr.GetClient(),

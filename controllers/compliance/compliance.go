@@ -26,9 +26,13 @@ func Evaluate(d *mdmv1alpha1.Device, now time.Time, window time.Duration) (mdmv1
 		window = DefaultSeenWindow
 	}
 	var reasons []string
-	reported := map[string]mdmv1alpha1.ConfigurationStatus{}
+	reported := map[string]mdmv1alpha1.DeviceConfigurationStatus{}
 	for _, c := range d.Status.Configurations {
 		reported[c.Name] = c
+		switch c.State {
+		case mdmv1alpha1.ConfigurationPending, mdmv1alpha1.ConfigurationFailed:
+			reasons = append(reasons, fmt.Sprintf("configuration %s is %s", c.Name, c.State))
+		}
 	}
 	osVersion := ""
 	if d.Status.DeviceInfo != nil {
@@ -38,10 +42,8 @@ func Evaluate(d *mdmv1alpha1.Device, now time.Time, window time.Duration) (mdmv1
 		if c.Excluded {
 			continue
 		}
-		if st, ok := reported[c.Name]; !ok {
+		if _, ok := reported[c.Name]; !ok {
 			reasons = append(reasons, fmt.Sprintf("configuration %s is not reported by the device", c.Name))
-		} else if st.State != mdmv1alpha1.ConfigurationInstalled {
-			reasons = append(reasons, fmt.Sprintf("configuration %s is %s", c.Name, st.State))
 		}
 		if c.MinOSVersion != "" && Older(osVersion, c.MinOSVersion) {
 			reasons = append(reasons, fmt.Sprintf("OS version %q is older than %s, which configuration %s requires", osVersion, c.MinOSVersion, c.Name))

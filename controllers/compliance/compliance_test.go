@@ -42,7 +42,7 @@ func TestEvaluate(t *testing.T) {
 			Spec: mdmv1alpha1.DeviceSpec{Configurations: []mdmv1alpha1.ConfigurationAssignment{
 				{Name: "wifi"}, {Name: "vpn", MinOSVersion: "17.2"}, {Name: "old", Excluded: true}}},
 			Status: mdmv1alpha1.DeviceStatus{LastSeen: &seen, DeviceInfo: &mdmv1alpha1.DeviceInfo{OSVersion: "17.4"},
-				Configurations: []mdmv1alpha1.ConfigurationStatus{{Name: "wifi", State: "Installed"}, {Name: "vpn", State: "Installed"}}},
+				Configurations: []mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Applied"}, {Name: "vpn", State: "Applied"}}},
 		}
 	}
 	for name, tc := range map[string]struct {

@@ -31,6 +31,7 @@ import (
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/controllers"
 	"github.com/kubemdm/kubemdm/gateway"
+	"github.com/kubemdm/kubemdm/internal/configset"
 	"github.com/kubemdm/kubemdm/internal/pki"
 	mdmwebhook "github.com/kubemdm/kubemdm/webhook"
 )
@@ -218,7 +219,12 @@ func (e *Env) newManager(ctx context.Context, bind, replica string, withControll
 	if flush == 0 {
 		flush = 5 * time.Minute
 	}
+	payloads, err := configset.NewPayloadCache(mgr)
+	if err != nil {
+		return nil, nil, err
+	}
 	gw, err := gateway.Setup(ctx, mgr, e.DeviceCA, gateway.Options{
+		Payloads:    payloads,
 		BindAddress: bind, CertificateLifetime: time.Hour, StatusFlushInterval: flush, Serving: serving,
 		Replica: replica, LeaseNamespace: Namespace, HandoverGrace: cmp.Or(o.HandoverGrace, time.Second),
 	})
@@ -236,6 +242,10 @@ func (e *Env) newManager(ctx context.Context, bind, replica string, withControll
 	}
 	if err := (&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
 		DeletionTimeout: o.DeletionTimeout}).SetupWithManager(mgr); err != nil {
+		return nil, nil, err
+	}
+	if err := (&controllers.ConfigurationReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+		Payloads: payloads}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, nil, err
 	}
 	if o.Webhooks {

@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -55,11 +56,12 @@ var _ = Describe("Convergence", func() {
 		f.connect("conv")
 		Eventually(func() string { return kstatus(device(ctx, f.ns, "conv")) }).Should(Equal("Current"))
 
+		f.configurations(ctx, "wifi", "vpn", "broken")
 		patchSpec(ctx, f.ns, "conv", func(d *mdmv1alpha1.Device) {
-			d.Spec.Configurations = []mdmv1alpha1.ConfigurationAssignment{{Name: "wifi", Priority: 1}, {Name: "vpn", Priority: 2}}
+			d.Spec.Configurations = []mdmv1alpha1.ConfigurationAssignment{{Name: "wifi"}, {Name: "vpn"}}
 		})
 		Eventually(configState(ctx, f.ns, "conv")).Should(Equal(map[string]mdmv1alpha1.ConfigurationState{
-			"wifi": mdmv1alpha1.ConfigurationInstalled, "vpn": mdmv1alpha1.ConfigurationInstalled}))
+			"wifi": mdmv1alpha1.ConfigurationApplied, "vpn": mdmv1alpha1.ConfigurationApplied}))
 		Eventually(func() string { return kstatus(device(ctx, f.ns, "conv")) }).Should(Equal("Current"))
 		d := device(ctx, f.ns, "conv")
 		Expect(d.Status.AppliedConfigGeneration).To(Equal(d.Generation))
@@ -69,7 +71,7 @@ var _ = Describe("Convergence", func() {
 		patchSpec(ctx, f.ns, "conv", func(d *mdmv1alpha1.Device) { d.Spec.Configurations[1].Excluded = true })
 		Eventually(configState(ctx, f.ns, "conv")).Should(HaveKeyWithValue("vpn", mdmv1alpha1.ConfigurationExcluded))
 		patchSpec(ctx, f.ns, "conv", func(d *mdmv1alpha1.Device) { d.Spec.Configurations[1].Excluded = false })
-		Eventually(configState(ctx, f.ns, "conv")).Should(HaveKeyWithValue("vpn", mdmv1alpha1.ConfigurationInstalled))
+		Eventually(configState(ctx, f.ns, "conv")).Should(HaveKeyWithValue("vpn", mdmv1alpha1.ConfigurationApplied))
 
 		// Kiosk and lost mode reach the device and come back in status.
 		patchSpec(ctx, f.ns, "conv", func(d *mdmv1alpha1.Device) {
@@ -80,7 +82,7 @@ var _ = Describe("Convergence", func() {
 		// A configuration that fails to install stalls the device with the reason.
 		dev.FailConfiguration("broken")
 		patchSpec(ctx, f.ns, "conv", func(d *mdmv1alpha1.Device) {
-			d.Spec.Configurations = append(d.Spec.Configurations, mdmv1alpha1.ConfigurationAssignment{Name: "broken", Priority: 3})
+			d.Spec.Configurations = append(d.Spec.Configurations, mdmv1alpha1.ConfigurationAssignment{Name: "broken"})
 		})
 		Eventually(func(g Gomega) {
 			d := device(ctx, f.ns, "conv")
@@ -197,6 +199,12 @@ var _ = Describe("Compliance and certificates", func() {
 		f := newFleet(ctx)
 		f.enroll(ctx, "audit")
 		f.connect("audit")
+		f.configurations(ctx, "baseline")
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "corp-ca",
+			Labels: map[string]string{mdmv1alpha1.LabelDevicePayload: "true"}}, StringData: map[string]string{"ca.crt": "-----BEGIN CERTIFICATE-----\n"}})).To(Succeed())
+		Expect(k8sClient.Create(ctx, &mdmv1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "corp-cert"},
+			Spec: mdmv1alpha1.ConfigurationSpec{Settings: mdmv1alpha1.ConfigurationSettings{Certificates: []mdmv1alpha1.CertificatePayload{
+				{Name: "corp-cert", Type: "CA", SecretRef: mdmv1alpha1.SecretKeyRef{Name: "corp-ca", Key: "ca.crt"}}}}}})).To(Succeed())
 		patchSpec(ctx, f.ns, "audit", func(d *mdmv1alpha1.Device) {
 			d.Spec.Configurations = []mdmv1alpha1.ConfigurationAssignment{{Name: "baseline", MinOSVersion: "2.0"}, {Name: "corp-cert"}}
 		})

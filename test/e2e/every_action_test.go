@@ -27,6 +27,7 @@ var _ = DescribeTable("every action type runs end to end on a device that suppor
 		}
 		if spec.Action == mdmv1alpha1.ActionReinstallConfiguration {
 			// The device reinstalls only what it has installed.
+			f.configurations(ctx, spec.Parameters.Configurations...)
 			patchSpec(ctx, f.ns, name, func(d *mdmv1alpha1.Device) {
 				for _, c := range spec.Parameters.Configurations {
 					d.Spec.Configurations = append(d.Spec.Configurations, mdmv1alpha1.ConfigurationAssignment{Name: c})

@@ -143,3 +143,14 @@ func tokenValue(ctx context.Context, ns, secret string) string {
 	Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret}, s) }).Should(Succeed())
 	return string(s.Data[mdmv1alpha1.TokenSecretKey])
 }
+
+// configurations creates a Configuration per name in the fleet's
+// namespace, each writing a file of its own, assigned by name only.
+func (f *fleet) configurations(ctx context.Context, names ...string) {
+	for _, name := range names {
+		content := "managed by " + name + "\n"
+		Expect(k8sClient.Create(ctx, &mdmv1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name},
+			Spec: mdmv1alpha1.ConfigurationSpec{Settings: mdmv1alpha1.ConfigurationSettings{
+				Files: []mdmv1alpha1.FileSetting{{Path: "/etc/kubemdm/" + name, Content: &content}}}}})).To(Succeed())
+	}
+}

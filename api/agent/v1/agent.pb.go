@@ -445,11 +445,17 @@ func (x *LostMode) GetFootnote() string {
 	return ""
 }
 
+// Configuration is one configuration the device applies, carrying only the
+// settings it won on this device: where several set one setting, the
+// gateway has already chosen. A configuration absent from the next
+// DesiredConfig is removed from the device, with every setting it set.
 type Configuration struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Priority      int32                  `protobuf:"varint,2,opt,name=priority,proto3" json:"priority,omitempty"`
-	Excluded      bool                   `protobuf:"varint,3,opt,name=excluded,proto3" json:"excluded,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// revision is the content hash of the Configuration (status.revision);
+	// the agent reports it back once applied.
+	Revision      string    `protobuf:"bytes,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	Settings      *Settings `protobuf:"bytes,5,opt,name=settings,proto3" json:"settings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -491,18 +497,712 @@ func (x *Configuration) GetName() string {
 	return ""
 }
 
-func (x *Configuration) GetPriority() int32 {
+func (x *Configuration) GetRevision() string {
 	if x != nil {
-		return x.Priority
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *Configuration) GetSettings() *Settings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+// Settings are a configuration's typed settings with Secret and ConfigMap
+// contents resolved. An unset field is not managed by this configuration.
+type Settings struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Passcode     *Passcode              `protobuf:"bytes,1,opt,name=passcode,proto3" json:"passcode,omitempty"`
+	Wifi         []*WiFi                `protobuf:"bytes,2,rep,name=wifi,proto3" json:"wifi,omitempty"`
+	Certificates []*CertificatePayload  `protobuf:"bytes,3,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	Restrictions *Restrictions          `protobuf:"bytes,4,opt,name=restrictions,proto3" json:"restrictions,omitempty"`
+	Apps         []*App                 `protobuf:"bytes,5,rep,name=apps,proto3" json:"apps,omitempty"`
+	SystemUpdate *SystemUpdate          `protobuf:"bytes,6,opt,name=system_update,json=systemUpdate,proto3" json:"system_update,omitempty"`
+	Files        []*File                `protobuf:"bytes,7,rep,name=files,proto3" json:"files,omitempty"`
+	SystemdUnits []*SystemdUnit         `protobuf:"bytes,8,rep,name=systemd_units,json=systemdUnits,proto3" json:"systemd_units,omitempty"`
+	Packages     []*Package             `protobuf:"bytes,9,rep,name=packages,proto3" json:"packages,omitempty"`
+	// apple_profile is a .mobileconfig, as written in the Configuration.
+	AppleProfile []byte `protobuf:"bytes,10,opt,name=apple_profile,json=appleProfile,proto3" json:"apple_profile,omitempty"`
+	// android_policy_json is an Android Management API policy fragment.
+	AndroidPolicyJson string `protobuf:"bytes,11,opt,name=android_policy_json,json=androidPolicyJson,proto3" json:"android_policy_json,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Settings) Reset() {
+	*x = Settings{}
+	mi := &file_agent_v1_agent_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Settings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Settings) ProtoMessage() {}
+
+func (x *Settings) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Settings.ProtoReflect.Descriptor instead.
+func (*Settings) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Settings) GetPasscode() *Passcode {
+	if x != nil {
+		return x.Passcode
+	}
+	return nil
+}
+
+func (x *Settings) GetWifi() []*WiFi {
+	if x != nil {
+		return x.Wifi
+	}
+	return nil
+}
+
+func (x *Settings) GetCertificates() []*CertificatePayload {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+func (x *Settings) GetRestrictions() *Restrictions {
+	if x != nil {
+		return x.Restrictions
+	}
+	return nil
+}
+
+func (x *Settings) GetApps() []*App {
+	if x != nil {
+		return x.Apps
+	}
+	return nil
+}
+
+func (x *Settings) GetSystemUpdate() *SystemUpdate {
+	if x != nil {
+		return x.SystemUpdate
+	}
+	return nil
+}
+
+func (x *Settings) GetFiles() []*File {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *Settings) GetSystemdUnits() []*SystemdUnit {
+	if x != nil {
+		return x.SystemdUnits
+	}
+	return nil
+}
+
+func (x *Settings) GetPackages() []*Package {
+	if x != nil {
+		return x.Packages
+	}
+	return nil
+}
+
+func (x *Settings) GetAppleProfile() []byte {
+	if x != nil {
+		return x.AppleProfile
+	}
+	return nil
+}
+
+func (x *Settings) GetAndroidPolicyJson() string {
+	if x != nil {
+		return x.AndroidPolicyJson
+	}
+	return ""
+}
+
+type Passcode struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	MinLength           *int32                 `protobuf:"varint,1,opt,name=min_length,json=minLength,proto3,oneof" json:"min_length,omitempty"`
+	RequireAlphanumeric *bool                  `protobuf:"varint,2,opt,name=require_alphanumeric,json=requireAlphanumeric,proto3,oneof" json:"require_alphanumeric,omitempty"`
+	MaxFailedAttempts   *int32                 `protobuf:"varint,3,opt,name=max_failed_attempts,json=maxFailedAttempts,proto3,oneof" json:"max_failed_attempts,omitempty"`
+	AutoLockSeconds     *int32                 `protobuf:"varint,4,opt,name=auto_lock_seconds,json=autoLockSeconds,proto3,oneof" json:"auto_lock_seconds,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *Passcode) Reset() {
+	*x = Passcode{}
+	mi := &file_agent_v1_agent_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Passcode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Passcode) ProtoMessage() {}
+
+func (x *Passcode) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Passcode.ProtoReflect.Descriptor instead.
+func (*Passcode) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Passcode) GetMinLength() int32 {
+	if x != nil && x.MinLength != nil {
+		return *x.MinLength
 	}
 	return 0
 }
 
-func (x *Configuration) GetExcluded() bool {
-	if x != nil {
-		return x.Excluded
+func (x *Passcode) GetRequireAlphanumeric() bool {
+	if x != nil && x.RequireAlphanumeric != nil {
+		return *x.RequireAlphanumeric
 	}
 	return false
+}
+
+func (x *Passcode) GetMaxFailedAttempts() int32 {
+	if x != nil && x.MaxFailedAttempts != nil {
+		return *x.MaxFailedAttempts
+	}
+	return 0
+}
+
+func (x *Passcode) GetAutoLockSeconds() int32 {
+	if x != nil && x.AutoLockSeconds != nil {
+		return *x.AutoLockSeconds
+	}
+	return 0
+}
+
+type WiFi struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ssid  string                 `protobuf:"bytes,1,opt,name=ssid,proto3" json:"ssid,omitempty"`
+	// security is None, WPA2, WPA3 or WPA2Enterprise.
+	Security string `protobuf:"bytes,2,opt,name=security,proto3" json:"security,omitempty"`
+	// password is the pre-shared key, from the Configuration's Secret.
+	Password      string `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WiFi) Reset() {
+	*x = WiFi{}
+	mi := &file_agent_v1_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WiFi) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WiFi) ProtoMessage() {}
+
+func (x *WiFi) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WiFi.ProtoReflect.Descriptor instead.
+func (*WiFi) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *WiFi) GetSsid() string {
+	if x != nil {
+		return x.Ssid
+	}
+	return ""
+}
+
+func (x *WiFi) GetSecurity() string {
+	if x != nil {
+		return x.Security
+	}
+	return ""
+}
+
+func (x *WiFi) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type CertificatePayload struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// type is CA or Identity.
+	Type          string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Pem           []byte `protobuf:"bytes,3,opt,name=pem,proto3" json:"pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificatePayload) Reset() {
+	*x = CertificatePayload{}
+	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificatePayload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificatePayload) ProtoMessage() {}
+
+func (x *CertificatePayload) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificatePayload.ProtoReflect.Descriptor instead.
+func (*CertificatePayload) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CertificatePayload) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CertificatePayload) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *CertificatePayload) GetPem() []byte {
+	if x != nil {
+		return x.Pem
+	}
+	return nil
+}
+
+type Restrictions struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	CameraDisabled        *bool                  `protobuf:"varint,1,opt,name=camera_disabled,json=cameraDisabled,proto3,oneof" json:"camera_disabled,omitempty"`
+	ScreenCaptureDisabled *bool                  `protobuf:"varint,2,opt,name=screen_capture_disabled,json=screenCaptureDisabled,proto3,oneof" json:"screen_capture_disabled,omitempty"`
+	UsbStorageDisabled    *bool                  `protobuf:"varint,3,opt,name=usb_storage_disabled,json=usbStorageDisabled,proto3,oneof" json:"usb_storage_disabled,omitempty"`
+	BluetoothDisabled     *bool                  `protobuf:"varint,4,opt,name=bluetooth_disabled,json=bluetoothDisabled,proto3,oneof" json:"bluetooth_disabled,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *Restrictions) Reset() {
+	*x = Restrictions{}
+	mi := &file_agent_v1_agent_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Restrictions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Restrictions) ProtoMessage() {}
+
+func (x *Restrictions) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Restrictions.ProtoReflect.Descriptor instead.
+func (*Restrictions) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Restrictions) GetCameraDisabled() bool {
+	if x != nil && x.CameraDisabled != nil {
+		return *x.CameraDisabled
+	}
+	return false
+}
+
+func (x *Restrictions) GetScreenCaptureDisabled() bool {
+	if x != nil && x.ScreenCaptureDisabled != nil {
+		return *x.ScreenCaptureDisabled
+	}
+	return false
+}
+
+func (x *Restrictions) GetUsbStorageDisabled() bool {
+	if x != nil && x.UsbStorageDisabled != nil {
+		return *x.UsbStorageDisabled
+	}
+	return false
+}
+
+func (x *Restrictions) GetBluetoothDisabled() bool {
+	if x != nil && x.BluetoothDisabled != nil {
+		return *x.BluetoothDisabled
+	}
+	return false
+}
+
+type App struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// install_type is Required, Available, Blocked or Kiosk.
+	InstallType   string `protobuf:"bytes,2,opt,name=install_type,json=installType,proto3" json:"install_type,omitempty"`
+	Version       string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *App) Reset() {
+	*x = App{}
+	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *App) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*App) ProtoMessage() {}
+
+func (x *App) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use App.ProtoReflect.Descriptor instead.
+func (*App) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *App) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *App) GetInstallType() string {
+	if x != nil {
+		return x.InstallType
+	}
+	return ""
+}
+
+func (x *App) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+type SystemUpdate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// policy is Automatic, Windowed or Postponed.
+	Policy string `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// window_start and window_end are local times, HH:MM.
+	WindowStart   string `protobuf:"bytes,2,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	WindowEnd     string `protobuf:"bytes,3,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SystemUpdate) Reset() {
+	*x = SystemUpdate{}
+	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SystemUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SystemUpdate) ProtoMessage() {}
+
+func (x *SystemUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SystemUpdate.ProtoReflect.Descriptor instead.
+func (*SystemUpdate) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SystemUpdate) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *SystemUpdate) GetWindowStart() string {
+	if x != nil {
+		return x.WindowStart
+	}
+	return ""
+}
+
+func (x *SystemUpdate) GetWindowEnd() string {
+	if x != nil {
+		return x.WindowEnd
+	}
+	return ""
+}
+
+type File struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path is absolute and clean.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// mode is the permission bits, such as 0644 (420).
+	Mode          uint32 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Content       []byte `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *File) Reset() {
+	*x = File{}
+	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *File) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*File) ProtoMessage() {}
+
+func (x *File) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use File.ProtoReflect.Descriptor instead.
+func (*File) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *File) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *File) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *File) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+type SystemdUnit struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Enabled bool                   `protobuf:"varint,2,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// content is the unit file; empty manages only whether it is enabled.
+	Content       string `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SystemdUnit) Reset() {
+	*x = SystemdUnit{}
+	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SystemdUnit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SystemdUnit) ProtoMessage() {}
+
+func (x *SystemdUnit) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SystemdUnit.ProtoReflect.Descriptor instead.
+func (*SystemdUnit) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SystemdUnit) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SystemdUnit) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *SystemdUnit) GetContent() string {
+	if x != nil {
+		return x.Content
+	}
+	return ""
+}
+
+type Package struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// state is Present or Absent.
+	State         string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Version       string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Package) Reset() {
+	*x = Package{}
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Package) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Package) ProtoMessage() {}
+
+func (x *Package) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Package.ProtoReflect.Descriptor instead.
+func (*Package) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Package) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Package) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Package) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 // DesiredConfig is what the device must converge to, numbered by generation.
@@ -515,15 +1215,24 @@ type DesiredConfig struct {
 	State    string    `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
 	Kiosk    *Kiosk    `protobuf:"bytes,5,opt,name=kiosk,proto3" json:"kiosk,omitempty"`
 	LostMode *LostMode `protobuf:"bytes,6,opt,name=lost_mode,json=lostMode,proto3" json:"lost_mode,omitempty"`
-	// configurations in the order to apply them.
+	// configurations the device applies, by name. They never set the same
+	// setting twice.
 	Configurations []*Configuration `protobuf:"bytes,7,rep,name=configurations,proto3" json:"configurations,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// configurations_digest identifies the configurations above; the agent
+	// sends it back in SubscribeRequest and PollRequest once applied.
+	ConfigurationsDigest string `protobuf:"bytes,8,opt,name=configurations_digest,json=configurationsDigest,proto3" json:"configurations_digest,omitempty"`
+	// configurations_held is true when the gateway cannot render the
+	// configurations now (a Configuration names a Secret it may not read):
+	// apply the rest, keep the configurations as they are, and keep the
+	// digest held before.
+	ConfigurationsHeld bool `protobuf:"varint,9,opt,name=configurations_held,json=configurationsHeld,proto3" json:"configurations_held,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *DesiredConfig) Reset() {
 	*x = DesiredConfig{}
-	mi := &file_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +1244,7 @@ func (x *DesiredConfig) String() string {
 func (*DesiredConfig) ProtoMessage() {}
 
 func (x *DesiredConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +1257,7 @@ func (x *DesiredConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesiredConfig.ProtoReflect.Descriptor instead.
 func (*DesiredConfig) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DesiredConfig) GetGeneration() int64 {
@@ -600,6 +1309,20 @@ func (x *DesiredConfig) GetConfigurations() []*Configuration {
 	return nil
 }
 
+func (x *DesiredConfig) GetConfigurationsDigest() string {
+	if x != nil {
+		return x.ConfigurationsDigest
+	}
+	return ""
+}
+
+func (x *DesiredConfig) GetConfigurationsHeld() bool {
+	if x != nil {
+		return x.ConfigurationsHeld
+	}
+	return false
+}
+
 type CommandParameters struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	MessageTitle      string                 `protobuf:"bytes,1,opt,name=message_title,json=messageTitle,proto3" json:"message_title,omitempty"`
@@ -615,7 +1338,7 @@ type CommandParameters struct {
 
 func (x *CommandParameters) Reset() {
 	*x = CommandParameters{}
-	mi := &file_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +1350,7 @@ func (x *CommandParameters) String() string {
 func (*CommandParameters) ProtoMessage() {}
 
 func (x *CommandParameters) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +1363,7 @@ func (x *CommandParameters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandParameters.ProtoReflect.Descriptor instead.
 func (*CommandParameters) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CommandParameters) GetMessageTitle() string {
@@ -706,7 +1429,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +1441,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +1454,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Command) GetId() string {
@@ -766,13 +1489,16 @@ type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// config_generation is the generation the agent already applied.
 	ConfigGeneration int64 `protobuf:"varint,1,opt,name=config_generation,json=configGeneration,proto3" json:"config_generation,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// configurations_digest is the DesiredConfig.configurations_digest the
+	// agent already applied.
+	ConfigurationsDigest string `protobuf:"bytes,2,opt,name=configurations_digest,json=configurationsDigest,proto3" json:"configurations_digest,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +1510,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +1523,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubscribeRequest) GetConfigGeneration() int64 {
@@ -805,6 +1531,13 @@ func (x *SubscribeRequest) GetConfigGeneration() int64 {
 		return x.ConfigGeneration
 	}
 	return 0
+}
+
+func (x *SubscribeRequest) GetConfigurationsDigest() string {
+	if x != nil {
+		return x.ConfigurationsDigest
+	}
+	return ""
 }
 
 type SubscribeResponse struct {
@@ -822,7 +1555,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +1567,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +1580,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubscribeResponse) GetMessage() isSubscribeResponse_Message {
@@ -936,7 +1669,7 @@ type CancelCommand struct {
 
 func (x *CancelCommand) Reset() {
 	*x = CancelCommand{}
-	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1681,7 @@ func (x *CancelCommand) String() string {
 func (*CancelCommand) ProtoMessage() {}
 
 func (x *CancelCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1694,7 @@ func (x *CancelCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelCommand.ProtoReflect.Descriptor instead.
 func (*CancelCommand) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelCommand) GetId() string {
@@ -984,7 +1717,7 @@ type Keepalive struct {
 
 func (x *Keepalive) Reset() {
 	*x = Keepalive{}
-	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1729,7 @@ func (x *Keepalive) String() string {
 func (*Keepalive) ProtoMessage() {}
 
 func (x *Keepalive) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1742,7 @@ func (x *Keepalive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keepalive.ProtoReflect.Descriptor instead.
 func (*Keepalive) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Keepalive) GetInterval() *durationpb.Duration {
@@ -1020,15 +1753,16 @@ func (x *Keepalive) GetInterval() *durationpb.Duration {
 }
 
 type PollRequest struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	ConfigGeneration int64                  `protobuf:"varint,1,opt,name=config_generation,json=configGeneration,proto3" json:"config_generation,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	ConfigGeneration     int64                  `protobuf:"varint,1,opt,name=config_generation,json=configGeneration,proto3" json:"config_generation,omitempty"`
+	ConfigurationsDigest string                 `protobuf:"bytes,2,opt,name=configurations_digest,json=configurationsDigest,proto3" json:"configurations_digest,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *PollRequest) Reset() {
 	*x = PollRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1774,7 @@ func (x *PollRequest) String() string {
 func (*PollRequest) ProtoMessage() {}
 
 func (x *PollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1787,7 @@ func (x *PollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollRequest.ProtoReflect.Descriptor instead.
 func (*PollRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PollRequest) GetConfigGeneration() int64 {
@@ -1061,6 +1795,13 @@ func (x *PollRequest) GetConfigGeneration() int64 {
 		return x.ConfigGeneration
 	}
 	return 0
+}
+
+func (x *PollRequest) GetConfigurationsDigest() string {
+	if x != nil {
+		return x.ConfigurationsDigest
+	}
+	return ""
 }
 
 type PollResponse struct {
@@ -1077,7 +1818,7 @@ type PollResponse struct {
 
 func (x *PollResponse) Reset() {
 	*x = PollResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1830,7 @@ func (x *PollResponse) String() string {
 func (*PollResponse) ProtoMessage() {}
 
 func (x *PollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1843,7 @@ func (x *PollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollResponse.ProtoReflect.Descriptor instead.
 func (*PollResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PollResponse) GetConfig() *DesiredConfig {
@@ -1126,19 +1867,25 @@ func (x *PollResponse) GetCanceledCommandIds() []string {
 	return nil
 }
 
+// ConfigurationState is how one configuration of the last DesiredConfig
+// went on the device.
 type ConfigurationState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// state is Installed, Pending, Excluded or Failed.
-	State         string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
-	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// state is Applied (every setting it carried is in place) or Failed.
+	State   string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// revision is the Configuration revision the device applied.
+	Revision string `protobuf:"bytes,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// settings that are not in place, with why.
+	Settings      []*SettingState `protobuf:"bytes,5,rep,name=settings,proto3" json:"settings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigurationState) Reset() {
 	*x = ConfigurationState{}
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1897,7 @@ func (x *ConfigurationState) String() string {
 func (*ConfigurationState) ProtoMessage() {}
 
 func (x *ConfigurationState) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1910,7 @@ func (x *ConfigurationState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigurationState.ProtoReflect.Descriptor instead.
 func (*ConfigurationState) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ConfigurationState) GetName() string {
@@ -1187,6 +1934,84 @@ func (x *ConfigurationState) GetMessage() string {
 	return ""
 }
 
+func (x *ConfigurationState) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *ConfigurationState) GetSettings() []*SettingState {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+type SettingState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path names the setting: passcode.minLength, wifi[SSID], files[/etc/motd],
+	// as docs/agent-protocol.md lists them.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// reason is Failed or Unsupported.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// message never holds a secret value.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettingState) Reset() {
+	*x = SettingState{}
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettingState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettingState) ProtoMessage() {}
+
+func (x *SettingState) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettingState.ProtoReflect.Descriptor instead.
+func (*SettingState) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SettingState) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *SettingState) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SettingState) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type Certificate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
@@ -1199,7 +2024,7 @@ type Certificate struct {
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +2036,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +2049,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Certificate) GetSubject() string {
@@ -1272,7 +2097,7 @@ type Facts struct {
 
 func (x *Facts) Reset() {
 	*x = Facts{}
-	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +2109,7 @@ func (x *Facts) String() string {
 func (*Facts) ProtoMessage() {}
 
 func (x *Facts) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +2122,7 @@ func (x *Facts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Facts.ProtoReflect.Descriptor instead.
 func (*Facts) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Facts) GetDeviceInfo() *DeviceInfo {
@@ -1360,7 +2185,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +2197,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +2210,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReportStatusRequest) GetObservedGeneration() int64 {
@@ -1410,7 +2235,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +2247,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +2260,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 // Step is one step of a multi-step command, such as the four steps of
@@ -1451,7 +2276,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +2288,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +2301,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Step) GetName() string {
@@ -1515,7 +2340,7 @@ type CompleteCommandRequest struct {
 
 func (x *CompleteCommandRequest) Reset() {
 	*x = CompleteCommandRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +2352,7 @@ func (x *CompleteCommandRequest) String() string {
 func (*CompleteCommandRequest) ProtoMessage() {}
 
 func (x *CompleteCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +2365,7 @@ func (x *CompleteCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCommandRequest.ProtoReflect.Descriptor instead.
 func (*CompleteCommandRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CompleteCommandRequest) GetCommandId() string {
@@ -1586,7 +2411,7 @@ type CompleteCommandResponse struct {
 
 func (x *CompleteCommandResponse) Reset() {
 	*x = CompleteCommandResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +2423,7 @@ func (x *CompleteCommandResponse) String() string {
 func (*CompleteCommandResponse) ProtoMessage() {}
 
 func (x *CompleteCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +2436,7 @@ func (x *CompleteCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCommandResponse.ProtoReflect.Descriptor instead.
 func (*CompleteCommandResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 type RenewCertificateRequest struct {
@@ -1623,7 +2448,7 @@ type RenewCertificateRequest struct {
 
 func (x *RenewCertificateRequest) Reset() {
 	*x = RenewCertificateRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_agent_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +2460,7 @@ func (x *RenewCertificateRequest) String() string {
 func (*RenewCertificateRequest) ProtoMessage() {}
 
 func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_agent_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +2473,7 @@ func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RenewCertificateRequest) GetCsrPem() string {
@@ -1668,7 +2493,7 @@ type RenewCertificateResponse struct {
 
 func (x *RenewCertificateResponse) Reset() {
 	*x = RenewCertificateResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_agent_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +2505,7 @@ func (x *RenewCertificateResponse) String() string {
 func (*RenewCertificateResponse) ProtoMessage() {}
 
 func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_agent_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +2518,7 @@ func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RenewCertificateResponse) GetCertificatePem() string {
@@ -1746,11 +2571,72 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12!\n" +
 	"\fphone_number\x18\x03 \x01(\tR\vphoneNumber\x12\x1a\n" +
-	"\bfootnote\x18\x04 \x01(\tR\bfootnote\"[\n" +
+	"\bfootnote\x18\x04 \x01(\tR\bfootnote\"\x97\x01\n" +
 	"\rConfiguration\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bpriority\x18\x02 \x01(\x05R\bpriority\x12\x1a\n" +
-	"\bexcluded\x18\x03 \x01(\bR\bexcluded\"\x9c\x03\n" +
+	"\brevision\x18\x04 \x01(\tR\brevision\x126\n" +
+	"\bsettings\x18\x05 \x01(\v2\x1a.kubemdm.agent.v1.SettingsR\bsettingsJ\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\bpriorityR\bexcluded\"\xea\x04\n" +
+	"\bSettings\x126\n" +
+	"\bpasscode\x18\x01 \x01(\v2\x1a.kubemdm.agent.v1.PasscodeR\bpasscode\x12*\n" +
+	"\x04wifi\x18\x02 \x03(\v2\x16.kubemdm.agent.v1.WiFiR\x04wifi\x12H\n" +
+	"\fcertificates\x18\x03 \x03(\v2$.kubemdm.agent.v1.CertificatePayloadR\fcertificates\x12B\n" +
+	"\frestrictions\x18\x04 \x01(\v2\x1e.kubemdm.agent.v1.RestrictionsR\frestrictions\x12)\n" +
+	"\x04apps\x18\x05 \x03(\v2\x15.kubemdm.agent.v1.AppR\x04apps\x12C\n" +
+	"\rsystem_update\x18\x06 \x01(\v2\x1e.kubemdm.agent.v1.SystemUpdateR\fsystemUpdate\x12,\n" +
+	"\x05files\x18\a \x03(\v2\x16.kubemdm.agent.v1.FileR\x05files\x12B\n" +
+	"\rsystemd_units\x18\b \x03(\v2\x1d.kubemdm.agent.v1.SystemdUnitR\fsystemdUnits\x125\n" +
+	"\bpackages\x18\t \x03(\v2\x19.kubemdm.agent.v1.PackageR\bpackages\x12#\n" +
+	"\rapple_profile\x18\n" +
+	" \x01(\fR\fappleProfile\x12.\n" +
+	"\x13android_policy_json\x18\v \x01(\tR\x11androidPolicyJson\"\xa2\x02\n" +
+	"\bPasscode\x12\"\n" +
+	"\n" +
+	"min_length\x18\x01 \x01(\x05H\x00R\tminLength\x88\x01\x01\x126\n" +
+	"\x14require_alphanumeric\x18\x02 \x01(\bH\x01R\x13requireAlphanumeric\x88\x01\x01\x123\n" +
+	"\x13max_failed_attempts\x18\x03 \x01(\x05H\x02R\x11maxFailedAttempts\x88\x01\x01\x12/\n" +
+	"\x11auto_lock_seconds\x18\x04 \x01(\x05H\x03R\x0fautoLockSeconds\x88\x01\x01B\r\n" +
+	"\v_min_lengthB\x17\n" +
+	"\x15_require_alphanumericB\x16\n" +
+	"\x14_max_failed_attemptsB\x14\n" +
+	"\x12_auto_lock_seconds\"R\n" +
+	"\x04WiFi\x12\x12\n" +
+	"\x04ssid\x18\x01 \x01(\tR\x04ssid\x12\x1a\n" +
+	"\bsecurity\x18\x02 \x01(\tR\bsecurity\x12\x1a\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\"N\n" +
+	"\x12CertificatePayload\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x10\n" +
+	"\x03pem\x18\x03 \x01(\fR\x03pem\"\xc4\x02\n" +
+	"\fRestrictions\x12,\n" +
+	"\x0fcamera_disabled\x18\x01 \x01(\bH\x00R\x0ecameraDisabled\x88\x01\x01\x12;\n" +
+	"\x17screen_capture_disabled\x18\x02 \x01(\bH\x01R\x15screenCaptureDisabled\x88\x01\x01\x125\n" +
+	"\x14usb_storage_disabled\x18\x03 \x01(\bH\x02R\x12usbStorageDisabled\x88\x01\x01\x122\n" +
+	"\x12bluetooth_disabled\x18\x04 \x01(\bH\x03R\x11bluetoothDisabled\x88\x01\x01B\x12\n" +
+	"\x10_camera_disabledB\x1a\n" +
+	"\x18_screen_capture_disabledB\x17\n" +
+	"\x15_usb_storage_disabledB\x15\n" +
+	"\x13_bluetooth_disabled\"R\n" +
+	"\x03App\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\finstall_type\x18\x02 \x01(\tR\vinstallType\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\"h\n" +
+	"\fSystemUpdate\x12\x16\n" +
+	"\x06policy\x18\x01 \x01(\tR\x06policy\x12!\n" +
+	"\fwindow_start\x18\x02 \x01(\tR\vwindowStart\x12\x1d\n" +
+	"\n" +
+	"window_end\x18\x03 \x01(\tR\twindowEnd\"H\n" +
+	"\x04File\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x18\n" +
+	"\acontent\x18\x03 \x01(\fR\acontent\"U\n" +
+	"\vSystemdUnit\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aenabled\x18\x02 \x01(\bR\aenabled\x12\x18\n" +
+	"\acontent\x18\x03 \x01(\tR\acontent\"M\n" +
+	"\aPackage\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\"\x82\x04\n" +
 	"\rDesiredConfig\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x03R\n" +
@@ -1762,7 +2648,9 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12-\n" +
 	"\x05kiosk\x18\x05 \x01(\v2\x17.kubemdm.agent.v1.KioskR\x05kiosk\x127\n" +
 	"\tlost_mode\x18\x06 \x01(\v2\x1a.kubemdm.agent.v1.LostModeR\blostMode\x12G\n" +
-	"\x0econfigurations\x18\a \x03(\v2\x1f.kubemdm.agent.v1.ConfigurationR\x0econfigurations\x1a=\n" +
+	"\x0econfigurations\x18\a \x03(\v2\x1f.kubemdm.agent.v1.ConfigurationR\x0econfigurations\x123\n" +
+	"\x15configurations_digest\x18\b \x01(\tR\x14configurationsDigest\x12/\n" +
+	"\x13configurations_held\x18\t \x01(\bR\x12configurationsHeld\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa7\x02\n" +
@@ -1781,9 +2669,10 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"parameters\x18\x03 \x01(\v2#.kubemdm.agent.v1.CommandParametersR\n" +
 	"parameters\x126\n" +
-	"\bdeadline\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"?\n" +
+	"\bdeadline\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"t\n" +
 	"\x10SubscribeRequest\x12+\n" +
-	"\x11config_generation\x18\x01 \x01(\x03R\x10configGeneration\"\x88\x02\n" +
+	"\x11config_generation\x18\x01 \x01(\x03R\x10configGeneration\x123\n" +
+	"\x15configurations_digest\x18\x02 \x01(\tR\x14configurationsDigest\"\x88\x02\n" +
 	"\x11SubscribeResponse\x129\n" +
 	"\x06config\x18\x01 \x01(\v2\x1f.kubemdm.agent.v1.DesiredConfigH\x00R\x06config\x125\n" +
 	"\acommand\x18\x02 \x01(\v2\x19.kubemdm.agent.v1.CommandH\x00R\acommand\x12;\n" +
@@ -1793,16 +2682,23 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\rCancelCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"B\n" +
 	"\tKeepalive\x125\n" +
-	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\":\n" +
+	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\"o\n" +
 	"\vPollRequest\x12+\n" +
-	"\x11config_generation\x18\x01 \x01(\x03R\x10configGeneration\"\xb0\x01\n" +
+	"\x11config_generation\x18\x01 \x01(\x03R\x10configGeneration\x123\n" +
+	"\x15configurations_digest\x18\x02 \x01(\tR\x14configurationsDigest\"\xb0\x01\n" +
 	"\fPollResponse\x127\n" +
 	"\x06config\x18\x01 \x01(\v2\x1f.kubemdm.agent.v1.DesiredConfigR\x06config\x125\n" +
 	"\bcommands\x18\x02 \x03(\v2\x19.kubemdm.agent.v1.CommandR\bcommands\x120\n" +
-	"\x14canceled_command_ids\x18\x03 \x03(\tR\x12canceledCommandIds\"X\n" +
+	"\x14canceled_command_ids\x18\x03 \x03(\tR\x12canceledCommandIds\"\xb0\x01\n" +
 	"\x12ConfigurationState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\tR\brevision\x12:\n" +
+	"\bsettings\x18\x05 \x03(\v2\x1e.kubemdm.agent.v1.SettingStateR\bsettings\"T\n" +
+	"\fSettingState\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\"\x9d\x01\n" +
 	"\vCertificate\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12#\n" +
@@ -1864,7 +2760,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: kubemdm.agent.v1.Outcome
 	(*DeviceInfo)(nil),               // 1: kubemdm.agent.v1.DeviceInfo
@@ -1873,74 +2769,96 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*Kiosk)(nil),                    // 4: kubemdm.agent.v1.Kiosk
 	(*LostMode)(nil),                 // 5: kubemdm.agent.v1.LostMode
 	(*Configuration)(nil),            // 6: kubemdm.agent.v1.Configuration
-	(*DesiredConfig)(nil),            // 7: kubemdm.agent.v1.DesiredConfig
-	(*CommandParameters)(nil),        // 8: kubemdm.agent.v1.CommandParameters
-	(*Command)(nil),                  // 9: kubemdm.agent.v1.Command
-	(*SubscribeRequest)(nil),         // 10: kubemdm.agent.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),        // 11: kubemdm.agent.v1.SubscribeResponse
-	(*CancelCommand)(nil),            // 12: kubemdm.agent.v1.CancelCommand
-	(*Keepalive)(nil),                // 13: kubemdm.agent.v1.Keepalive
-	(*PollRequest)(nil),              // 14: kubemdm.agent.v1.PollRequest
-	(*PollResponse)(nil),             // 15: kubemdm.agent.v1.PollResponse
-	(*ConfigurationState)(nil),       // 16: kubemdm.agent.v1.ConfigurationState
-	(*Certificate)(nil),              // 17: kubemdm.agent.v1.Certificate
-	(*Facts)(nil),                    // 18: kubemdm.agent.v1.Facts
-	(*ReportStatusRequest)(nil),      // 19: kubemdm.agent.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),     // 20: kubemdm.agent.v1.ReportStatusResponse
-	(*Step)(nil),                     // 21: kubemdm.agent.v1.Step
-	(*CompleteCommandRequest)(nil),   // 22: kubemdm.agent.v1.CompleteCommandRequest
-	(*CompleteCommandResponse)(nil),  // 23: kubemdm.agent.v1.CompleteCommandResponse
-	(*RenewCertificateRequest)(nil),  // 24: kubemdm.agent.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil), // 25: kubemdm.agent.v1.RenewCertificateResponse
-	nil,                              // 26: kubemdm.agent.v1.DesiredConfig.AttributesEntry
-	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 28: google.protobuf.Duration
+	(*Settings)(nil),                 // 7: kubemdm.agent.v1.Settings
+	(*Passcode)(nil),                 // 8: kubemdm.agent.v1.Passcode
+	(*WiFi)(nil),                     // 9: kubemdm.agent.v1.WiFi
+	(*CertificatePayload)(nil),       // 10: kubemdm.agent.v1.CertificatePayload
+	(*Restrictions)(nil),             // 11: kubemdm.agent.v1.Restrictions
+	(*App)(nil),                      // 12: kubemdm.agent.v1.App
+	(*SystemUpdate)(nil),             // 13: kubemdm.agent.v1.SystemUpdate
+	(*File)(nil),                     // 14: kubemdm.agent.v1.File
+	(*SystemdUnit)(nil),              // 15: kubemdm.agent.v1.SystemdUnit
+	(*Package)(nil),                  // 16: kubemdm.agent.v1.Package
+	(*DesiredConfig)(nil),            // 17: kubemdm.agent.v1.DesiredConfig
+	(*CommandParameters)(nil),        // 18: kubemdm.agent.v1.CommandParameters
+	(*Command)(nil),                  // 19: kubemdm.agent.v1.Command
+	(*SubscribeRequest)(nil),         // 20: kubemdm.agent.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),        // 21: kubemdm.agent.v1.SubscribeResponse
+	(*CancelCommand)(nil),            // 22: kubemdm.agent.v1.CancelCommand
+	(*Keepalive)(nil),                // 23: kubemdm.agent.v1.Keepalive
+	(*PollRequest)(nil),              // 24: kubemdm.agent.v1.PollRequest
+	(*PollResponse)(nil),             // 25: kubemdm.agent.v1.PollResponse
+	(*ConfigurationState)(nil),       // 26: kubemdm.agent.v1.ConfigurationState
+	(*SettingState)(nil),             // 27: kubemdm.agent.v1.SettingState
+	(*Certificate)(nil),              // 28: kubemdm.agent.v1.Certificate
+	(*Facts)(nil),                    // 29: kubemdm.agent.v1.Facts
+	(*ReportStatusRequest)(nil),      // 30: kubemdm.agent.v1.ReportStatusRequest
+	(*ReportStatusResponse)(nil),     // 31: kubemdm.agent.v1.ReportStatusResponse
+	(*Step)(nil),                     // 32: kubemdm.agent.v1.Step
+	(*CompleteCommandRequest)(nil),   // 33: kubemdm.agent.v1.CompleteCommandRequest
+	(*CompleteCommandResponse)(nil),  // 34: kubemdm.agent.v1.CompleteCommandResponse
+	(*RenewCertificateRequest)(nil),  // 35: kubemdm.agent.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 36: kubemdm.agent.v1.RenewCertificateResponse
+	nil,                              // 37: kubemdm.agent.v1.DesiredConfig.AttributesEntry
+	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 39: google.protobuf.Duration
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	1,  // 0: kubemdm.agent.v1.EnrollRequest.device_info:type_name -> kubemdm.agent.v1.DeviceInfo
-	27, // 1: kubemdm.agent.v1.EnrollResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
-	26, // 2: kubemdm.agent.v1.DesiredConfig.attributes:type_name -> kubemdm.agent.v1.DesiredConfig.AttributesEntry
-	4,  // 3: kubemdm.agent.v1.DesiredConfig.kiosk:type_name -> kubemdm.agent.v1.Kiosk
-	5,  // 4: kubemdm.agent.v1.DesiredConfig.lost_mode:type_name -> kubemdm.agent.v1.LostMode
-	6,  // 5: kubemdm.agent.v1.DesiredConfig.configurations:type_name -> kubemdm.agent.v1.Configuration
-	5,  // 6: kubemdm.agent.v1.CommandParameters.lost_mode:type_name -> kubemdm.agent.v1.LostMode
-	8,  // 7: kubemdm.agent.v1.Command.parameters:type_name -> kubemdm.agent.v1.CommandParameters
-	27, // 8: kubemdm.agent.v1.Command.deadline:type_name -> google.protobuf.Timestamp
-	7,  // 9: kubemdm.agent.v1.SubscribeResponse.config:type_name -> kubemdm.agent.v1.DesiredConfig
-	9,  // 10: kubemdm.agent.v1.SubscribeResponse.command:type_name -> kubemdm.agent.v1.Command
-	13, // 11: kubemdm.agent.v1.SubscribeResponse.keepalive:type_name -> kubemdm.agent.v1.Keepalive
-	12, // 12: kubemdm.agent.v1.SubscribeResponse.cancel:type_name -> kubemdm.agent.v1.CancelCommand
-	28, // 13: kubemdm.agent.v1.Keepalive.interval:type_name -> google.protobuf.Duration
-	7,  // 14: kubemdm.agent.v1.PollResponse.config:type_name -> kubemdm.agent.v1.DesiredConfig
-	9,  // 15: kubemdm.agent.v1.PollResponse.commands:type_name -> kubemdm.agent.v1.Command
-	27, // 16: kubemdm.agent.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	1,  // 17: kubemdm.agent.v1.Facts.device_info:type_name -> kubemdm.agent.v1.DeviceInfo
-	4,  // 18: kubemdm.agent.v1.Facts.kiosk:type_name -> kubemdm.agent.v1.Kiosk
-	5,  // 19: kubemdm.agent.v1.Facts.lost_mode:type_name -> kubemdm.agent.v1.LostMode
-	16, // 20: kubemdm.agent.v1.Facts.configurations:type_name -> kubemdm.agent.v1.ConfigurationState
-	17, // 21: kubemdm.agent.v1.Facts.certificates:type_name -> kubemdm.agent.v1.Certificate
-	18, // 22: kubemdm.agent.v1.ReportStatusRequest.facts:type_name -> kubemdm.agent.v1.Facts
-	0,  // 23: kubemdm.agent.v1.Step.outcome:type_name -> kubemdm.agent.v1.Outcome
-	0,  // 24: kubemdm.agent.v1.CompleteCommandRequest.outcome:type_name -> kubemdm.agent.v1.Outcome
-	21, // 25: kubemdm.agent.v1.CompleteCommandRequest.steps:type_name -> kubemdm.agent.v1.Step
-	27, // 26: kubemdm.agent.v1.RenewCertificateResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
-	2,  // 27: kubemdm.agent.v1.AgentService.Enroll:input_type -> kubemdm.agent.v1.EnrollRequest
-	10, // 28: kubemdm.agent.v1.AgentService.Subscribe:input_type -> kubemdm.agent.v1.SubscribeRequest
-	14, // 29: kubemdm.agent.v1.AgentService.Poll:input_type -> kubemdm.agent.v1.PollRequest
-	19, // 30: kubemdm.agent.v1.AgentService.ReportStatus:input_type -> kubemdm.agent.v1.ReportStatusRequest
-	22, // 31: kubemdm.agent.v1.AgentService.CompleteCommand:input_type -> kubemdm.agent.v1.CompleteCommandRequest
-	24, // 32: kubemdm.agent.v1.AgentService.RenewCertificate:input_type -> kubemdm.agent.v1.RenewCertificateRequest
-	3,  // 33: kubemdm.agent.v1.AgentService.Enroll:output_type -> kubemdm.agent.v1.EnrollResponse
-	11, // 34: kubemdm.agent.v1.AgentService.Subscribe:output_type -> kubemdm.agent.v1.SubscribeResponse
-	15, // 35: kubemdm.agent.v1.AgentService.Poll:output_type -> kubemdm.agent.v1.PollResponse
-	20, // 36: kubemdm.agent.v1.AgentService.ReportStatus:output_type -> kubemdm.agent.v1.ReportStatusResponse
-	23, // 37: kubemdm.agent.v1.AgentService.CompleteCommand:output_type -> kubemdm.agent.v1.CompleteCommandResponse
-	25, // 38: kubemdm.agent.v1.AgentService.RenewCertificate:output_type -> kubemdm.agent.v1.RenewCertificateResponse
-	33, // [33:39] is the sub-list for method output_type
-	27, // [27:33] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	38, // 1: kubemdm.agent.v1.EnrollResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
+	7,  // 2: kubemdm.agent.v1.Configuration.settings:type_name -> kubemdm.agent.v1.Settings
+	8,  // 3: kubemdm.agent.v1.Settings.passcode:type_name -> kubemdm.agent.v1.Passcode
+	9,  // 4: kubemdm.agent.v1.Settings.wifi:type_name -> kubemdm.agent.v1.WiFi
+	10, // 5: kubemdm.agent.v1.Settings.certificates:type_name -> kubemdm.agent.v1.CertificatePayload
+	11, // 6: kubemdm.agent.v1.Settings.restrictions:type_name -> kubemdm.agent.v1.Restrictions
+	12, // 7: kubemdm.agent.v1.Settings.apps:type_name -> kubemdm.agent.v1.App
+	13, // 8: kubemdm.agent.v1.Settings.system_update:type_name -> kubemdm.agent.v1.SystemUpdate
+	14, // 9: kubemdm.agent.v1.Settings.files:type_name -> kubemdm.agent.v1.File
+	15, // 10: kubemdm.agent.v1.Settings.systemd_units:type_name -> kubemdm.agent.v1.SystemdUnit
+	16, // 11: kubemdm.agent.v1.Settings.packages:type_name -> kubemdm.agent.v1.Package
+	37, // 12: kubemdm.agent.v1.DesiredConfig.attributes:type_name -> kubemdm.agent.v1.DesiredConfig.AttributesEntry
+	4,  // 13: kubemdm.agent.v1.DesiredConfig.kiosk:type_name -> kubemdm.agent.v1.Kiosk
+	5,  // 14: kubemdm.agent.v1.DesiredConfig.lost_mode:type_name -> kubemdm.agent.v1.LostMode
+	6,  // 15: kubemdm.agent.v1.DesiredConfig.configurations:type_name -> kubemdm.agent.v1.Configuration
+	5,  // 16: kubemdm.agent.v1.CommandParameters.lost_mode:type_name -> kubemdm.agent.v1.LostMode
+	18, // 17: kubemdm.agent.v1.Command.parameters:type_name -> kubemdm.agent.v1.CommandParameters
+	38, // 18: kubemdm.agent.v1.Command.deadline:type_name -> google.protobuf.Timestamp
+	17, // 19: kubemdm.agent.v1.SubscribeResponse.config:type_name -> kubemdm.agent.v1.DesiredConfig
+	19, // 20: kubemdm.agent.v1.SubscribeResponse.command:type_name -> kubemdm.agent.v1.Command
+	23, // 21: kubemdm.agent.v1.SubscribeResponse.keepalive:type_name -> kubemdm.agent.v1.Keepalive
+	22, // 22: kubemdm.agent.v1.SubscribeResponse.cancel:type_name -> kubemdm.agent.v1.CancelCommand
+	39, // 23: kubemdm.agent.v1.Keepalive.interval:type_name -> google.protobuf.Duration
+	17, // 24: kubemdm.agent.v1.PollResponse.config:type_name -> kubemdm.agent.v1.DesiredConfig
+	19, // 25: kubemdm.agent.v1.PollResponse.commands:type_name -> kubemdm.agent.v1.Command
+	27, // 26: kubemdm.agent.v1.ConfigurationState.settings:type_name -> kubemdm.agent.v1.SettingState
+	38, // 27: kubemdm.agent.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	1,  // 28: kubemdm.agent.v1.Facts.device_info:type_name -> kubemdm.agent.v1.DeviceInfo
+	4,  // 29: kubemdm.agent.v1.Facts.kiosk:type_name -> kubemdm.agent.v1.Kiosk
+	5,  // 30: kubemdm.agent.v1.Facts.lost_mode:type_name -> kubemdm.agent.v1.LostMode
+	26, // 31: kubemdm.agent.v1.Facts.configurations:type_name -> kubemdm.agent.v1.ConfigurationState
+	28, // 32: kubemdm.agent.v1.Facts.certificates:type_name -> kubemdm.agent.v1.Certificate
+	29, // 33: kubemdm.agent.v1.ReportStatusRequest.facts:type_name -> kubemdm.agent.v1.Facts
+	0,  // 34: kubemdm.agent.v1.Step.outcome:type_name -> kubemdm.agent.v1.Outcome
+	0,  // 35: kubemdm.agent.v1.CompleteCommandRequest.outcome:type_name -> kubemdm.agent.v1.Outcome
+	32, // 36: kubemdm.agent.v1.CompleteCommandRequest.steps:type_name -> kubemdm.agent.v1.Step
+	38, // 37: kubemdm.agent.v1.RenewCertificateResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
+	2,  // 38: kubemdm.agent.v1.AgentService.Enroll:input_type -> kubemdm.agent.v1.EnrollRequest
+	20, // 39: kubemdm.agent.v1.AgentService.Subscribe:input_type -> kubemdm.agent.v1.SubscribeRequest
+	24, // 40: kubemdm.agent.v1.AgentService.Poll:input_type -> kubemdm.agent.v1.PollRequest
+	30, // 41: kubemdm.agent.v1.AgentService.ReportStatus:input_type -> kubemdm.agent.v1.ReportStatusRequest
+	33, // 42: kubemdm.agent.v1.AgentService.CompleteCommand:input_type -> kubemdm.agent.v1.CompleteCommandRequest
+	35, // 43: kubemdm.agent.v1.AgentService.RenewCertificate:input_type -> kubemdm.agent.v1.RenewCertificateRequest
+	3,  // 44: kubemdm.agent.v1.AgentService.Enroll:output_type -> kubemdm.agent.v1.EnrollResponse
+	21, // 45: kubemdm.agent.v1.AgentService.Subscribe:output_type -> kubemdm.agent.v1.SubscribeResponse
+	25, // 46: kubemdm.agent.v1.AgentService.Poll:output_type -> kubemdm.agent.v1.PollResponse
+	31, // 47: kubemdm.agent.v1.AgentService.ReportStatus:output_type -> kubemdm.agent.v1.ReportStatusResponse
+	34, // 48: kubemdm.agent.v1.AgentService.CompleteCommand:output_type -> kubemdm.agent.v1.CompleteCommandResponse
+	36, // 49: kubemdm.agent.v1.AgentService.RenewCertificate:output_type -> kubemdm.agent.v1.RenewCertificateResponse
+	44, // [44:50] is the sub-list for method output_type
+	38, // [38:44] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -1948,7 +2866,9 @@ func file_agent_v1_agent_proto_init() {
 	if File_agent_v1_agent_proto != nil {
 		return
 	}
-	file_agent_v1_agent_proto_msgTypes[10].OneofWrappers = []any{
+	file_agent_v1_agent_proto_msgTypes[7].OneofWrappers = []any{}
+	file_agent_v1_agent_proto_msgTypes[10].OneofWrappers = []any{}
+	file_agent_v1_agent_proto_msgTypes[20].OneofWrappers = []any{
 		(*SubscribeResponse_Config)(nil),
 		(*SubscribeResponse_Command)(nil),
 		(*SubscribeResponse_Keepalive)(nil),
@@ -1960,7 +2880,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

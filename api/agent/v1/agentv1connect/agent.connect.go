@@ -66,8 +66,8 @@ type AgentServiceClient interface {
 	// for the device's identity certificate.
 	Enroll(context.Context, *connect.Request[v1.EnrollRequest]) (*connect.Response[v1.EnrollResponse], error)
 	// Subscribe streams the desired configuration and commands as they come.
-	// The first message is the current configuration when it is newer than
-	// config_generation, followed by every command not yet completed, in the
+	// The first message is the current configuration when it differs from
+	// config_generation and configurations_digest, followed by every command not yet completed, in the
 	// order their DeviceActions were created, then a Keepalive; after that,
 	// anything new the moment it is queued, and a Keepalive every interval.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest]) (*connect.ServerStreamForClient[v1.SubscribeResponse], error)
@@ -181,8 +181,8 @@ type AgentServiceHandler interface {
 	// for the device's identity certificate.
 	Enroll(context.Context, *connect.Request[v1.EnrollRequest]) (*connect.Response[v1.EnrollResponse], error)
 	// Subscribe streams the desired configuration and commands as they come.
-	// The first message is the current configuration when it is newer than
-	// config_generation, followed by every command not yet completed, in the
+	// The first message is the current configuration when it differs from
+	// config_generation and configurations_digest, followed by every command not yet completed, in the
 	// order their DeviceActions were created, then a Keepalive; after that,
 	// anything new the moment it is queued, and a Keepalive every interval.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest], *connect.ServerStream[v1.SubscribeResponse]) error

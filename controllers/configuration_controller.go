@@ -1,0 +1,112 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/conditions"
+	"github.com/kubemdm/kubemdm/internal/configset"
+	"github.com/kubemdm/kubemdm/internal/patch"
+)
+
+// IndexPayloadRefs finds the Configurations that name a Secret or ConfigMap,
+// by "Secret/NAME" or "ConfigMap/NAME".
+const IndexPayloadRefs = "spec.settings.payloadRefs"
+
+// ConfigurationReconciler keeps a Configuration's revision, the hash of
+// what devices receive, and says when a Secret or ConfigMap it names cannot
+// be carried.
+type ConfigurationReconciler struct {
+	client.Client
+	// APIReader tells a Secret without the device-payload label, which the
+	// payload cache never holds, from a missing one.
+	APIReader client.Reader
+	// Payloads is the cache of labelled Secrets and ConfigMaps
+	// (configset.NewPayloadCache).
+	Payloads cache.Cache
+}
+
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=configurations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=configurations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch
+
+// Reconcile computes one Configuration's revision.
+func (r *ConfigurationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	cfg := &mdmv1alpha1.Configuration{}
+	if err := r.Get(ctx, req.NamespacedName, cfg); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	patcher := patch.NewHelper(cfg)
+	defer func() { patcher.Finish(ctx, r.Client, cfg, &res, &retErr) }()
+	if !cfg.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+
+	payloads := configset.ReaderPayloads{Ctx: ctx, Cache: r.Payloads, Direct: r.APIReader, Namespace: cfg.Namespace}
+	revision, err := configset.Revision(&cfg.Spec.Settings, payloads)
+	if pe, ok := configset.IsPayloadError(err); ok {
+		// Devices keep the revision they have: the gateway cannot render
+		// this one. A label added or a Secret created shows up in the
+		// payload cache, which brings the Configuration back.
+		reason := mdmv1alpha1.ConfigurationReasonPayloadMissing
+		if pe.NotAllowed {
+			reason = mdmv1alpha1.ConfigurationReasonPayloadNotAllowed
+		}
+		msg := fmt.Sprintf("Devices keep revision %q: %s", cfg.Status.Revision, pe.Error())
+		conditions.MarkStalled(cfg, reason, msg)
+		cfg.Status.ObservedGeneration = cfg.Generation
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	cfg.Status.Revision = revision
+	conditions.MarkReady(cfg, mdmv1alpha1.ConfigurationReasonRevised, fmt.Sprintf("Revision %s goes to the targeted devices", revision))
+	cfg.Status.ObservedGeneration = cfg.Generation
+	return ctrl.Result{}, nil
+}
+
+// payloadRefKeys are the IndexPayloadRefs keys of a Configuration.
+func payloadRefKeys(o client.Object) []string {
+	var keys []string
+	for _, ref := range configset.Refs(&o.(*mdmv1alpha1.Configuration).Spec.Settings) {
+		keys = append(keys, ref.Kind+"/"+ref.Name)
+	}
+	return keys
+}
+
+// SetupWithManager registers the reconciler and its index.
+func (r *ConfigurationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &mdmv1alpha1.Configuration{}, IndexPayloadRefs, payloadRefKeys); err != nil {
+		return fmt.Errorf("indexing Configurations by payload: %w", err)
+	}
+	referrers := func(kind string) handler.TypedMapFunc[client.Object, reconcile.Request] {
+		return func(ctx context.Context, o client.Object) []reconcile.Request {
+			list := &mdmv1alpha1.ConfigurationList{}
+			if err := r.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{IndexPayloadRefs: kind + "/" + o.GetName()}); err != nil {
+				ctrl.LoggerFrom(ctx).Error(err, "Listing the Configurations that name a payload", "kind", kind, "name", o.GetName())
+				return nil
+			}
+			out := make([]reconcile.Request, 0, len(list.Items))
+			for _, c := range list.Items {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+			}
+			return out
+		}
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&mdmv1alpha1.Configuration{}).
+		WatchesRawSource(source.Kind(r.Payloads, client.Object(&corev1.Secret{}), handler.EnqueueRequestsFromMapFunc(referrers("Secret")))).
+		WatchesRawSource(source.Kind(r.Payloads, client.Object(&corev1.ConfigMap{}), handler.EnqueueRequestsFromMapFunc(referrers("ConfigMap")))).
+		Named("configuration").
+		Complete(r)
+}

@@ -1,0 +1,195 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubemdm/kubemdm/agent"
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+)
+
+var _ = Describe("Configurations", func() {
+	ctx := context.Background()
+	var (
+		ns  string
+		a   *agent.Agent
+		dev *agent.Simulated
+	)
+	BeforeEach(func() {
+		ns = newNamespace(ctx)
+		token := linuxToken(ns, "fleet", true)
+		token.Spec.DeviceTemplate = &mdmv1alpha1.DeviceTemplate{Labels: map[string]string{"site": "lab"}}
+		value, pin := issuedToken(ctx, token)
+		a, dev = newAgent(value, pin, "ERIN")
+		Expect(a.Enroll(ctx)).To(Succeed())
+	})
+
+	configuration := func(name string, priority int32, selector map[string]string, s mdmv1alpha1.ConfigurationSettings, platforms ...mdmv1alpha1.Platform) *mdmv1alpha1.Configuration {
+		c := &mdmv1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: mdmv1alpha1.ConfigurationSpec{Priority: priority, Settings: s, Platforms: platforms}}
+		if selector != nil {
+			c.Spec.DeviceSelector = &metav1.LabelSelector{MatchLabels: selector}
+		}
+		Expect(k8sClient.Create(ctx, c)).To(Succeed())
+		return c
+	}
+	revision := func(c *mdmv1alpha1.Configuration) func(Gomega) string {
+		return func(g Gomega) string {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(c), c)).To(Succeed())
+			g.Expect(meta.IsStatusConditionTrue(c.Status.Conditions, mdmv1alpha1.ConditionReady)).To(BeTrue())
+			return c.Status.Revision
+		}
+	}
+	rows := func(g Gomega) map[string]mdmv1alpha1.DeviceConfigurationStatus {
+		d := &mdmv1alpha1.Device{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "erin"}, d)).To(Succeed())
+		out := map[string]mdmv1alpha1.DeviceConfigurationStatus{}
+		for _, r := range d.Status.Configurations {
+			out[r.Name] = r
+		}
+		return out
+	}
+
+	It("binds by selector and by name, merges per setting, and records every configuration's state", func() {
+		stop := run(a)
+		defer stop()
+		base := configuration("base", 1, map[string]string{"site": "lab"}, mdmv1alpha1.ConfigurationSettings{
+			Passcode: &mdmv1alpha1.PasscodeSettings{MinLength: ptr.To[int32](6), AutoLockSeconds: ptr.To[int32](60)},
+			Files:    []mdmv1alpha1.FileSetting{{Path: "/etc/motd", Content: ptr.To("managed\n")}},
+		})
+		strict := configuration("strict", 10, nil, mdmv1alpha1.ConfigurationSettings{
+			Passcode: &mdmv1alpha1.PasscodeSettings{MinLength: ptr.To[int32](12)}})
+		shadow := configuration("shadow", 0, map[string]string{"site": "lab"}, mdmv1alpha1.ConfigurationSettings{
+			Passcode: &mdmv1alpha1.PasscodeSettings{MinLength: ptr.To[int32](4)}})
+		configuration("ios-only", 50, map[string]string{"site": "lab"}, mdmv1alpha1.ConfigurationSettings{
+			Restrictions: &mdmv1alpha1.Restrictions{CameraDisabled: ptr.To(true)}}, mdmv1alpha1.PlatformIOS)
+		configuration("other-site", 0, map[string]string{"site": "hq"}, mdmv1alpha1.ConfigurationSettings{
+			Restrictions: &mdmv1alpha1.Restrictions{CameraDisabled: ptr.To(true)}})
+		broken := configuration("broken", 0, nil, mdmv1alpha1.ConfigurationSettings{
+			Apps: []mdmv1alpha1.AppSetting{{ID: "com.example.broken", InstallType: "Required"}}})
+		dev.FailSettings = map[string]bool{"apps[com.example.broken]": true}
+		baseRev, strictRev := revision(base), revision(strict)
+		Eventually(baseRev).ShouldNot(BeEmpty())
+		Eventually(revision(broken)).ShouldNot(BeEmpty())
+		Eventually(revision(shadow)).ShouldNot(BeEmpty())
+
+		d := &mdmv1alpha1.Device{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "erin"}, d)).To(Succeed())
+		before := d.DeepCopy()
+		d.Spec.Configurations = []mdmv1alpha1.ConfigurationAssignment{{Name: "strict"}, {Name: "broken"}, {Name: "ghost"}}
+		Expect(k8sClient.Patch(ctx, d, client.MergeFrom(before))).To(Succeed())
+
+		// The device holds the winning value of every setting.
+		Eventually(func(g Gomega) {
+			s := dev.Observe().Settings
+			g.Expect(s).To(HaveLen(3))
+			g.Expect(s).To(SatisfyAll(HaveKeyWithValue("passcode.minLength", "12"), HaveKeyWithValue("passcode.autoLockSeconds", "60"),
+				HaveKey("files[/etc/motd]")))
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			r := rows(g)
+			g.Expect(r).To(HaveLen(6))
+			g.Expect(r["base"]).To(SatisfyAll(HaveField("State", mdmv1alpha1.ConfigurationApplied), HaveField("Revision", baseRev(g)),
+				HaveField("Settings", ConsistOf(mdmv1alpha1.SettingStatus{Path: "passcode.minLength", Reason: "Overridden", Message: "Configuration strict sets it"}))))
+			g.Expect(r["strict"]).To(SatisfyAll(HaveField("State", mdmv1alpha1.ConfigurationApplied), HaveField("Revision", strictRev(g))))
+			g.Expect(r["shadow"]).To(SatisfyAll(HaveField("State", mdmv1alpha1.ConfigurationOverridden),
+				HaveField("Settings", ConsistOf(mdmv1alpha1.SettingStatus{Path: "passcode.minLength", Reason: "Overridden", Message: "Configuration strict sets it"}))))
+			g.Expect(r["ios-only"].State).To(Equal(mdmv1alpha1.ConfigurationUnsupported))
+			g.Expect(r["ghost"]).To(SatisfyAll(HaveField("State", mdmv1alpha1.ConfigurationPending), HaveField("Message", ContainSubstring("does not exist"))))
+			g.Expect(r["broken"]).To(SatisfyAll(HaveField("State", mdmv1alpha1.ConfigurationFailed),
+				HaveField("Settings", ConsistOf(HaveField("Path", "apps[com.example.broken]")))))
+			g.Expect(r).NotTo(HaveKey("other-site"))
+		}).Should(Succeed())
+
+		// Excluding a selected configuration removes its settings; the
+		// loser takes over what it no longer sets.
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
+		before = d.DeepCopy()
+		d.Spec.Configurations = append(d.Spec.Configurations, mdmv1alpha1.ConfigurationAssignment{Name: "base", Excluded: true})
+		Expect(k8sClient.Patch(ctx, d, client.MergeFrom(before))).To(Succeed())
+		Eventually(func() map[string]string { return dev.Observe().Settings }).Should(Equal(map[string]string{"passcode.minLength": "12"}))
+		Eventually(func(g Gomega) mdmv1alpha1.ConfigurationState { return rows(g)["base"].State }).Should(Equal(mdmv1alpha1.ConfigurationExcluded))
+
+		// A new revision reaches the online device within seconds, and the
+		// row follows it.
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(strict), strict)).To(Succeed())
+		old := strict.Status.Revision
+		strict.Spec.Settings.Passcode.MinLength = ptr.To[int32](14)
+		Expect(k8sClient.Update(ctx, strict)).To(Succeed())
+		Eventually(strictRev).ShouldNot(Equal(old))
+		Eventually(func() string { return dev.Observe().Settings["passcode.minLength"] }).WithTimeout(5 * time.Second).Should(Equal("14"))
+		Eventually(func(g Gomega) {
+			g.Expect(rows(g)["strict"]).To(SatisfyAll(HaveField("State", mdmv1alpha1.ConfigurationApplied), HaveField("Revision", strictRev(g))))
+		}).Should(Succeed())
+
+		// A deleted Configuration is removed from the device.
+		Expect(k8sClient.Delete(ctx, strict)).To(Succeed())
+		Eventually(func() map[string]string { return dev.Observe().Settings }).Should(Equal(map[string]string{"passcode.minLength": "4"}))
+	})
+
+	It("carries only Secrets labelled for devices, and their values only to the device", func() {
+		const password = "correct-horse-battery-staple"
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "office-wifi"},
+			StringData: map[string]string{"psk": password}}
+		Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+		wifi := configuration("wifi", 0, map[string]string{"site": "lab"}, mdmv1alpha1.ConfigurationSettings{
+			WiFi: []mdmv1alpha1.WiFiNetwork{{SSID: "office", Security: "WPA2",
+				PasswordSecretRef: &mdmv1alpha1.SecretKeyRef{Name: "office-wifi", Key: "psk"}}}})
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(wifi), wifi)).To(Succeed())
+			stalled := meta.FindStatusCondition(wifi.Status.Conditions, mdmv1alpha1.ConditionStalled)
+			g.Expect(stalled).NotTo(BeNil())
+			g.Expect(stalled.Reason).To(Equal(mdmv1alpha1.ConfigurationReasonPayloadNotAllowed))
+			g.Expect(stalled.Message).To(ContainSubstring("Secret office-wifi is not labelled mdm.kubemdm.io/device-payload=true"))
+		}).Should(Succeed())
+		stop := run(a)
+		defer stop()
+		Eventually(func(g Gomega) mdmv1alpha1.ConfigurationState { return rows(g)["wifi"].State }).Should(Equal(mdmv1alpha1.ConfigurationPending))
+		Consistently(func() []string {
+			var names []string
+			for _, c := range dev.Config().GetConfigurations() {
+				names = append(names, c.GetName())
+			}
+			return names
+		}, "500ms").Should(BeEmpty(), "nothing from an unlabelled Secret reaches the device")
+
+		secret.Labels = map[string]string{mdmv1alpha1.LabelDevicePayload: "true"}
+		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		Eventually(revision(wifi)).ShouldNot(BeEmpty())
+		Eventually(func() string {
+			for _, c := range dev.Config().GetConfigurations() {
+				for _, w := range c.GetSettings().GetWifi() {
+					return w.GetPassword()
+				}
+			}
+			return ""
+		}).Should(Equal(password))
+		Eventually(func(g Gomega) mdmv1alpha1.ConfigurationState { return rows(g)["wifi"].State }).Should(Equal(mdmv1alpha1.ConfigurationApplied))
+
+		// Rotating the password is a new revision.
+		rev := wifi.Status.Revision
+		secret.StringData = map[string]string{"psk": "rotated-" + password}
+		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		Eventually(revision(wifi)).ShouldNot(Equal(rev))
+
+		// The value is in no status and no event.
+		d := &mdmv1alpha1.Device{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "erin"}, d)).To(Succeed())
+		events := &corev1.EventList{}
+		Expect(k8sClient.List(ctx, events, client.InNamespace(ns))).To(Succeed())
+		for _, o := range []any{d, wifi, events} {
+			b, err := json.Marshal(o)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(b)).NotTo(ContainSubstring(password))
+		}
+	})
+})
