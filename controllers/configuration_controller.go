@@ -38,8 +38,9 @@ type ConfigurationReconciler struct {
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=configurations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=configurations/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=devices,verbs=get;list;watch
 
-// Reconcile computes one Configuration's revision.
+// Reconcile computes one Configuration's revision and counts its devices.
 func (r *ConfigurationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	cfg := &mdmv1alpha1.Configuration{}
 	if err := r.Get(ctx, req.NamespacedName, cfg); err != nil {
@@ -53,6 +54,25 @@ func (r *ConfigurationReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 
 	payloads := configset.ReaderPayloads{Ctx: ctx, Cache: r.Payloads, Direct: r.APIReader, Namespace: cfg.Namespace}
 	revision, err := configset.Revision(&cfg.Spec.Settings, payloads)
+	if _, payloadErr := configset.IsPayloadError(err); err != nil && !payloadErr {
+		return ctrl.Result{}, err
+	}
+	settleConfiguration(cfg, revision, err)
+	devices, err := r.targetedDevices(ctx, cfg)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	cfg.Status.Devices = countDevices(cfg, devices)
+	return ctrl.Result{}, nil
+}
+
+// settleConfiguration records a revision, or why none can be computed.
+// Either way the controller's part is done: a Configuration waiting for a
+// Secret is Stalled until that Secret changes, and devices' progress shows
+// in status.devices, not in health, since an offline device may take
+// weeks.
+func settleConfiguration(cfg *mdmv1alpha1.Configuration, revision string, err error) {
+	cfg.Status.ObservedGeneration = cfg.Generation
 	if pe, ok := configset.IsPayloadError(err); ok {
 		// Devices keep the revision they have: the gateway cannot render
 		// this one. A label added or a Secret created shows up in the
@@ -61,18 +81,11 @@ func (r *ConfigurationReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		if pe.NotAllowed {
 			reason = mdmv1alpha1.ConfigurationReasonPayloadNotAllowed
 		}
-		msg := fmt.Sprintf("Devices keep revision %q: %s", cfg.Status.Revision, pe.Error())
-		conditions.MarkStalled(cfg, reason, msg)
-		cfg.Status.ObservedGeneration = cfg.Generation
-		return ctrl.Result{}, nil
-	}
-	if err != nil {
-		return ctrl.Result{}, err
+		conditions.MarkStalled(cfg, reason, fmt.Sprintf("Devices keep revision %q: %s", cfg.Status.Revision, pe.Error()))
+		return
 	}
 	cfg.Status.Revision = revision
 	conditions.MarkReady(cfg, mdmv1alpha1.ConfigurationReasonRevised, fmt.Sprintf("Revision %s goes to the targeted devices", revision))
-	cfg.Status.ObservedGeneration = cfg.Generation
-	return ctrl.Result{}, nil
 }
 
 // payloadRefKeys are the IndexPayloadRefs keys of a Configuration.
@@ -88,6 +101,9 @@ func payloadRefKeys(o client.Object) []string {
 func (r *ConfigurationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &mdmv1alpha1.Configuration{}, IndexPayloadRefs, payloadRefKeys); err != nil {
 		return fmt.Errorf("indexing Configurations by payload: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &mdmv1alpha1.Device{}, IndexAssignedConfigurations, assignedConfigurations); err != nil {
+		return fmt.Errorf("indexing Devices by assigned configuration: %w", err)
 	}
 	referrers := func(kind string) handler.TypedMapFunc[client.Object, reconcile.Request] {
 		return func(ctx context.Context, o client.Object) []reconcile.Request {
@@ -105,6 +121,7 @@ func (r *ConfigurationReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&mdmv1alpha1.Configuration{}).
+		Watches(&mdmv1alpha1.Device{}, handler.EnqueueRequestsFromMapFunc(r.deviceConfigurations)).
 		WatchesRawSource(source.Kind(r.Payloads, client.Object(&corev1.Secret{}), handler.EnqueueRequestsFromMapFunc(referrers("Secret")))).
 		WatchesRawSource(source.Kind(r.Payloads, client.Object(&corev1.ConfigMap{}), handler.EnqueueRequestsFromMapFunc(referrers("ConfigMap")))).
 		Named("configuration").

@@ -11,6 +11,7 @@ import (
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/argohealth"
 	"github.com/kubemdm/kubemdm/internal/conditions"
+	"github.com/kubemdm/kubemdm/internal/configset"
 )
 
 // TestHealthPerPhase is the health rule of every phase of every kind, as
@@ -52,6 +53,11 @@ func TestHealthPerPhase(t *testing.T) {
 		}
 		return a
 	}
+	configuration := func(err error) any {
+		c := &mdmv1alpha1.Configuration{TypeMeta: metav1.TypeMeta{Kind: "Configuration"}, ObjectMeta: meta()}
+		settleConfiguration(c, "c12b276d2cc81a970fc6", err)
+		return c
+	}
 	unobserved := &mdmv1alpha1.Device{TypeMeta: metav1.TypeMeta{Kind: "Device"}, ObjectMeta: meta()}
 	unobserved.Status.ObservedGeneration = -1 // the CRD's default for a new object
 	deleting := device(mdmv1alpha1.DeviceEnrolled, 1, true, false).(*mdmv1alpha1.Device)
@@ -87,6 +93,11 @@ func TestHealthPerPhase(t *testing.T) {
 		{"DeviceAction Failed", action(mdmv1alpha1.ActionFailed), status.FailedStatus},
 		{"DeviceAction Expired", action(mdmv1alpha1.ActionExpired), status.FailedStatus},
 		{"DeviceAction Canceled", action(mdmv1alpha1.ActionCanceled), status.FailedStatus},
+		{"Configuration revised", configuration(nil), status.CurrentStatus},
+		{"Configuration naming an unlabelled Secret", configuration(&configset.PayloadError{
+			Ref: configset.Ref{Kind: "Secret", Name: "psk", Key: "k"}, NotAllowed: true}), status.FailedStatus},
+		{"Configuration naming a missing ConfigMap", configuration(&configset.PayloadError{
+			Ref: configset.Ref{Kind: "ConfigMap", Name: "motd", Key: "k"}}), status.FailedStatus},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			obj, err := argohealth.ToMap(tc.obj)

@@ -109,6 +109,17 @@ var _ = Describe("Configurations", func() {
 				HaveField("Settings", ConsistOf(HaveField("Path", "apps[com.example.broken]")))))
 			g.Expect(r).NotTo(HaveKey("other-site"))
 		}).Should(Succeed())
+		// Each Configuration counts its devices from their rows.
+		counts := func(c *mdmv1alpha1.Configuration) func(Gomega) mdmv1alpha1.ConfigurationDeviceCounts {
+			return func(g Gomega) mdmv1alpha1.ConfigurationDeviceCounts {
+				g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(c), c)).To(Succeed())
+				g.Expect(c.Status.Devices).NotTo(BeNil())
+				return *c.Status.Devices
+			}
+		}
+		Eventually(counts(strict)).Should(Equal(mdmv1alpha1.ConfigurationDeviceCounts{Targeted: 1, Applied: 1}))
+		Eventually(counts(shadow)).Should(Equal(mdmv1alpha1.ConfigurationDeviceCounts{Targeted: 1, Overridden: 1}))
+		Eventually(counts(broken)).Should(Equal(mdmv1alpha1.ConfigurationDeviceCounts{Targeted: 1, Failed: 1}))
 
 		// Excluding a selected configuration removes its settings; the
 		// loser takes over what it no longer sets.
@@ -118,6 +129,7 @@ var _ = Describe("Configurations", func() {
 		Expect(k8sClient.Patch(ctx, d, client.MergeFrom(before))).To(Succeed())
 		Eventually(func() map[string]string { return dev.Observe().Settings }).Should(Equal(map[string]string{"passcode.minLength": "12"}))
 		Eventually(func(g Gomega) mdmv1alpha1.ConfigurationState { return rows(g)["base"].State }).Should(Equal(mdmv1alpha1.ConfigurationExcluded))
+		Eventually(counts(base)).Should(Equal(mdmv1alpha1.ConfigurationDeviceCounts{Excluded: 1}))
 
 		// A new revision reaches the online device within seconds, and the
 		// row follows it.

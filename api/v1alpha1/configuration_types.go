@@ -328,6 +328,32 @@ type ConfigurationStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	Revision string `json:"revision,omitempty"`
+
+	// devices counts the Devices the configuration targets by how far
+	// each got, from their status.configurations rows as of their last
+	// report. A device that has yet to report this revision is pending.
+	// +optional
+	Devices *ConfigurationDeviceCounts `json:"devices,omitempty"`
+}
+
+// ConfigurationDeviceCounts counts targeted Devices by state.
+type ConfigurationDeviceCounts struct {
+	// targeted Devices: matched by deviceSelector or named in
+	// spec.configurations, not excluded.
+	Targeted int32 `json:"targeted"`
+	// applied the current revision.
+	Applied int32 `json:"applied"`
+	// pending: yet to report the current revision.
+	Pending int32 `json:"pending"`
+	// failed to apply some settings of the current revision.
+	Failed int32 `json:"failed"`
+	// overridden: every setting is taken from another configuration.
+	Overridden int32 `json:"overridden"`
+	// unsupported: of a platform the configuration is not for.
+	Unsupported int32 `json:"unsupported"`
+	// excluded by the Device's spec.configurations; not counted as
+	// targeted.
+	Excluded int32 `json:"excluded"`
 }
 
 // Configuration is content for devices: settings, raw platform payloads, and
@@ -337,6 +363,10 @@ type ConfigurationStatus struct {
 // +kubebuilder:resource:shortName=cfg,categories=mdm
 // +kubebuilder:printcolumn:name="Priority",type=integer,JSONPath=`.spec.priority`
 // +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.status.revision`
+// +kubebuilder:printcolumn:name="Targeted",type=integer,JSONPath=`.status.devices.targeted`
+// +kubebuilder:printcolumn:name="Applied",type=integer,JSONPath=`.status.devices.applied`
+// +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.devices.pending`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.devices.failed`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
