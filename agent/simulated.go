@@ -46,6 +46,8 @@ type Simulated struct {
 	// FailSettings names setting paths (passcode.minLength,
 	// wifi[office]) the device cannot apply.
 	FailSettings map[string]bool
+	// Unencrypted makes the device report its storage not encrypted.
+	Unencrypted bool
 	// FailStep names an Unenroll step that fails.
 	FailStep string
 	// RefuseOwners names owners the device will not take.
@@ -276,6 +278,9 @@ func (s *Simulated) factsLocked() *agentv1.Facts {
 		State:      map[bool]string{true: "Disabled", false: "Active"}[s.state.Disabled],
 		DeviceInfo: &agentv1.DeviceInfo{Platform: s.PlatformName, Model: s.Model, Manufacturer: "kubemdm simulator", OsVersion: s.state.OSVersion, AgentVersion: Version, StorageBytes: 64 << 30},
 	}
+	// The user sets a screen lock once a passcode policy asks for one.
+	passcode := slices.ContainsFunc(slices.Collect(maps.Keys(s.state.Settings)), func(p string) bool { return strings.HasPrefix(p, "passcode.") })
+	facts.Security = &agentv1.Security{PasscodeSet: passcode, Encrypted: !s.Unencrypted}
 	for name, source := range s.state.Certificates {
 		facts.Certificates = append(facts.Certificates, &agentv1.Certificate{
 			Subject: "CN=" + name, SerialNumber: fmt.Sprintf("%x", sha256.Sum256([]byte(name)))[:16], Source: source})

@@ -57,12 +57,22 @@ func (r *ConfigurationReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if _, payloadErr := configset.IsPayloadError(err); err != nil && !payloadErr {
 		return ctrl.Result{}, err
 	}
+	previous := cfg.Status.Revision
 	settleConfiguration(cfg, revision, err)
-	devices, err := r.targetedDevices(ctx, cfg)
+	if err == nil {
+		if err := r.snapshot(ctx, cfg); err != nil {
+			return ctrl.Result{}, err
+		}
+		startRollout(cfg, previous)
+	}
+	devices, err := targetedDevices(ctx, r.Client, cfg)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	cfg.Status.Devices = countDevices(cfg, devices)
+	if !conditions.IsTrue(cfg, mdmv1alpha1.ConditionStalled) {
+		progressRollout(cfg, devices)
+	}
 	return ctrl.Result{}, nil
 }
 
@@ -97,13 +107,11 @@ func payloadRefKeys(o client.Object) []string {
 	return keys
 }
 
-// SetupWithManager registers the reconciler and its index.
+// SetupWithManager registers the reconciler and its index. It needs the
+// Device controller's index of assignments (DeviceReconciler.SetupWithManager).
 func (r *ConfigurationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &mdmv1alpha1.Configuration{}, IndexPayloadRefs, payloadRefKeys); err != nil {
 		return fmt.Errorf("indexing Configurations by payload: %w", err)
-	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &mdmv1alpha1.Device{}, IndexAssignedConfigurations, assignedConfigurations); err != nil {
-		return fmt.Errorf("indexing Devices by assigned configuration: %w", err)
 	}
 	referrers := func(kind string) handler.TypedMapFunc[client.Object, reconcile.Request] {
 		return func(ctx context.Context, o client.Object) []reconcile.Request {

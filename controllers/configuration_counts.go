@@ -27,7 +27,7 @@ func assignedConfigurations(o client.Object) []string {
 
 // targetedDevices are the Devices a Configuration targets, by selector or
 // by name, read from the cache.
-func (r *ConfigurationReconciler) targetedDevices(ctx context.Context, cfg *mdmv1alpha1.Configuration) ([]mdmv1alpha1.Device, error) {
+func targetedDevices(ctx context.Context, r client.Reader, cfg *mdmv1alpha1.Configuration) ([]mdmv1alpha1.Device, error) {
 	seen := map[string]bool{}
 	var out []mdmv1alpha1.Device
 	add := func(list *mdmv1alpha1.DeviceList) {

@@ -10,15 +10,19 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/controllers/compliance"
 	"github.com/kubemdm/kubemdm/internal/conditions"
+	"github.com/kubemdm/kubemdm/internal/configset"
 	"github.com/kubemdm/kubemdm/internal/lifecycle"
 	"github.com/kubemdm/kubemdm/internal/patch"
 )
@@ -65,6 +69,7 @@ type DeviceReconciler struct {
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=devices/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=devices/finalizers,verbs=update
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=deviceactions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=configurations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=deviceactions/status,verbs=get;update;patch
 
 // Reconcile settles one Device's conditions.
@@ -93,7 +98,11 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	// costs one finalizer write and one status write, not a second status
 	// write from a second pass.
 	controllerutil.AddFinalizer(device, mdmv1alpha1.Finalizer)
-	res.RequeueAfter = r.settle(device, time.Now())
+	rules, err := r.complianceRules(ctx, device)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	res.RequeueAfter = r.settle(device, rules, time.Now())
 	device.Status.ObservedGeneration = device.Generation
 	return res, nil
 }
@@ -115,7 +124,7 @@ func enrollmentUnderWay(d *mdmv1alpha1.Device, now time.Time) time.Duration {
 // settle sets the phase's conditions of a Device that is not being deleted
 // and returns when to look again. Every phase ends Ready, Reconciling or
 // Stalled, so kstatus never reads a settled Device as still in progress.
-func (r *DeviceReconciler) settle(device *mdmv1alpha1.Device, now time.Time) time.Duration {
+func (r *DeviceReconciler) settle(device *mdmv1alpha1.Device, rules []compliance.Rules, now time.Time) time.Duration {
 	switch phase := device.Status.Phase; {
 	case phase == mdmv1alpha1.DeviceRegistered:
 		// A pre-registered device may stay in its box for months; the
@@ -133,7 +142,7 @@ func (r *DeviceReconciler) settle(device *mdmv1alpha1.Device, now time.Time) tim
 		conditions.Set(device, mdmv1alpha1.DeviceConditionEnrolled, metav1.ConditionTrue, DeviceReasonEnrolled,
 			fmt.Sprintf("Enrolled with EnrollmentToken %s", device.Status.EnrollmentToken))
 		r.converge(device)
-		return r.evaluateCompliance(device, now)
+		return r.evaluateCompliance(device, rules, now)
 	}
 	return 0
 }
@@ -178,8 +187,8 @@ func (r *DeviceReconciler) converge(d *mdmv1alpha1.Device) {
 // was asked for since (AnnotationComplianceRequested), so that a steady
 // device costs no writes. It returns when to look again: when the agent's
 // last sighting leaves the window, or a request dated ahead falls due.
-func (r *DeviceReconciler) evaluateCompliance(d *mdmv1alpha1.Device, now time.Time) time.Duration {
-	state, reasons := compliance.Evaluate(d, now, r.SeenWindow)
+func (r *DeviceReconciler) evaluateCompliance(d *mdmv1alpha1.Device, rules []compliance.Rules, now time.Time) time.Duration {
+	state, reasons := compliance.Evaluate(d, rules, now, r.SeenWindow)
 	requested, wait := complianceRequested(d, now)
 	if c := d.Status.Compliance; c == nil || c.State != state || !slices.Equal(c.Reasons, reasons) || requested {
 		at := metav1.NewTime(now)
@@ -226,10 +235,49 @@ func setCompliantCondition(d *mdmv1alpha1.Device) {
 	}
 }
 
-// SetupWithManager registers the reconciler.
+// complianceRules are the rules of the Configurations that apply to the
+// device, from the cache.
+func (r *DeviceReconciler) complianceRules(ctx context.Context, d *mdmv1alpha1.Device) ([]compliance.Rules, error) {
+	list := &mdmv1alpha1.ConfigurationList{}
+	if err := r.List(ctx, list, client.InNamespace(d.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing Configurations: %w", err)
+	}
+	var rules []compliance.Rules
+	for _, t := range configset.Targets(d, list.Items) {
+		if t.Config != nil && !t.Excluded && !t.Unsupported && t.Config.Spec.Compliance != nil {
+			rules = append(rules, compliance.Rules{Configuration: t.Name, ComplianceRules: *t.Config.Spec.Compliance})
+		}
+	}
+	return rules, nil
+}
+
+// configurationDevices maps a Configuration whose spec changed to the
+// Devices it targets, whose compliance may change with its rules.
+func (r *DeviceReconciler) configurationDevices(ctx context.Context, o client.Object) []reconcile.Request {
+	devices, err := targetedDevices(ctx, r.Client, o.(*mdmv1alpha1.Configuration))
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing the Devices a Configuration targets", "configuration", klog.KObj(o))
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(devices))
+	for _, d := range devices {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&d)})
+	}
+	return out
+}
+
+// SetupWithManager registers the reconciler and the index of Devices by
+// the configurations they name, which the Configuration controller shares.
 func (r *DeviceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &mdmv1alpha1.Device{}, IndexAssignedConfigurations, assignedConfigurations); err != nil {
+		return fmt.Errorf("indexing Devices by assigned configuration: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&mdmv1alpha1.Device{}).
+		// Only a change of a Configuration's spec can change its rules;
+		// its status moves with every device report.
+		Watches(&mdmv1alpha1.Configuration{}, handler.EnqueueRequestsFromMapFunc(r.configurationDevices),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// A deleted Device waits on its deletion action; its progress
 		// brings the Device back.
 		Watches(&mdmv1alpha1.DeviceAction{}, handler.EnqueueRequestsFromMapFunc(deletionActionDevice)).

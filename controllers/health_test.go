@@ -40,7 +40,7 @@ func TestHealthPerPhase(t *testing.T) {
 		if failed {
 			d.Status.Configurations = []mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: mdmv1alpha1.ConfigurationFailed}}
 		}
-		r.settle(d, now)
+		r.settle(d, nil, now)
 		return d
 	}
 	action := func(phase mdmv1alpha1.ActionPhase) any {
@@ -56,6 +56,23 @@ func TestHealthPerPhase(t *testing.T) {
 	configuration := func(err error) any {
 		c := &mdmv1alpha1.Configuration{TypeMeta: metav1.TypeMeta{Kind: "Configuration"}, ObjectMeta: meta()}
 		settleConfiguration(c, "c12b276d2cc81a970fc6", err)
+		return c
+	}
+	rollout := func(failing bool) any {
+		c := configuration(nil).(*mdmv1alpha1.Configuration)
+		c.Spec.Rollout = &mdmv1alpha1.RolloutSpec{}
+		c.Status.Rollout = &mdmv1alpha1.RolloutStatus{Revision: c.Status.Revision, PreviousRevision: "older"}
+		d := mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{UID: "d1"}, Status: mdmv1alpha1.DeviceStatus{Phase: mdmv1alpha1.DeviceEnrolled}}
+		conditions.Set(&d, mdmv1alpha1.DeviceConditionConnected, metav1.ConditionTrue, "StreamOpen", "")
+		devices := []mdmv1alpha1.Device{d, *d.DeepCopy()}
+		devices[1].UID = "d2"
+		progressRollout(c, devices) // admits the first batch
+		if failing {
+			for i := range devices {
+				devices[i].Status.Configurations = []mdmv1alpha1.DeviceConfigurationStatus{{Name: c.Name, Revision: c.Status.Revision, State: mdmv1alpha1.ConfigurationFailed}}
+			}
+			progressRollout(c, devices)
+		}
 		return c
 	}
 	unobserved := &mdmv1alpha1.Device{TypeMeta: metav1.TypeMeta{Kind: "Device"}, ObjectMeta: meta()}
@@ -98,6 +115,8 @@ func TestHealthPerPhase(t *testing.T) {
 			Ref: configset.Ref{Kind: "Secret", Name: "psk", Key: "k"}, NotAllowed: true}), status.FailedStatus},
 		{"Configuration naming a missing ConfigMap", configuration(&configset.PayloadError{
 			Ref: configset.Ref{Kind: "ConfigMap", Name: "motd", Key: "k"}}), status.FailedStatus},
+		{"Configuration rolling out", rollout(false), status.InProgressStatus},
+		{"Configuration rollout paused by failures", rollout(true), status.FailedStatus},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			obj, err := argohealth.ToMap(tc.obj)

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+
 	"fmt"
+	appsv1 "k8s.io/api/apps/v1"
 	"strings"
 
 	"k8s.io/klog/v2"
@@ -31,7 +33,23 @@ func (s *Server) effectiveFor(ctx context.Context, d *mdmv1alpha1.Device) (*effe
 	if err := s.cache.List(ctx, list, client.InNamespace(d.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing Configurations: %w", err)
 	}
-	targets := configset.Targets(d, list.Items)
+	configs := make([]mdmv1alpha1.Configuration, 0, len(list.Items))
+	for _, c := range list.Items {
+		if !configset.Admitted(&c, d.UID) {
+			// A staged rollout has yet to reach this device: it keeps
+			// the previous revision's settings.
+			prev, err := s.previousSettings(ctx, &c)
+			if err != nil {
+				// Without the earlier settings the device can only take
+				// the current ones; that is better than removing them.
+				s.log.Info("Giving a device the revision a rollout has yet to reach", "device", klog.KObj(d), "reason", err.Error())
+			} else {
+				c.Spec.Settings = *prev
+			}
+		}
+		configs = append(configs, c)
+	}
+	targets := configset.Targets(d, configs)
 	applied, err := configset.Merge(targets)
 	if err != nil {
 		return nil, err
@@ -57,6 +75,18 @@ func (s *Server) effectiveFor(ctx context.Context, d *mdmv1alpha1.Device) (*effe
 // heldDigest stands for "the configurations the agent holds" while they
 // cannot be rendered.
 const heldDigest = "held"
+
+// previousSettings are the settings of the revision a staged rollout
+// leaves in place, kept in a ControllerRevision by the Configuration
+// controller.
+func (s *Server) previousSettings(ctx context.Context, c *mdmv1alpha1.Configuration) (*mdmv1alpha1.ConfigurationSettings, error) {
+	cr := &appsv1.ControllerRevision{}
+	key := client.ObjectKey{Namespace: c.Namespace, Name: configset.RevisionName(c.Name, c.Status.Rollout.PreviousRevision)}
+	if err := s.payloads.Get(ctx, key, cr); err != nil {
+		return nil, fmt.Errorf("reading the previous revision of Configuration %s: %w", c.Name, err)
+	}
+	return configset.SettingsOf(cr)
+}
 
 // render is the DesiredConfig of a device: its spec and the settings each
 // configuration won on it. While a configuration cannot be read (a Secret

@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -10,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -202,6 +205,127 @@ var _ = Describe("Configurations", func() {
 			b, err := json.Marshal(o)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(string(b)).NotTo(ContainSubstring(password))
+		}
+	})
+})
+
+var _ = Describe("Configuration compliance", func() {
+	ctx := context.Background()
+
+	It("checks the rules of the configurations that apply, naming them, and again when the rules change", func() {
+		ns := newNamespace(ctx)
+		token := linuxToken(ns, "fleet", true)
+		token.Spec.DeviceTemplate = &mdmv1alpha1.DeviceTemplate{Labels: map[string]string{"site": "lab"}}
+		value, pin := issuedToken(ctx, token)
+		a, dev := newAgent(value, pin, "FRANK")
+		dev.Unencrypted = true
+		Expect(a.Enroll(ctx)).To(Succeed())
+		DeferCleanup(run(a))
+		cfg := &mdmv1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "secure"},
+			Spec: mdmv1alpha1.ConfigurationSpec{
+				DeviceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"site": "lab"}},
+				Compliance:     &mdmv1alpha1.ComplianceRules{RequirePasscode: true, RequireEncryption: true, MinOSVersion: "6.0"},
+				Settings:       mdmv1alpha1.ConfigurationSettings{Passcode: &mdmv1alpha1.PasscodeSettings{MinLength: ptr.To[int32](6)}}}}
+		Expect(k8sClient.Create(ctx, cfg)).To(Succeed())
+		compliance := func(g Gomega) *mdmv1alpha1.ComplianceStatus {
+			d := &mdmv1alpha1.Device{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "frank"}, d)).To(Succeed())
+			g.Expect(d.Status.Compliance).NotTo(BeNil())
+			return d.Status.Compliance
+		}
+		// The passcode policy made the user set a screen lock; the disk is
+		// not encrypted.
+		Eventually(compliance).Should(SatisfyAll(HaveField("State", mdmv1alpha1.ComplianceNonCompliant),
+			HaveField("Reasons", ConsistOf("the device has storage that is not encrypted; configuration secure requires encrypted storage"))))
+
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cfg), cfg)).To(Succeed())
+		cfg.Spec.Compliance.RequireEncryption = false
+		Expect(k8sClient.Update(ctx, cfg)).To(Succeed())
+		Eventually(compliance).Should(HaveField("State", mdmv1alpha1.ComplianceCompliant))
+	})
+})
+
+var _ = Describe("Configuration rollout", func() {
+	ctx := context.Background()
+
+	It("stages a new revision one device at a time and pauses when a device fails it", func() {
+		ns := newNamespace(ctx)
+		token := linuxToken(ns, "fleet", true)
+		token.Spec.DeviceTemplate = &mdmv1alpha1.DeviceTemplate{Labels: map[string]string{"site": "lab"}}
+		value, pin := issuedToken(ctx, token)
+		devs := map[string]*agent.Simulated{}
+		for i := range 10 {
+			serial := fmt.Sprintf("R%02d", i)
+			a, dev := newAgent(value, pin, serial)
+			Expect(a.Enroll(ctx)).To(Succeed())
+			devs[strings.ToLower(serial)] = dev
+			DeferCleanup(run(a))
+		}
+		content := func(v string) *string { return ptr.To("version " + v + "\n") }
+		cfg := &mdmv1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
+			Spec: mdmv1alpha1.ConfigurationSpec{
+				DeviceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"site": "lab"}},
+				Rollout:        &mdmv1alpha1.RolloutSpec{MaxUnavailable: ptr.To(intstr.FromInt32(1))},
+				Settings:       mdmv1alpha1.ConfigurationSettings{Files: []mdmv1alpha1.FileSetting{{Path: "/etc/app.conf", Content: content("1")}}}}}
+		Expect(k8sClient.Create(ctx, cfg)).To(Succeed())
+		get := func(g Gomega) *mdmv1alpha1.Configuration {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cfg), cfg)).To(Succeed())
+			return cfg
+		}
+		// The first revision has nothing to stage from: every device takes it.
+		Eventually(func(g Gomega) {
+			c := get(g)
+			g.Expect(c.Status.Devices).To(HaveValue(HaveField("Applied", int32(10))))
+			g.Expect(c.Status.Rollout).To(BeNil())
+		}).WithTimeout(20 * time.Second).Should(Succeed())
+		first := cfg.Status.Revision
+
+		// Revision 2 adds a passcode rule that one device cannot apply.
+		devs["r07"].FailSettings = map[string]bool{"passcode.minLength": true}
+		cfg.Spec.Settings.Files[0].Content = content("2")
+		cfg.Spec.Settings.Passcode = &mdmv1alpha1.PasscodeSettings{MinLength: ptr.To[int32](8)}
+		Expect(k8sClient.Update(ctx, cfg)).To(Succeed())
+
+		// The rollout goes a device at a time and stops at the failure:
+		// the devices after it keep revision 1.
+		Eventually(func(g Gomega) {
+			c := get(g)
+			stalled := meta.FindStatusCondition(c.Status.Conditions, mdmv1alpha1.ConditionStalled)
+			g.Expect(stalled).NotTo(BeNil())
+			g.Expect(stalled.Reason).To(Equal(mdmv1alpha1.ConfigurationReasonRolloutPaused))
+			g.Expect(c.Status.Rollout).NotTo(BeNil())
+			g.Expect(c.Status.Rollout.Failed).To(Equal(int32(1)))
+			g.Expect(c.Status.Rollout.PreviousRevision).To(Equal(first))
+		}).WithTimeout(30 * time.Second).Should(Succeed())
+		ro := cfg.Status.Rollout
+		Expect(ro.Admitted).To(Equal(ro.Updated + ro.Failed))
+		Consistently(func(g Gomega) int32 { return get(g).Status.Rollout.Admitted }, "1s").Should(Equal(ro.Admitted), "no batch after the failure")
+		var onTwo, onOne int32
+		for _, dev := range devs {
+			switch m := dev.Observe(); {
+			case m.Revisions["app"] == first:
+				onOne++
+			case m.Revisions["app"] == ro.Revision && m.Settings["passcode.minLength"] == "8":
+				onTwo++
+			}
+		}
+		Expect(onTwo).To(Equal(ro.Updated), "the admitted devices that succeeded run revision 2")
+		Expect(onOne).To(Equal(10-ro.Admitted), "the devices not admitted keep revision 1")
+
+		// A fixed revision starts a new rollout from where the devices are,
+		// and it runs to the end.
+		cfg = get(Default)
+		cfg.Spec.Settings.Passcode = nil
+		cfg.Spec.Settings.Files[0].Content = content("3")
+		Expect(k8sClient.Update(ctx, cfg)).To(Succeed())
+		Eventually(func(g Gomega) {
+			c := get(g)
+			g.Expect(c.Status.Rollout).To(BeNil())
+			g.Expect(c.Status.Devices).To(HaveValue(HaveField("Applied", int32(10))))
+			g.Expect(meta.IsStatusConditionTrue(c.Status.Conditions, mdmv1alpha1.ConditionReady)).To(BeTrue())
+		}).WithTimeout(30 * time.Second).Should(Succeed())
+		for name, dev := range devs {
+			Expect(dev.Observe().Settings).To(HaveLen(1), name)
 		}
 	})
 })

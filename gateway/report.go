@@ -162,6 +162,9 @@ func reportedStatus(f *agentv1.Facts, identity *x509.Certificate) *mdmv1alpha1.D
 			st.DeviceInfo.Capacity = resource.NewQuantity(b, resource.BinarySI)
 		}
 	}
+	if sec := f.GetSecurity(); sec != nil {
+		st.Security = &mdmv1alpha1.DeviceSecurity{PasscodeSet: sec.GetPasscodeSet(), Encrypted: sec.GetEncrypted()}
+	}
 	if k := f.GetKiosk(); k != nil {
 		st.Kiosk = &mdmv1alpha1.KioskStatus{Enabled: k.GetEnabled(), App: k.GetApp()}
 	}
@@ -190,7 +193,7 @@ func factsChanged(device *mdmv1alpha1.Device, want map[string]any) bool {
 	if err != nil {
 		return true
 	}
-	for _, k := range []string{"deviceInfo", "kiosk", "lostMode", "configurations", "certificates", "appliedConfigGeneration", "reassignment"} {
+	for _, k := range []string{"deviceInfo", "security", "kiosk", "lostMode", "configurations", "certificates", "appliedConfigGeneration", "reassignment"} {
 		if !equality.Semantic.DeepEqual(have[k], want[k]) {
 			return true
 		}

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // LabelDevicePayload with value "true" marks the Secrets and ConfigMaps a
@@ -38,6 +39,51 @@ type ConfigurationSpec struct {
 	// in spec.configurations get it.
 	// +optional
 	DeviceSelector *metav1.LabelSelector `json:"deviceSelector,omitempty"`
+
+	// compliance rules a device must meet while this configuration applies
+	// to it; a device that fails one is NonCompliant, naming the rule and
+	// this configuration.
+	// +optional
+	Compliance *ComplianceRules `json:"compliance,omitempty"`
+
+	// rollout stages a new revision over batches of devices. Without it a
+	// new revision goes to every targeted device at once.
+	// +optional
+	Rollout *RolloutSpec `json:"rollout,omitempty"`
+}
+
+// ComplianceRules are checked against the facts the device reports.
+// +kubebuilder:validation:MinProperties=1
+type ComplianceRules struct {
+	// minOSVersion the device must run, compared numerically part by part
+	// ("17.4" < "17.10").
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^[0-9]+(\.[0-9]+)*$`
+	MinOSVersion string `json:"minOSVersion,omitempty"`
+	// requirePasscode: the device must report a screen lock set.
+	// +optional
+	RequirePasscode bool `json:"requirePasscode,omitempty"`
+	// requireEncryption: the device must report its storage encrypted.
+	// +optional
+	RequireEncryption bool `json:"requireEncryption,omitempty"`
+}
+
+// RolloutSpec stages a new revision.
+type RolloutSpec struct {
+	// maxUnavailable is the size of a batch: how many devices take the new
+	// revision at a time, and how many may fail it before the rollout
+	// pauses. A count, or a percentage of the targeted devices rounded up.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 1 : self.matches('^[1-9][0-9]?%$|^100%$')",message="maxUnavailable must be a count of at least 1 or a percentage from 1% to 100%"
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+
+	// pause holds the rollout after the batch under way: no further
+	// devices are admitted until it is false again.
+	// +optional
+	Pause bool `json:"pause,omitempty"`
 }
 
 // ConfigurationSettings are the typed settings and raw platform payloads.
@@ -307,6 +353,15 @@ const (
 	// ConfigurationReasonPayloadMissing: a referenced Secret, ConfigMap or
 	// key does not exist (yet).
 	ConfigurationReasonPayloadMissing = "PayloadMissing"
+	// ConfigurationReasonRolloutPaused: more admitted devices failed the
+	// new revision than maxUnavailable allows.
+	ConfigurationReasonRolloutPaused = "RolloutPaused"
+	// ConfigurationReasonRollingOut: batches of devices take the new
+	// revision.
+	ConfigurationReasonRollingOut = "RollingOut"
+	// ConfigurationReasonPausedBySpec: spec.rollout.pause holds the
+	// rollout.
+	ConfigurationReasonPausedBySpec = "PausedBySpec"
 )
 
 // ConfigurationStatus is the observed state of a Configuration.
@@ -334,7 +389,46 @@ type ConfigurationStatus struct {
 	// report. A device that has yet to report this revision is pending.
 	// +optional
 	Devices *ConfigurationDeviceCounts `json:"devices,omitempty"`
+
+	// rollout is the staged rollout of revision, while one is under way or
+	// paused; absent when every targeted device may take the revision.
+	// +optional
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
 }
+
+// RolloutStatus is a staged rollout.
+type RolloutStatus struct {
+	// revision being rolled out.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	Revision string `json:"revision"`
+	// previousRevision is what devices not yet admitted keep; its settings
+	// are in the ControllerRevision named after the Configuration and it.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	PreviousRevision string `json:"previousRevision"`
+	// admittedBelow admits the devices whose rollout hash (SHA-256 of the
+	// Device UID, "/" and the revision, in hex) sorts below it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	AdmittedBelow string `json:"admittedBelow,omitempty"`
+	// admitted devices, of targeted.
+	Admitted int32 `json:"admitted"`
+	// updated: admitted devices that applied the revision.
+	Updated int32 `json:"updated"`
+	// failed: admitted devices that failed it.
+	Failed int32 `json:"failed"`
+	// pending: targeted devices still on the previous revision or yet to
+	// report.
+	Pending int32 `json:"pending"`
+}
+
+// Configuration condition types, beyond Ready, Reconciling and Stalled.
+const (
+	// ConfigurationConditionRollingOut is True while a staged rollout has
+	// devices to admit.
+	ConfigurationConditionRollingOut = "RollingOut"
+)
 
 // ConfigurationDeviceCounts counts targeted Devices by state.
 type ConfigurationDeviceCounts struct {

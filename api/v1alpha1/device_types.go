@@ -511,6 +511,11 @@ type DeviceStatus struct {
 	// +optional
 	DeviceInfo *DeviceInfo `json:"deviceInfo,omitempty"`
 
+	// security is the device's protection as the agent reported it;
+	// absent when the agent does not report it.
+	// +optional
+	Security *DeviceSecurity `json:"security,omitempty"`
+
 	// unenrollment follows the source unenroll API.
 	// +optional
 	Unenrollment *UnenrollmentStatus `json:"unenrollment,omitempty"`
@@ -551,6 +556,16 @@ type DeviceStatus struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
 	Certificates []CertificateInfo `json:"certificates,omitempty"`
+}
+
+// DeviceSecurity is what compliance rules check on the device.
+type DeviceSecurity struct {
+	// passcodeSet: a screen lock is set.
+	// +optional
+	PasscodeSet bool `json:"passcodeSet,omitempty"`
+	// encrypted: the device's storage is encrypted.
+	// +optional
+	Encrypted bool `json:"encrypted,omitempty"`
 }
 
 // DeviceConnection is the gateway replica a connected device streams to.

@@ -1,6 +1,7 @@
 // Package compliance evaluates a Device against the rules its
-// configurations bring: every assigned configuration applied, the OS at
-// least each configuration's minOSVersion, and the agent seen recently.
+// configurations bring: every configuration applied, the compliance rules
+// of each Configuration that applies to it (OS version, screen lock,
+// encryption), and the agent seen recently.
 package compliance
 
 import (
@@ -16,9 +17,16 @@ import (
 // DefaultSeenWindow is how recently an agent must have been seen.
 const DefaultSeenWindow = 24 * time.Hour
 
+// Rules are the compliance rules of one configuration that applies to the
+// device.
+type Rules struct {
+	Configuration string
+	mdmv1alpha1.ComplianceRules
+}
+
 // Evaluate returns the state and the reasons a device is not compliant.
 // A device that never reported is Unknown.
-func Evaluate(d *mdmv1alpha1.Device, now time.Time, window time.Duration) (mdmv1alpha1.ComplianceState, []string) {
+func Evaluate(d *mdmv1alpha1.Device, rules []Rules, now time.Time, window time.Duration) (mdmv1alpha1.ComplianceState, []string) {
 	if d.Status.LastSeen == nil && d.Status.DeviceInfo == nil {
 		return mdmv1alpha1.ComplianceUnknown, []string{"the device has not reported yet"}
 	}
@@ -49,6 +57,9 @@ func Evaluate(d *mdmv1alpha1.Device, now time.Time, window time.Duration) (mdmv1
 			reasons = append(reasons, fmt.Sprintf("OS version %q is older than %s, which configuration %s requires", osVersion, c.MinOSVersion, c.Name))
 		}
 	}
+	for _, r := range rules {
+		reasons = append(reasons, r.check(osVersion, d.Status.Security)...)
+	}
 	// A device holding its stream is seen now, whatever lastSeen says:
 	// that is written when the connection changes, not while it holds.
 	if d.Status.LastSeen != nil && !conditions.IsTrue(d, mdmv1alpha1.DeviceConditionConnected) && now.Sub(d.Status.LastSeen.Time) > window {
@@ -58,6 +69,30 @@ func Evaluate(d *mdmv1alpha1.Device, now time.Time, window time.Duration) (mdmv1
 		return mdmv1alpha1.ComplianceNonCompliant, capReasons(reasons)
 	}
 	return mdmv1alpha1.ComplianceCompliant, nil
+}
+
+// check returns the rules the device fails, each naming the configuration.
+func (r Rules) check(osVersion string, sec *mdmv1alpha1.DeviceSecurity) []string {
+	var reasons []string
+	if r.MinOSVersion != "" && Older(osVersion, r.MinOSVersion) {
+		reasons = append(reasons, fmt.Sprintf("OS version %q is older than %s, which configuration %s requires", osVersion, r.MinOSVersion, r.Configuration))
+	}
+	for _, rule := range []struct {
+		required, holds bool
+		what, lacking   string
+	}{
+		{r.RequirePasscode, sec != nil && sec.PasscodeSet, "a screen lock", "no screen lock"},
+		{r.RequireEncryption, sec != nil && sec.Encrypted, "encrypted storage", "storage that is not encrypted"},
+	} {
+		switch {
+		case !rule.required || rule.holds:
+		case sec == nil:
+			reasons = append(reasons, fmt.Sprintf("the device does not report whether it has %s, which configuration %s requires", rule.what, r.Configuration))
+		default:
+			reasons = append(reasons, fmt.Sprintf("the device has %s; configuration %s requires %s", rule.lacking, r.Configuration, rule.what))
+		}
+	}
+	return reasons
 }
 
 // capReasons keeps the list within the schema's limit, the last entry

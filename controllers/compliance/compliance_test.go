@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -73,12 +74,41 @@ func TestEvaluate(t *testing.T) {
 	} {
 		d := base()
 		tc.mutate(d)
-		state, reasons := Evaluate(d, now, 24*time.Hour)
+		state, reasons := Evaluate(d, nil, now, 24*time.Hour)
 		if state != tc.state || len(reasons) != tc.reasons {
 			t.Errorf("%s: %s %v, want %s with %d reasons", name, state, reasons, tc.state, tc.reasons)
 		}
 		if len(reasons) == mdmv1alpha1.MaxComplianceReasons && reasons[len(reasons)-1] != "and 98 more reasons" {
 			t.Errorf("%s: the last reason is %q, want the count of those left out", name, reasons[len(reasons)-1])
+		}
+	}
+}
+
+func TestRules(t *testing.T) {
+	now := time.Now()
+	seen := metav1.NewTime(now)
+	for name, tc := range map[string]struct {
+		rules    mdmv1alpha1.ComplianceRules
+		security *mdmv1alpha1.DeviceSecurity
+		os       string
+		reasons  []string
+	}{
+		"every rule holds": {mdmv1alpha1.ComplianceRules{MinOSVersion: "17.2", RequirePasscode: true, RequireEncryption: true},
+			&mdmv1alpha1.DeviceSecurity{PasscodeSet: true, Encrypted: true}, "17.10", nil},
+		"an old OS": {mdmv1alpha1.ComplianceRules{MinOSVersion: "17.2"}, nil, "17.1",
+			[]string{`OS version "17.1" is older than 17.2, which configuration baseline requires`}},
+		"no screen lock": {mdmv1alpha1.ComplianceRules{RequirePasscode: true}, &mdmv1alpha1.DeviceSecurity{Encrypted: true}, "1",
+			[]string{"the device has no screen lock; configuration baseline requires a screen lock"}},
+		"not encrypted": {mdmv1alpha1.ComplianceRules{RequireEncryption: true}, &mdmv1alpha1.DeviceSecurity{PasscodeSet: true}, "1",
+			[]string{"the device has storage that is not encrypted; configuration baseline requires encrypted storage"}},
+		"not reported": {mdmv1alpha1.ComplianceRules{RequireEncryption: true}, nil, "1",
+			[]string{"the device does not report whether it has encrypted storage, which configuration baseline requires"}},
+	} {
+		d := &mdmv1alpha1.Device{Status: mdmv1alpha1.DeviceStatus{LastSeen: &seen, Security: tc.security,
+			DeviceInfo: &mdmv1alpha1.DeviceInfo{OSVersion: tc.os}}}
+		state, reasons := Evaluate(d, []Rules{{Configuration: "baseline", ComplianceRules: tc.rules}}, now, time.Hour)
+		if !slices.Equal(reasons, tc.reasons) || (state == mdmv1alpha1.ComplianceCompliant) != (tc.reasons == nil) {
+			t.Errorf("%s: %s %q, want %q", name, state, reasons, tc.reasons)
 		}
 	}
 }

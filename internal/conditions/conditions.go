@@ -73,3 +73,8 @@ func Message(obj Setter, typ string) string {
 	}
 	return ""
 }
+
+// Remove drops a condition that no longer applies.
+func Remove(obj Setter, typ string) {
+	meta.RemoveStatusCondition(obj.GetConditions(), typ)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
@@ -16,10 +17,11 @@ import (
 
 // NewPayloadCache adds to the manager a cache of the Secrets and ConfigMaps
 // labelled mdm.kubemdm.io/device-payload=true, the only ones a
-// Configuration may carry. The manager's own cache holds only kubemdm's
+// Configuration may carry, and of kubemdm's ControllerRevisions. The manager's own cache holds only kubemdm's
 // Secrets (ADR 3); this one holds only what users marked for devices.
 func NewPayloadCache(mgr ctrl.Manager) (cache.Cache, error) {
 	selector := labels.SelectorFromSet(labels.Set{mdmv1alpha1.LabelDevicePayload: "true"})
+	revisions := labels.SelectorFromSet(labels.Set{mdmv1alpha1.LabelManagedBy: mdmv1alpha1.ManagedByValue})
 	c, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme:           mgr.GetScheme(),
 		Mapper:           mgr.GetRESTMapper(),
@@ -27,6 +29,9 @@ func NewPayloadCache(mgr ctrl.Manager) (cache.Cache, error) {
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}:    {Label: selector},
 			&corev1.ConfigMap{}: {Label: selector},
+			// The settings of earlier revisions, for devices a staged
+			// rollout has yet to reach.
+			&appsv1.ControllerRevision{}: {Label: revisions},
 		},
 	})
 	if err != nil {

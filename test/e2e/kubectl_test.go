@@ -90,4 +90,62 @@ spec: {action: Wipe, devices: [kc-1]}
 		Expect(out).To(ContainSubstring("deviceaction.mdm.kubemdm.io/kc-lock"))
 		Expect(out).To(ContainSubstring("enrollmenttoken.mdm.kubemdm.io/warehouse-phones"))
 	})
+
+	It("applies a Configuration and follows it onto three devices, then a new revision", func() {
+		f := newFleet(ctx)
+		for _, name := range []string{"cf-a", "cf-b", "cf-c"} {
+			f.enroll(ctx, name)
+		}
+		f.connect("cf-a")
+		f.connect("cf-b")
+		k := newKubectl(f.ns)
+		manifest := func(greeting string) string {
+			return `apiVersion: mdm.kubemdm.io/v1alpha1
+kind: Configuration
+metadata: {name: motd}
+spec:
+  deviceSelector: {matchLabels: {mdm.kubemdm.io/enrollment-token: fleet}}
+  settings:
+    files: [{path: /etc/motd, content: "` + greeting + `"}]
+`
+		}
+		out, ok := k.run(manifest("hello"), "apply", "-f", "-")
+		Expect(ok).To(BeTrue(), out)
+		Expect(out).To(ContainSubstring("configuration.mdm.kubemdm.io/motd created"))
+
+		// Two devices are online and apply it; the third is pending until
+		// it connects.
+		out, ok = k.run("", "wait", "--for=jsonpath={.status.devices.applied}=2", "configuration/motd", "--timeout=30s")
+		Expect(ok).To(BeTrue(), out)
+		out, ok = k.run("", "get", "cfg", "motd", "-o", "jsonpath={.status.devices.targeted} {.status.devices.pending} {.status.revision}")
+		Expect(ok).To(BeTrue(), out)
+		fields := strings.Fields(out)
+		Expect(fields).To(HaveLen(3))
+		Expect(fields[:2]).To(Equal([]string{"3", "1"}))
+		first := fields[2]
+		f.connect("cf-c")
+		out, ok = k.run("", "wait", "--for=jsonpath={.status.devices.applied}=3", "configuration/motd", "--timeout=30s")
+		Expect(ok).To(BeTrue(), out)
+		for _, name := range []string{"cf-a", "cf-b", "cf-c"} {
+			out, ok = k.run("", "get", "device", name, "-o", `jsonpath={.status.configurations[?(@.name=="motd")].state} {.status.configurations[?(@.name=="motd")].revision}`)
+			Expect(ok).To(BeTrue(), out)
+			Expect(strings.TrimSpace(out)).To(Equal("Applied "+first), name)
+		}
+
+		// A change is a new revision, and every device follows.
+		out, ok = k.run(manifest("goodbye"), "apply", "-f", "-")
+		Expect(ok).To(BeTrue(), out)
+		Expect(out).To(ContainSubstring("configuration.mdm.kubemdm.io/motd configured"))
+		var second string
+		Eventually(func() string {
+			second, _ = k.run("", "get", "cfg", "motd", "-o", "jsonpath={.status.revision}")
+			return second
+		}).ShouldNot(Equal(first))
+		for _, name := range []string{"cf-a", "cf-b", "cf-c"} {
+			out, ok = k.run("", "wait", `--for=jsonpath={.status.configurations[?(@.name=="motd")].revision}=`+second, "device/"+name, "--timeout=30s")
+			Expect(ok).To(BeTrue(), out)
+		}
+		out, ok = k.run("", "wait", "--for=jsonpath={.status.devices.applied}=3", "configuration/motd", "--timeout=30s")
+		Expect(ok).To(BeTrue(), out)
+	})
 })

@@ -2090,7 +2090,9 @@ type Facts struct {
 	Owner          string                 `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
 	// state is the administrative state the device enforces: Active, or
 	// Disabled (unusable, still managed). Empty means not reported.
-	State         string `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	State string `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	// security is what compliance rules check; absent when not known.
+	Security      *Security `protobuf:"bytes,8,opt,name=security,proto3" json:"security,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2174,6 +2176,67 @@ func (x *Facts) GetState() string {
 	return ""
 }
 
+func (x *Facts) GetSecurity() *Security {
+	if x != nil {
+		return x.Security
+	}
+	return nil
+}
+
+type Security struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// passcode_set: a screen lock is set.
+	PasscodeSet bool `protobuf:"varint,1,opt,name=passcode_set,json=passcodeSet,proto3" json:"passcode_set,omitempty"`
+	// encrypted: the storage is encrypted.
+	Encrypted     bool `protobuf:"varint,2,opt,name=encrypted,proto3" json:"encrypted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Security) Reset() {
+	*x = Security{}
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Security) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Security) ProtoMessage() {}
+
+func (x *Security) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Security.ProtoReflect.Descriptor instead.
+func (*Security) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Security) GetPasscodeSet() bool {
+	if x != nil {
+		return x.PasscodeSet
+	}
+	return false
+}
+
+func (x *Security) GetEncrypted() bool {
+	if x != nil {
+		return x.Encrypted
+	}
+	return false
+}
+
 type ReportStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// observed_generation is the DesiredConfig generation the facts reflect.
@@ -2185,7 +2248,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2260,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2273,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReportStatusRequest) GetObservedGeneration() int64 {
@@ -2235,7 +2298,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2247,7 +2310,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2260,7 +2323,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 // Step is one step of a multi-step command, such as the four steps of
@@ -2276,7 +2339,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2351,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2364,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Step) GetName() string {
@@ -2340,7 +2403,7 @@ type CompleteCommandRequest struct {
 
 func (x *CompleteCommandRequest) Reset() {
 	*x = CompleteCommandRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +2415,7 @@ func (x *CompleteCommandRequest) String() string {
 func (*CompleteCommandRequest) ProtoMessage() {}
 
 func (x *CompleteCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +2428,7 @@ func (x *CompleteCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCommandRequest.ProtoReflect.Descriptor instead.
 func (*CompleteCommandRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CompleteCommandRequest) GetCommandId() string {
@@ -2411,7 +2474,7 @@ type CompleteCommandResponse struct {
 
 func (x *CompleteCommandResponse) Reset() {
 	*x = CompleteCommandResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_agent_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2423,7 +2486,7 @@ func (x *CompleteCommandResponse) String() string {
 func (*CompleteCommandResponse) ProtoMessage() {}
 
 func (x *CompleteCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_agent_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2436,7 +2499,7 @@ func (x *CompleteCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCommandResponse.ProtoReflect.Descriptor instead.
 func (*CompleteCommandResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{33}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 type RenewCertificateRequest struct {
@@ -2448,7 +2511,7 @@ type RenewCertificateRequest struct {
 
 func (x *RenewCertificateRequest) Reset() {
 	*x = RenewCertificateRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_agent_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2460,7 +2523,7 @@ func (x *RenewCertificateRequest) String() string {
 func (*RenewCertificateRequest) ProtoMessage() {}
 
 func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_agent_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2473,7 +2536,7 @@ func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{34}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RenewCertificateRequest) GetCsrPem() string {
@@ -2493,7 +2556,7 @@ type RenewCertificateResponse struct {
 
 func (x *RenewCertificateResponse) Reset() {
 	*x = RenewCertificateResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_agent_v1_agent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2568,7 @@ func (x *RenewCertificateResponse) String() string {
 func (*RenewCertificateResponse) ProtoMessage() {}
 
 func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_agent_v1_agent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2581,7 @@ func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{35}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RenewCertificateResponse) GetCertificatePem() string {
@@ -2704,7 +2767,7 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12#\n" +
 	"\rserial_number\x18\x02 \x01(\tR\fserialNumber\x127\n" +
 	"\tnot_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12\x16\n" +
-	"\x06source\x18\x04 \x01(\tR\x06source\"\xeb\x02\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\"\xa3\x03\n" +
 	"\x05Facts\x12=\n" +
 	"\vdevice_info\x18\x01 \x01(\v2\x1c.kubemdm.agent.v1.DeviceInfoR\n" +
 	"deviceInfo\x12-\n" +
@@ -2713,7 +2776,11 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x0econfigurations\x18\x04 \x03(\v2$.kubemdm.agent.v1.ConfigurationStateR\x0econfigurations\x12A\n" +
 	"\fcertificates\x18\x05 \x03(\v2\x1d.kubemdm.agent.v1.CertificateR\fcertificates\x12\x14\n" +
 	"\x05owner\x18\x06 \x01(\tR\x05owner\x12\x14\n" +
-	"\x05state\x18\a \x01(\tR\x05state\"u\n" +
+	"\x05state\x18\a \x01(\tR\x05state\x126\n" +
+	"\bsecurity\x18\b \x01(\v2\x1a.kubemdm.agent.v1.SecurityR\bsecurity\"K\n" +
+	"\bSecurity\x12!\n" +
+	"\fpasscode_set\x18\x01 \x01(\bR\vpasscodeSet\x12\x1c\n" +
+	"\tencrypted\x18\x02 \x01(\bR\tencrypted\"u\n" +
 	"\x13ReportStatusRequest\x12/\n" +
 	"\x13observed_generation\x18\x01 \x01(\x03R\x12observedGeneration\x12-\n" +
 	"\x05facts\x18\x02 \x01(\v2\x17.kubemdm.agent.v1.FactsR\x05facts\"\x16\n" +
@@ -2760,7 +2827,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: kubemdm.agent.v1.Outcome
 	(*DeviceInfo)(nil),               // 1: kubemdm.agent.v1.DeviceInfo
@@ -2792,20 +2859,21 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*SettingState)(nil),             // 27: kubemdm.agent.v1.SettingState
 	(*Certificate)(nil),              // 28: kubemdm.agent.v1.Certificate
 	(*Facts)(nil),                    // 29: kubemdm.agent.v1.Facts
-	(*ReportStatusRequest)(nil),      // 30: kubemdm.agent.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),     // 31: kubemdm.agent.v1.ReportStatusResponse
-	(*Step)(nil),                     // 32: kubemdm.agent.v1.Step
-	(*CompleteCommandRequest)(nil),   // 33: kubemdm.agent.v1.CompleteCommandRequest
-	(*CompleteCommandResponse)(nil),  // 34: kubemdm.agent.v1.CompleteCommandResponse
-	(*RenewCertificateRequest)(nil),  // 35: kubemdm.agent.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil), // 36: kubemdm.agent.v1.RenewCertificateResponse
-	nil,                              // 37: kubemdm.agent.v1.DesiredConfig.AttributesEntry
-	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 39: google.protobuf.Duration
+	(*Security)(nil),                 // 30: kubemdm.agent.v1.Security
+	(*ReportStatusRequest)(nil),      // 31: kubemdm.agent.v1.ReportStatusRequest
+	(*ReportStatusResponse)(nil),     // 32: kubemdm.agent.v1.ReportStatusResponse
+	(*Step)(nil),                     // 33: kubemdm.agent.v1.Step
+	(*CompleteCommandRequest)(nil),   // 34: kubemdm.agent.v1.CompleteCommandRequest
+	(*CompleteCommandResponse)(nil),  // 35: kubemdm.agent.v1.CompleteCommandResponse
+	(*RenewCertificateRequest)(nil),  // 36: kubemdm.agent.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 37: kubemdm.agent.v1.RenewCertificateResponse
+	nil,                              // 38: kubemdm.agent.v1.DesiredConfig.AttributesEntry
+	(*timestamppb.Timestamp)(nil),    // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 40: google.protobuf.Duration
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	1,  // 0: kubemdm.agent.v1.EnrollRequest.device_info:type_name -> kubemdm.agent.v1.DeviceInfo
-	38, // 1: kubemdm.agent.v1.EnrollResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
+	39, // 1: kubemdm.agent.v1.EnrollResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
 	7,  // 2: kubemdm.agent.v1.Configuration.settings:type_name -> kubemdm.agent.v1.Settings
 	8,  // 3: kubemdm.agent.v1.Settings.passcode:type_name -> kubemdm.agent.v1.Passcode
 	9,  // 4: kubemdm.agent.v1.Settings.wifi:type_name -> kubemdm.agent.v1.WiFi
@@ -2816,49 +2884,50 @@ var file_agent_v1_agent_proto_depIdxs = []int32{
 	14, // 9: kubemdm.agent.v1.Settings.files:type_name -> kubemdm.agent.v1.File
 	15, // 10: kubemdm.agent.v1.Settings.systemd_units:type_name -> kubemdm.agent.v1.SystemdUnit
 	16, // 11: kubemdm.agent.v1.Settings.packages:type_name -> kubemdm.agent.v1.Package
-	37, // 12: kubemdm.agent.v1.DesiredConfig.attributes:type_name -> kubemdm.agent.v1.DesiredConfig.AttributesEntry
+	38, // 12: kubemdm.agent.v1.DesiredConfig.attributes:type_name -> kubemdm.agent.v1.DesiredConfig.AttributesEntry
 	4,  // 13: kubemdm.agent.v1.DesiredConfig.kiosk:type_name -> kubemdm.agent.v1.Kiosk
 	5,  // 14: kubemdm.agent.v1.DesiredConfig.lost_mode:type_name -> kubemdm.agent.v1.LostMode
 	6,  // 15: kubemdm.agent.v1.DesiredConfig.configurations:type_name -> kubemdm.agent.v1.Configuration
 	5,  // 16: kubemdm.agent.v1.CommandParameters.lost_mode:type_name -> kubemdm.agent.v1.LostMode
 	18, // 17: kubemdm.agent.v1.Command.parameters:type_name -> kubemdm.agent.v1.CommandParameters
-	38, // 18: kubemdm.agent.v1.Command.deadline:type_name -> google.protobuf.Timestamp
+	39, // 18: kubemdm.agent.v1.Command.deadline:type_name -> google.protobuf.Timestamp
 	17, // 19: kubemdm.agent.v1.SubscribeResponse.config:type_name -> kubemdm.agent.v1.DesiredConfig
 	19, // 20: kubemdm.agent.v1.SubscribeResponse.command:type_name -> kubemdm.agent.v1.Command
 	23, // 21: kubemdm.agent.v1.SubscribeResponse.keepalive:type_name -> kubemdm.agent.v1.Keepalive
 	22, // 22: kubemdm.agent.v1.SubscribeResponse.cancel:type_name -> kubemdm.agent.v1.CancelCommand
-	39, // 23: kubemdm.agent.v1.Keepalive.interval:type_name -> google.protobuf.Duration
+	40, // 23: kubemdm.agent.v1.Keepalive.interval:type_name -> google.protobuf.Duration
 	17, // 24: kubemdm.agent.v1.PollResponse.config:type_name -> kubemdm.agent.v1.DesiredConfig
 	19, // 25: kubemdm.agent.v1.PollResponse.commands:type_name -> kubemdm.agent.v1.Command
 	27, // 26: kubemdm.agent.v1.ConfigurationState.settings:type_name -> kubemdm.agent.v1.SettingState
-	38, // 27: kubemdm.agent.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	39, // 27: kubemdm.agent.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
 	1,  // 28: kubemdm.agent.v1.Facts.device_info:type_name -> kubemdm.agent.v1.DeviceInfo
 	4,  // 29: kubemdm.agent.v1.Facts.kiosk:type_name -> kubemdm.agent.v1.Kiosk
 	5,  // 30: kubemdm.agent.v1.Facts.lost_mode:type_name -> kubemdm.agent.v1.LostMode
 	26, // 31: kubemdm.agent.v1.Facts.configurations:type_name -> kubemdm.agent.v1.ConfigurationState
 	28, // 32: kubemdm.agent.v1.Facts.certificates:type_name -> kubemdm.agent.v1.Certificate
-	29, // 33: kubemdm.agent.v1.ReportStatusRequest.facts:type_name -> kubemdm.agent.v1.Facts
-	0,  // 34: kubemdm.agent.v1.Step.outcome:type_name -> kubemdm.agent.v1.Outcome
-	0,  // 35: kubemdm.agent.v1.CompleteCommandRequest.outcome:type_name -> kubemdm.agent.v1.Outcome
-	32, // 36: kubemdm.agent.v1.CompleteCommandRequest.steps:type_name -> kubemdm.agent.v1.Step
-	38, // 37: kubemdm.agent.v1.RenewCertificateResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
-	2,  // 38: kubemdm.agent.v1.AgentService.Enroll:input_type -> kubemdm.agent.v1.EnrollRequest
-	20, // 39: kubemdm.agent.v1.AgentService.Subscribe:input_type -> kubemdm.agent.v1.SubscribeRequest
-	24, // 40: kubemdm.agent.v1.AgentService.Poll:input_type -> kubemdm.agent.v1.PollRequest
-	30, // 41: kubemdm.agent.v1.AgentService.ReportStatus:input_type -> kubemdm.agent.v1.ReportStatusRequest
-	33, // 42: kubemdm.agent.v1.AgentService.CompleteCommand:input_type -> kubemdm.agent.v1.CompleteCommandRequest
-	35, // 43: kubemdm.agent.v1.AgentService.RenewCertificate:input_type -> kubemdm.agent.v1.RenewCertificateRequest
-	3,  // 44: kubemdm.agent.v1.AgentService.Enroll:output_type -> kubemdm.agent.v1.EnrollResponse
-	21, // 45: kubemdm.agent.v1.AgentService.Subscribe:output_type -> kubemdm.agent.v1.SubscribeResponse
-	25, // 46: kubemdm.agent.v1.AgentService.Poll:output_type -> kubemdm.agent.v1.PollResponse
-	31, // 47: kubemdm.agent.v1.AgentService.ReportStatus:output_type -> kubemdm.agent.v1.ReportStatusResponse
-	34, // 48: kubemdm.agent.v1.AgentService.CompleteCommand:output_type -> kubemdm.agent.v1.CompleteCommandResponse
-	36, // 49: kubemdm.agent.v1.AgentService.RenewCertificate:output_type -> kubemdm.agent.v1.RenewCertificateResponse
-	44, // [44:50] is the sub-list for method output_type
-	38, // [38:44] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	30, // 33: kubemdm.agent.v1.Facts.security:type_name -> kubemdm.agent.v1.Security
+	29, // 34: kubemdm.agent.v1.ReportStatusRequest.facts:type_name -> kubemdm.agent.v1.Facts
+	0,  // 35: kubemdm.agent.v1.Step.outcome:type_name -> kubemdm.agent.v1.Outcome
+	0,  // 36: kubemdm.agent.v1.CompleteCommandRequest.outcome:type_name -> kubemdm.agent.v1.Outcome
+	33, // 37: kubemdm.agent.v1.CompleteCommandRequest.steps:type_name -> kubemdm.agent.v1.Step
+	39, // 38: kubemdm.agent.v1.RenewCertificateResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
+	2,  // 39: kubemdm.agent.v1.AgentService.Enroll:input_type -> kubemdm.agent.v1.EnrollRequest
+	20, // 40: kubemdm.agent.v1.AgentService.Subscribe:input_type -> kubemdm.agent.v1.SubscribeRequest
+	24, // 41: kubemdm.agent.v1.AgentService.Poll:input_type -> kubemdm.agent.v1.PollRequest
+	31, // 42: kubemdm.agent.v1.AgentService.ReportStatus:input_type -> kubemdm.agent.v1.ReportStatusRequest
+	34, // 43: kubemdm.agent.v1.AgentService.CompleteCommand:input_type -> kubemdm.agent.v1.CompleteCommandRequest
+	36, // 44: kubemdm.agent.v1.AgentService.RenewCertificate:input_type -> kubemdm.agent.v1.RenewCertificateRequest
+	3,  // 45: kubemdm.agent.v1.AgentService.Enroll:output_type -> kubemdm.agent.v1.EnrollResponse
+	21, // 46: kubemdm.agent.v1.AgentService.Subscribe:output_type -> kubemdm.agent.v1.SubscribeResponse
+	25, // 47: kubemdm.agent.v1.AgentService.Poll:output_type -> kubemdm.agent.v1.PollResponse
+	32, // 48: kubemdm.agent.v1.AgentService.ReportStatus:output_type -> kubemdm.agent.v1.ReportStatusResponse
+	35, // 49: kubemdm.agent.v1.AgentService.CompleteCommand:output_type -> kubemdm.agent.v1.CompleteCommandResponse
+	37, // 50: kubemdm.agent.v1.AgentService.RenewCertificate:output_type -> kubemdm.agent.v1.RenewCertificateResponse
+	45, // [45:51] is the sub-list for method output_type
+	39, // [39:45] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -2880,7 +2949,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
