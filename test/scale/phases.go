@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
@@ -218,6 +219,41 @@ func (h *Harness) fanOut(ctx context.Context, f *fleet, r *Results) error {
 		return err
 	}
 	h.logf("Lock over %d devices in %s, writes %s", r.FanOut.Devices, r.FanOut.Time.Round(time.Millisecond), r.FanOut.Writes)
+	return nil
+}
+
+// configure pushes a new Configuration to the whole fleet (it selects the
+// token's label) and waits until every device reported it applied.
+func (h *Harness) configure(ctx context.Context, f *fleet, r *Results) error {
+	m, err := h.mark(ctx)
+	if err != nil {
+		return err
+	}
+	content := "pushed by the scale harness\n"
+	cfg := &mdmv1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "fleet-motd"},
+		Spec: mdmv1alpha1.ConfigurationSpec{
+			DeviceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{mdmv1alpha1.LabelEnrollmentToken: "storm"}},
+			Settings: mdmv1alpha1.ConfigurationSettings{
+				Passcode: &mdmv1alpha1.PasscodeSettings{MinLength: ptr.To[int32](6)},
+				Files:    []mdmv1alpha1.FileSetting{{Path: "/etc/motd", Content: &content}}}}}
+	began := time.Now()
+	if err := h.client.Create(ctx, cfg); err != nil {
+		return err
+	}
+	want := int32(h.profile.Devices)
+	err = poll(ctx, time.Minute+time.Duration(want)*20*time.Millisecond, func() (bool, error) {
+		err := h.client.Get(ctx, client.ObjectKeyFromObject(cfg), cfg)
+		return err == nil && cfg.Status.Devices != nil && cfg.Status.Devices.Applied == want, err
+	})
+	if err != nil {
+		return fmt.Errorf("the Configuration counts %+v of %d devices: %w", cfg.Status.Devices, want, err)
+	}
+	r.Configure.Time = time.Since(began)
+	time.Sleep(2 * time.Second)
+	if r.Configure.Writes, err = h.managerWrites(ctx, m); err != nil {
+		return err
+	}
+	h.logf("Configuration applied on %d devices in %s, writes %s", want, r.Configure.Time.Round(time.Millisecond), r.Configure.Writes)
 	return nil
 }
 

@@ -113,6 +113,12 @@ func (r *Results) Targets() []Target {
 	add(Target{Name: "DeviceAction writes for the Lock", Limit: 20, Value: r.FanOut.Writes.Of("deviceactions"),
 		Figure: r.FanOut.Writes.String()})
 
+	cfgBase := time.Duration(n / b.CreateRate() * float64(time.Second))
+	add(Target{Name: "Configuration push time / ConfigMap creates", Noisy: true, Limit: 2, Holding: 12,
+		Value:  r.Configure.Time.Seconds() / cfgBase.Seconds(),
+		Figure: fmt.Sprintf("%s for %d devices vs %s", r.Configure.Time.Round(time.Millisecond), p.Devices, cfgBase.Round(time.Millisecond))})
+	add(Target{Name: "writes per device for a Configuration push", Limit: 1.1,
+		Value: r.Configure.Writes.Total() / n, Figure: r.Configure.Writes.String()})
 	add(Target{Name: "seconds from manager kill -9 to a command done on all", Noisy: true, Limit: 30,
 		Value: r.Reconnect.Time.Seconds(), Figure: fmt.Sprintf("%d devices in groups of %d", p.Devices, mdmv1alpha1.MaxSelectorMatches)})
 	add(Target{Name: "Device writes per device on reconnect", Limit: 1,

@@ -69,6 +69,12 @@ type Results struct {
 		Time    time.Duration
 		Writes  Writes
 	}
+	Configure struct {
+		// Time is from the create of a Configuration selecting the fleet
+		// until it counts every device applied.
+		Time   time.Duration
+		Writes Writes
+	}
 	Reconnect struct {
 		// Time is from the manager's restart until a command created then
 		// reached every device and completed.
@@ -132,6 +138,7 @@ func Run(ctx context.Context, p Profile, log io.Writer) (_ *Results, retErr erro
 		{"enrollment", func() (err error) { f, err = h.enrollment(ctx, r); return err }},
 		{"idle", func() error { return h.idle(ctx, f, r) }},
 		{"fan-out", func() error { return h.fanOut(ctx, f, r) }},
+		{"configure", func() error { return h.configure(ctx, f, r) }},
 		{"reconnect", func() error { return h.reconnect(ctx, f, r) }},
 	} {
 		if err := step(s.name, s.fn); err != nil {
