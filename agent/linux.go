@@ -26,7 +26,11 @@ type Linux struct {
 	Dir string
 	// Root is where configuration files and units go: "/" on a real host,
 	// a sandbox in tests.
-	Root             string
+	Root string
+	// PackageDir holds the .deb files (NAME_VERSION_ARCH.deb) Present
+	// packages are installed from; on the host's own root a package not
+	// there comes from apt-get.
+	PackageDir       string
 	AllowDestructive bool
 
 	// states are the configurations' states of the last apply, reported

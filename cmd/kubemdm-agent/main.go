@@ -38,6 +38,7 @@ func main() {
 		heartbeat        = flag.Duration("heartbeat", time.Minute, "How often a connected agent reports.")
 		allowDestructive = flag.Bool("allow-destructive", false, "Allow reboot, wipe and logout on this host (linux platform).")
 		root             = flag.String("root", "/", "Where the Linux platform writes the files and systemd units of configurations; it removes only what it wrote.")
+		packageDir       = flag.String("package-dir", "", "Directory of .deb files (NAME_VERSION_ARCH.deb) the Linux platform installs Present packages from; on / it falls back to apt-get.")
 	)
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -76,7 +77,7 @@ func main() {
 		var p agent.Platform
 		switch *platform {
 		case "linux":
-			p = &agent.Linux{Dir: filepath.Join(*stateDir, "managed"), Root: *root, AllowDestructive: *allowDestructive}
+			p = &agent.Linux{Dir: filepath.Join(*stateDir, "managed"), Root: *root, PackageDir: *packageDir, AllowDestructive: *allowDestructive}
 		case "simulated":
 			host, _ := os.Hostname()
 			p = &agent.Simulated{Serial: host, PlatformName: *simPlatform, Model: "Simulated", OSVersion: "1.0"}
