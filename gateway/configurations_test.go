@@ -196,7 +196,10 @@ var _ = Describe("Configurations", func() {
 		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
 		Eventually(revision(wifi)).ShouldNot(Equal(rev))
 
-		// The value is in no status and no event.
+		// The value is in no status, no event and no log line of the
+		// manager or the agent.
+		Expect(suiteLog.String()).NotTo(ContainSubstring(password))
+		Expect(suiteLog.String()).To(ContainSubstring("office-wifi"), "the log is captured")
 		d := &mdmv1alpha1.Device{}
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "erin"}, d)).To(Succeed())
 		events := &corev1.EventList{}

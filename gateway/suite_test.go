@@ -1,14 +1,18 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,7 +26,26 @@ import (
 	"github.com/kubemdm/kubemdm/internal/testenv"
 )
 
+// logBuffer keeps what was logged; zap writes from many goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 var (
+	suiteLog logBuffer
 	// managerWrites counts the manager's (controllers' and gateway's)
 	// requests that write to the apiserver.
 	managerWrites atomic.Int64
@@ -38,7 +61,10 @@ func TestGateway(t *testing.T) {
 var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(15 * time.Second)
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
-	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	// Every log line of the manager and the agents, at every verbosity,
+	// also goes to suiteLog, so that a test can say what never appears in
+	// a log.
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, &suiteLog)), zap.UseDevMode(true), zap.Level(zapcore.Level(-10))))
 	var err error
 	env, err = testenv.Start(testenv.Options{Wrap: func(c client.Client) client.Client { return writeCounter{c, &managerWrites} }})
 	Expect(err).NotTo(HaveOccurred())
@@ -95,7 +121,7 @@ func newAgent(token, pin, serial string) (*agent.Agent, *agent.Simulated) {
 	Expect(err).NotTo(HaveOccurred())
 	dev := &agent.Simulated{Serial: serial, PlatformName: "Linux", Model: "Sim 1", OSVersion: "6.1"}
 	return agent.New(agent.Options{Gateway: env.GatewayAddr, Token: token, Trust: agent.Trust{Pin: pin},
-		Heartbeat: time.Hour, MaxBackoff: 200 * time.Millisecond}, state, dev, GinkgoLogr), dev
+		Heartbeat: time.Hour, MaxBackoff: 200 * time.Millisecond}, state, dev, ctrl.Log.WithName("agent").WithValues("serial", serial)), dev
 }
 
 // run runs an agent until the returned stop function is called.
