@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,9 @@ type Linux struct {
 	// states are the configurations' states of the last apply, reported
 	// again while the gateway holds the configurations.
 	states []*agentv1.ConfigurationState
+	// configs are the configurations of the last apply, for
+	// ReinstallConfiguration.
+	configs []*agentv1.Configuration
 }
 
 // Info reads the host's identity.
@@ -67,7 +71,8 @@ func (l *Linux) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv1.Fa
 		facts.State = "Disabled"
 	}
 	if !cfg.GetConfigurationsHeld() {
-		l.states = l.applyConfigurations(cfg.GetConfigurations())
+		l.configs = cfg.GetConfigurations()
+		l.states = l.applyConfigurations(l.configs)
 	}
 	facts.Configurations = l.states
 	return facts
@@ -82,23 +87,42 @@ func (l *Linux) Executors() map[string]Executor {
 	}
 	ok := func(context.Context, *agentv1.Command) Result { return Result{Code: CodeOK} }
 	return map[string]Executor{
-		"Lock":           flag("locked", true),
-		"Unlock":         flag("locked", false),
-		"Disable":        flag("disabled", true),
-		"Reenable":       flag("disabled", false),
-		"Sync":           ok,
-		"SyncCompliance": ok,
-		"SendMessage":    l.message,
-		"Restart":        l.destructive("reboot", "systemctl", "reboot"),
-		"LogoutUser":     l.destructive("logout", "loginctl", "terminate-seat", "seat0"),
-		"Wipe":           l.destructive("wipe"),
-		"Retire":         l.release,
-		"Unenroll":       l.release,
-		"Deprovision":    l.release,
-		"ReinstallConfiguration": func(_ context.Context, cmd *agentv1.Command) Result {
-			return Result{Code: CodeOK, Message: fmt.Sprintf("reinstalled %s", strings.Join(cmd.GetParameters().GetConfigurations(), ", "))}
-		},
+		"Lock":                   flag("locked", true),
+		"Unlock":                 flag("locked", false),
+		"Disable":                flag("disabled", true),
+		"Reenable":               flag("disabled", false),
+		"Sync":                   ok,
+		"SyncCompliance":         ok,
+		"SendMessage":            l.message,
+		"Restart":                l.destructive("reboot", "systemctl", "reboot"),
+		"LogoutUser":             l.destructive("logout", "loginctl", "terminate-seat", "seat0"),
+		"Wipe":                   l.destructive("wipe"),
+		"Retire":                 l.release,
+		"Unenroll":               l.release,
+		"Deprovision":            l.release,
+		"ReinstallConfiguration": l.reinstall,
 	}
+}
+
+// reinstall writes the named configurations again, as their revision says:
+// a file someone edited gets its content back.
+func (l *Linux) reinstall(_ context.Context, cmd *agentv1.Command) Result {
+	names := cmd.GetParameters().GetConfigurations()
+	var todo []*agentv1.Configuration
+	for _, name := range names {
+		i := slices.IndexFunc(l.configs, func(c *agentv1.Configuration) bool { return c.GetName() == name })
+		if i < 0 {
+			return Result{Code: CodeNotFound, Message: fmt.Sprintf("configuration %s is not installed", name)}
+		}
+		todo = append(todo, l.configs[i])
+	}
+	before := l.readOwned()
+	for _, c := range todo {
+		if st, _ := l.applyConfiguration(c, before); st.GetState() != "Applied" {
+			return Result{Code: CodeInternal, Message: fmt.Sprintf("reinstalling %s: %s", c.GetName(), st.GetMessage())}
+		}
+	}
+	return Result{Code: CodeOK, Message: fmt.Sprintf("reinstalled %s", strings.Join(names, ", "))}
 }
 
 func (l *Linux) setFlag(name string, on bool) Result {

@@ -98,3 +98,31 @@ func TestLinuxWithoutRootWritesNothing(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestLinuxReinstallsAConfiguration: ReinstallConfiguration writes an
+// edited file back as the revision says, and names a configuration the
+// device does not have.
+func TestLinuxReinstallsAConfiguration(t *testing.T) {
+	root := t.TempDir()
+	l := &Linux{Dir: filepath.Join(t.TempDir(), "managed"), Root: root}
+	ctx := context.Background()
+	l.Apply(ctx, &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{{Name: "motd", Revision: "r1",
+		Settings: &agentv1.Settings{Files: []*agentv1.File{{Path: "/etc/motd", Mode: 0o644, Content: []byte("managed\n")}}}}}})
+	motd := filepath.Join(root, "etc", "motd")
+	if err := os.WriteFile(motd, []byte("edited by hand\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reinstall := func(names ...string) Result {
+		return l.Executors()["ReinstallConfiguration"](ctx, &agentv1.Command{Action: "ReinstallConfiguration",
+			Parameters: &agentv1.CommandParameters{Configurations: names}})
+	}
+	if res := reinstall("motd"); res.Code != CodeOK {
+		t.Fatalf("reinstall: %+v", res)
+	}
+	if b, _ := os.ReadFile(motd); string(b) != "managed\n" {
+		t.Errorf("motd reads %q after the reinstall", b)
+	}
+	if res := reinstall("vpn"); res.Code != CodeNotFound {
+		t.Errorf("reinstalling a configuration the device lacks: %+v, want code 5", res)
+	}
+}

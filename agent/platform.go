@@ -23,6 +23,7 @@ const (
 	CodeOK                 int32 = 0
 	CodeCanceled           int32 = 1
 	CodeUnknown            int32 = 2
+	CodeNotFound           int32 = 5
 	CodeFailedPrecondition int32 = 9
 	CodeAborted            int32 = 10
 	CodeUnimplemented      int32 = 12
