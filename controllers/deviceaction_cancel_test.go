@@ -23,9 +23,15 @@ func enrolledDevices(ctx context.Context, ns string, names ...string) {
 		d := &mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec: mdmv1alpha1.DeviceSpec{Platform: mdmv1alpha1.PlatformLinux}}
 		Expect(k8sClient.Create(ctx, d)).To(Succeed())
-		before := d.DeepCopy()
-		d.Status.Phase = mdmv1alpha1.DeviceEnrolled
-		Expect(k8sClient.Status().Patch(ctx, d, client.MergeFrom(before))).To(Succeed())
+		// The controller settles a new Device as Registered; marking it
+		// Enrolled before that would race its status write.
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
+			g.Expect(d.Status.Phase).To(Equal(mdmv1alpha1.DeviceRegistered))
+			before := d.DeepCopy()
+			d.Status.Phase = mdmv1alpha1.DeviceEnrolled
+			g.Expect(k8sClient.Status().Patch(ctx, d, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))).To(Succeed())
+		}).Should(Succeed())
 	}
 }
 

@@ -61,10 +61,11 @@ func TestGateway(t *testing.T) {
 var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(15 * time.Second)
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
-	// Every log line of the manager and the agents, at every verbosity,
+	// Every log line of the manager and the agents, to V(3) (kubemdm logs
+	// at V(1) at most; beyond are client-go's request traces),
 	// also goes to suiteLog, so that a test can say what never appears in
 	// a log.
-	ctrl.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, &suiteLog)), zap.UseDevMode(true), zap.Level(zapcore.Level(-10))))
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, &suiteLog)), zap.UseDevMode(true), zap.Level(zapcore.Level(-3))))
 	var err error
 	env, err = testenv.Start(testenv.Options{Wrap: func(c client.Client) client.Client { return writeCounter{c, &managerWrites} }})
 	Expect(err).NotTo(HaveOccurred())
