@@ -171,6 +171,10 @@ func progressRollout(cfg *mdmv1alpha1.Configuration, devices []mdmv1alpha1.Devic
 			ro.AdmittedBelow = order[next].hash
 		}
 	}
+	if admitted >= len(order) {
+		// Every device is admitted, or there is none to stage.
+		ro.AdmittedBelow = configset.AdmitAll
+	}
 	ro.Admitted = int32(admitted)
 	ro.Pending = int32(len(order)) - ro.Updated - ro.Failed
 	if cfg.Spec.Rollout == nil || (ro.AdmittedBelow == configset.AdmitAll && inflight == 0 && int(ro.Failed) < batch) {

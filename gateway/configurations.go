@@ -34,17 +34,23 @@ func (s *Server) effectiveFor(ctx context.Context, d *mdmv1alpha1.Device) (*effe
 		return nil, fmt.Errorf("listing Configurations: %w", err)
 	}
 	configs := make([]mdmv1alpha1.Configuration, 0, len(list.Items))
+	unreadable := map[string]error{}
 	for _, c := range list.Items {
-		if !configset.Admitted(&c, d.UID) {
-			// A staged rollout has yet to reach this device: it keeps
-			// the previous revision's settings.
-			prev, err := s.previousSettings(ctx, &c)
-			if err != nil {
-				// Without the earlier settings the device can only take
-				// the current ones; that is better than removing them.
-				s.log.Info("Giving a device the revision a rollout has yet to reach", "device", klog.KObj(d), "reason", err.Error())
+		// A staged Configuration goes out only as the controller
+		// published it: the revision it settled, or for a device its
+		// rollout has yet to reach, the previous one. Its spec may
+		// already say more, which must not reach the fleet unstaged.
+		if c.Spec.Rollout != nil && c.Status.Revision != "" {
+			rev := c.Status.Revision
+			if !configset.Admitted(&c, d.UID) {
+				rev = c.Status.Rollout.PreviousRevision
+			}
+			if settings, err := s.revisionSettings(ctx, &c, rev); err != nil {
+				// Until the cache has it, the device's configurations
+				// are held where they are.
+				unreadable[c.Name] = err
 			} else {
-				c.Spec.Settings = *prev
+				c.Spec.Settings = *settings
 			}
 		}
 		configs = append(configs, c)
@@ -59,6 +65,10 @@ func (s *Server) effectiveFor(ctx context.Context, d *mdmv1alpha1.Device) (*effe
 	payloads := configset.ReaderPayloads{Ctx: ctx, Cache: s.payloads, Namespace: d.Namespace}
 	for _, a := range applied {
 		e.applied[a.Name] = a
+		if err := unreadable[a.Name]; err != nil {
+			e.broken[a.Name] = err
+			continue
+		}
 		rev, err := configset.Revision(&a.Config.Spec.Settings, payloads)
 		if err == nil && a.Won != nil {
 			e.settings[a.Name], err = configset.Render(a.Won, payloads)
@@ -76,14 +86,13 @@ func (s *Server) effectiveFor(ctx context.Context, d *mdmv1alpha1.Device) (*effe
 // cannot be rendered.
 const heldDigest = "held"
 
-// previousSettings are the settings of the revision a staged rollout
-// leaves in place, kept in a ControllerRevision by the Configuration
-// controller.
-func (s *Server) previousSettings(ctx context.Context, c *mdmv1alpha1.Configuration) (*mdmv1alpha1.ConfigurationSettings, error) {
+// revisionSettings are the settings of a Configuration at a revision, kept
+// in a ControllerRevision by the Configuration controller.
+func (s *Server) revisionSettings(ctx context.Context, c *mdmv1alpha1.Configuration, revision string) (*mdmv1alpha1.ConfigurationSettings, error) {
 	cr := &appsv1.ControllerRevision{}
-	key := client.ObjectKey{Namespace: c.Namespace, Name: configset.RevisionName(c.Name, c.Status.Rollout.PreviousRevision)}
+	key := client.ObjectKey{Namespace: c.Namespace, Name: configset.RevisionName(c.Name, revision)}
 	if err := s.payloads.Get(ctx, key, cr); err != nil {
-		return nil, fmt.Errorf("reading the previous revision of Configuration %s: %w", c.Name, err)
+		return nil, fmt.Errorf("reading revision %s of Configuration %s: %w", revision, c.Name, err)
 	}
 	return configset.SettingsOf(cr)
 }
