@@ -282,8 +282,19 @@ func (a *Agent) apply(ctx context.Context, c agentv1connect.AgentServiceClient, 
 	if facts.DeviceInfo == nil {
 		facts.DeviceInfo = a.platform.Info()
 	}
-	if _, err := c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{ObservedGeneration: cfg.GetGeneration(), Facts: facts})); err != nil {
-		a.log.Error(err, "Reporting status")
+	TrimFacts(facts)
+	// A rollout waits for this report, so a gateway that could not take
+	// it now gets it again; until it does, the applied generation is not
+	// saved, and the next session has the gateway send the configuration
+	// again.
+	err := a.retry(ctx, func() error {
+		_, err := c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{ObservedGeneration: cfg.GetGeneration(), Facts: facts}))
+		return err
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Error(err, "Reporting status")
+		}
 		return
 	}
 	digest := cfg.GetConfigurationsDigest()
@@ -404,11 +415,23 @@ func completion(id string, res Result) *agentv1.CompleteCommandRequest {
 // never take it. If the session ends first, the gateway sends the command
 // again on reconnect, and the journaled result is reported then.
 func (a *Agent) report(ctx context.Context, c agentv1connect.AgentServiceClient, req *agentv1.CompleteCommandRequest) {
+	err := a.retry(ctx, func() error {
+		_, err := c.CompleteCommand(ctx, connect.NewRequest(req))
+		return err
+	})
+	if err != nil && connect.CodeOf(err) != connect.CodeFailedPrecondition && ctx.Err() == nil {
+		a.log.Error(err, "The gateway refused a command result", "command", req.GetCommandId())
+	}
+}
+
+// retry calls until the call succeeds, fails in a way that the same
+// request would fail again, or ctx ends, backing off in between.
+func (a *Agent) retry(ctx context.Context, call func() error) error {
 	wait := minBackoff
 	for {
-		_, err := c.CompleteCommand(ctx, connect.NewRequest(req))
+		err := call()
 		if err == nil {
-			return
+			return nil
 		}
 		switch connect.CodeOf(err) {
 		case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeUnknown, connect.CodeCanceled,
@@ -417,14 +440,11 @@ func (a *Agent) report(ctx context.Context, c agentv1connect.AgentServiceClient,
 			// gateway that stops cancels its calls): try again. Internal
 			// is a gateway bug that the same request would hit again.
 		default:
-			if connect.CodeOf(err) != connect.CodeFailedPrecondition && ctx.Err() == nil {
-				a.log.Error(err, "The gateway refused a command result", "command", req.GetCommandId())
-			}
-			return
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return err
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, a.opts.MaxBackoff)

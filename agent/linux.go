@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 )
 
@@ -31,7 +33,11 @@ type Linux struct {
 	// PackageDir holds the .deb files (NAME_VERSION_ARCH.deb) Present
 	// packages are installed from; on the host's own root a package not
 	// there comes from apt-get.
-	PackageDir       string
+	PackageDir string
+	// SystemdReload is the command that has systemd read unit files again
+	// after a pass changed one ("systemctl daemon-reload" on a real host);
+	// empty runs nothing.
+	SystemdReload    []string
 	AllowDestructive bool
 
 	// states are the configurations' states of the last apply, reported
@@ -40,6 +46,9 @@ type Linux struct {
 	// configs are the configurations of the last apply, for
 	// ReinstallConfiguration.
 	configs []*agentv1.Configuration
+	// loaded says states and configs were read back from Dir after a
+	// restart.
+	loaded bool
 }
 
 // Info reads the host's identity.
@@ -70,9 +79,11 @@ func (l *Linux) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv1.Fa
 	if _, err := os.Stat(filepath.Join(l.Dir, "disabled")); err == nil {
 		facts.State = "Disabled"
 	}
+	l.loadConfigurations()
 	if !cfg.GetConfigurationsHeld() {
 		l.configs = cfg.GetConfigurations()
 		l.states = l.applyConfigurations(l.configs)
+		l.saveConfigurations()
 	}
 	facts.Configurations = l.states
 	return facts
@@ -105,24 +116,60 @@ func (l *Linux) Executors() map[string]Executor {
 }
 
 // reinstall writes the named configurations again, as their revision says:
-// a file someone edited gets its content back.
+// a file someone edited gets its content back. It converges every
+// configuration, so that what it writes stays the agent's to remove.
 func (l *Linux) reinstall(_ context.Context, cmd *agentv1.Command) Result {
+	l.loadConfigurations()
 	names := cmd.GetParameters().GetConfigurations()
-	var todo []*agentv1.Configuration
 	for _, name := range names {
-		i := slices.IndexFunc(l.configs, func(c *agentv1.Configuration) bool { return c.GetName() == name })
-		if i < 0 {
+		if !slices.ContainsFunc(l.configs, func(c *agentv1.Configuration) bool { return c.GetName() == name }) {
 			return Result{Code: CodeNotFound, Message: fmt.Sprintf("configuration %s is not installed", name)}
 		}
-		todo = append(todo, l.configs[i])
 	}
-	before := l.readOwned()
-	for _, c := range todo {
-		if st, _ := l.applyConfiguration(c, before); st.GetState() != "Applied" {
-			return Result{Code: CodeInternal, Message: fmt.Sprintf("reinstalling %s: %s", c.GetName(), st.GetMessage())}
+	l.states = l.applyConfigurations(l.configs)
+	l.saveConfigurations()
+	for _, st := range l.states {
+		if slices.Contains(names, st.GetName()) && st.GetState() != "Applied" {
+			return Result{Code: CodeInternal, Message: fmt.Sprintf("reinstalling %s: %s", st.GetName(), st.GetMessage())}
 		}
 	}
 	return Result{Code: CodeOK, Message: fmt.Sprintf("reinstalled %s", strings.Join(names, ", "))}
+}
+
+// The last configurations and their states outlive a restart: an agent
+// whose configurations are held reports them as they were, and
+// ReinstallConfiguration finds them. They hold Secret values, so they are
+// kept as the agent's key is, readable by it alone.
+const (
+	configurationsFile = "configurations.pb"
+	statesFile         = "configuration-states.pb"
+)
+
+func (l *Linux) saveConfigurations() {
+	for name, m := range map[string]proto.Message{
+		configurationsFile: &agentv1.DesiredConfig{Configurations: l.configs},
+		statesFile:         &agentv1.Facts{Configurations: l.states},
+	} {
+		if b, err := proto.Marshal(m); err == nil {
+			_ = writeAtomic(filepath.Join(l.Dir, name), b)
+		}
+	}
+	l.loaded = true
+}
+
+func (l *Linux) loadConfigurations() {
+	if l.loaded {
+		return
+	}
+	l.loaded = true
+	var cfg agentv1.DesiredConfig
+	if b, err := os.ReadFile(filepath.Join(l.Dir, configurationsFile)); err == nil && proto.Unmarshal(b, &cfg) == nil {
+		l.configs = cfg.GetConfigurations()
+	}
+	var facts agentv1.Facts
+	if b, err := os.ReadFile(filepath.Join(l.Dir, statesFile)); err == nil && proto.Unmarshal(b, &facts) == nil {
+		l.states = facts.GetConfigurations()
+	}
 }
 
 func (l *Linux) setFlag(name string, on bool) Result {
@@ -169,8 +216,15 @@ func (l *Linux) destructive(what string, argv ...string) Executor {
 	}
 }
 
-// release removes everything the agent manages from the host.
+// release removes everything the agent manages from the host: the files,
+// units and packages of its configurations (the host's own files come
+// back), then its directory.
 func (l *Linux) release(context.Context, *agentv1.Command) Result {
+	l.configs, l.states, l.loaded = nil, nil, true
+	l.applyConfigurations(nil)
+	if o := l.readOwned(); len(o.Paths) > 0 || len(o.Packages) > 0 {
+		return Result{Code: CodeInternal, Message: fmt.Sprintf("could not remove %d files and %d packages the configurations installed; try again", len(o.Paths), len(o.Packages))}
+	}
 	if err := os.RemoveAll(l.Dir); err != nil {
 		return Result{Code: CodeInternal, Message: err.Error()}
 	}

@@ -1,11 +1,16 @@
 package agent
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,15 +21,42 @@ import (
 // unitDir is where the agent installs systemd units, under Root.
 const unitDir = "etc/systemd/system"
 
+// unitSearchPath is where systemd finds a unit the host installed, in the
+// order it looks.
+var unitSearchPath = []string{"/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}
+
 // owned is what the Linux agent wrote under Root, so that a configuration
-// removed or changed takes away exactly what the agent put there and
-// nothing of the host's own.
+// removed or changed takes away exactly what the agent put there, and puts
+// back what the host had there before.
 type owned struct {
-	Files []string `json:"files"`
-	// Links are the multi-user.target.wants links of enabled units.
-	Links []string `json:"links"`
+	// Paths are the files, units and enable links the agent wrote.
+	Paths map[string]ownedPath `json:"paths,omitempty"`
 	// Packages are the packages the agent installed.
 	Packages []string `json:"packages,omitempty"`
+
+	// Files and Links are the lists an earlier agent kept; read once and
+	// turned into Paths.
+	Files []string `json:"files,omitempty"`
+	Links []string `json:"links,omitempty"`
+}
+
+// ownedPath is one path the agent wrote.
+type ownedPath struct {
+	// Configuration is the configuration that wrote it.
+	Configuration string `json:"configuration,omitempty"`
+	// Original is what the host had at the path before the agent first
+	// wrote there; nil when there was nothing.
+	Original *original `json:"original,omitempty"`
+}
+
+// original is the host's own file or link, kept in the agent's directory
+// while a configuration replaces it.
+type original struct {
+	// Backup is the file under Dir/originals holding the content.
+	Backup string      `json:"backup,omitempty"`
+	Mode   fs.FileMode `json:"mode,omitempty"`
+	// Link is the target when the host had a symbolic link there.
+	Link string `json:"link,omitempty"`
 }
 
 func (l *Linux) ownedPath() string { return filepath.Join(l.Dir, "owned.json") }
@@ -34,15 +66,25 @@ func (l *Linux) readOwned() owned {
 	if b, err := os.ReadFile(l.ownedPath()); err == nil {
 		_ = json.Unmarshal(b, &o)
 	}
+	if o.Paths == nil {
+		o.Paths = map[string]ownedPath{}
+	}
+	for _, p := range append(o.Files, o.Links...) {
+		if _, ok := o.Paths[p]; !ok {
+			o.Paths[p] = ownedPath{}
+		}
+	}
+	o.Files, o.Links = nil, nil
 	return o
 }
 
 func (l *Linux) writeOwned(o owned) error {
-	slices.Sort(o.Files)
-	slices.Sort(o.Links)
 	slices.Sort(o.Packages)
 	b, err := json.Marshal(o)
 	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
 		return err
 	}
 	tmp := l.ownedPath() + ".tmp"
@@ -65,51 +107,89 @@ func (l *Linux) under(path string) (string, error) {
 	return filepath.Join(root, path), nil
 }
 
+// pass is one convergence of the configurations: what the agent owned
+// before it, and whether a unit file changed, so systemd reads them again.
+type pass struct {
+	before       owned
+	unitsChanged bool
+}
+
 // applyConfigurations converges files, systemd units and packages to the
 // configurations and reports each. A configuration is all or nothing for
-// its files and units: when one of its settings fails, those it already
-// wrote in this pass are put back as they were. Settings a Linux host has no
-// use for (passcode, Wi-Fi, apps, ...) are reported Unsupported.
+// its files and units: when one of its settings fails, the pass puts back
+// what it wrote and the configuration keeps everything its last good
+// revision set. Settings a Linux host has no use for (passcode, Wi-Fi,
+// apps, ...) are reported Unsupported.
 func (l *Linux) applyConfigurations(configs []*agentv1.Configuration) []*agentv1.ConfigurationState {
-	before := l.readOwned()
-	var now owned
+	p := &pass{before: l.readOwned()}
+	now := owned{Paths: map[string]ownedPath{}}
 	var states []*agentv1.ConfigurationState
 	for _, c := range configs {
-		st, owns := l.applyConfiguration(c, before)
-		now.Files = append(now.Files, owns.Files...)
-		now.Links = append(now.Links, owns.Links...)
+		st, owns := l.applyConfiguration(p, c)
+		maps.Copy(now.Paths, owns.Paths)
 		now.Packages = append(now.Packages, owns.Packages...)
 		states = append(states, st)
 	}
-	// What the agent put there before and no configuration wants any more.
-	for _, p := range before.Links {
-		if !slices.Contains(now.Links, p) {
-			l.remove(p)
-		}
-	}
-	for _, p := range before.Files {
-		if !slices.Contains(now.Files, p) {
-			l.remove(p)
-		}
-	}
-	for _, p := range before.Packages {
-		if !slices.Contains(now.Packages, p) {
-			if err := l.dpkg("--remove", p); err != nil {
+	// What the agent put there before and no configuration wants any more
+	// goes, and the host's own file comes back. Links first: they point at
+	// unit files.
+	paths := slices.Sorted(maps.Keys(p.before.Paths))
+	slices.SortStableFunc(paths, func(a, b string) int { return boolRank(!isLink(a)) - boolRank(!isLink(b)) })
+	for _, path := range paths {
+		if _, ok := now.Paths[path]; !ok {
+			if err := l.giveBack(p, path, p.before.Paths[path]); err != nil {
 				// Still the agent's: the next pass tries again.
-				now.Packages = append(now.Packages, p)
+				now.Paths[path] = p.before.Paths[path]
+			}
+		}
+	}
+	for _, pkg := range p.before.Packages {
+		if !slices.Contains(now.Packages, pkg) {
+			if err := l.dpkg("--remove", pkg); err != nil {
+				now.Packages = append(now.Packages, pkg)
 			}
 		}
 	}
 	_ = l.writeOwned(now)
+	if p.unitsChanged {
+		if err := l.reloadSystemd(); err != nil {
+			for i, c := range configs {
+				if len(c.GetSettings().GetSystemdUnits()) > 0 && states[i].GetState() == "Applied" {
+					states[i].State, states[i].Message = "Failed", err.Error()
+				}
+			}
+		}
+	}
 	return states
+}
+
+func isLink(path string) bool { return strings.Contains(path, ".wants/") }
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// reloadSystemd has systemd read the unit files again after the pass
+// changed one.
+func (l *Linux) reloadSystemd() error {
+	if len(l.SystemdReload) == 0 {
+		return nil
+	}
+	if out, err := exec.Command(l.SystemdReload[0], l.SystemdReload[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(l.SystemdReload, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 // applyConfiguration applies one configuration and returns its state and
 // what the agent owns for it afterwards.
-func (l *Linux) applyConfiguration(c *agentv1.Configuration, before owned) (*agentv1.ConfigurationState, owned) {
+func (l *Linux) applyConfiguration(p *pass, c *agentv1.Configuration) (*agentv1.ConfigurationState, owned) {
 	st := &agentv1.ConfigurationState{Name: c.GetName(), State: "Applied", Revision: c.GetRevision()}
-	var owns owned
-	var journal undo
+	owns := owned{Paths: map[string]ownedPath{}}
+	journal := &undo{}
 	var failed []string
 	fail := func(path, reason, msg string) {
 		st.Settings = append(st.Settings, &agentv1.SettingState{Path: path, Reason: reason, Message: msg})
@@ -117,45 +197,30 @@ func (l *Linux) applyConfiguration(c *agentv1.Configuration, before owned) (*age
 			failed = append(failed, path)
 		}
 	}
+	take := func(path string) { owns.Paths[path] = l.adopt(p, journal, c.GetName(), path) }
 	for _, f := range c.GetSettings().GetFiles() {
-		if err := l.writeFile(&journal, f.GetPath(), f.GetContent(), fs.FileMode(f.GetMode())); err != nil {
+		if err := l.writeFile(p, journal, f.GetPath(), f.GetContent(), fs.FileMode(f.GetMode())); err != nil {
 			fail("files["+f.GetPath()+"]", "Failed", err.Error())
 			continue
 		}
-		owns.Files = append(owns.Files, f.GetPath())
+		take(f.GetPath())
 	}
 	for _, u := range c.GetSettings().GetSystemdUnits() {
-		path := "systemdUnits[" + u.GetName() + "]"
-		unit := "/" + unitDir + "/" + u.GetName()
-		if u.GetContent() != "" {
-			if err := l.writeFile(&journal, unit, []byte(u.GetContent()), 0o644); err != nil {
-				fail(path, "Failed", err.Error())
-				continue
-			}
-			owns.Files = append(owns.Files, unit)
-		}
-		if u.GetEnabled() {
-			link := "/" + unitDir + "/multi-user.target.wants/" + u.GetName()
-			if err := l.link(&journal, link, unit); err != nil {
-				fail(path, "Failed", err.Error())
-				continue
-			}
-			owns.Links = append(owns.Links, link)
+		if err := l.applyUnit(p, journal, u, take); err != nil {
+			fail("systemdUnits["+u.GetName()+"]", "Failed", err.Error())
 		}
 	}
-	for _, p := range c.GetSettings().GetPackages() {
-		installed, err := l.ensurePackage(p)
+	for _, pkg := range c.GetSettings().GetPackages() {
+		installed, err := l.ensurePackage(pkg)
 		if err != nil {
-			fail("packages["+p.GetName()+"]", "Failed", err.Error())
+			fail("packages["+pkg.GetName()+"]", "Failed", err.Error())
 			continue
 		}
 		// A package the agent installed, or one it installed before and
 		// still manages, is the agent's to remove when it is no longer
 		// wanted; one the host had is not.
-		if installed || slices.Contains(before.Packages, p.GetName()) {
-			if p.GetState() == "Present" {
-				owns.Packages = append(owns.Packages, p.GetName())
-			}
+		if (installed || slices.Contains(p.before.Packages, pkg.GetName())) && pkg.GetState() == "Present" {
+			owns.Packages = append(owns.Packages, pkg.GetName())
 		}
 	}
 	for path := range settingValues(c.GetSettings()) {
@@ -164,10 +229,21 @@ func (l *Linux) applyConfiguration(c *agentv1.Configuration, before owned) (*age
 		}
 	}
 	if len(failed) > 0 {
-		// Files and units go back to what they were; packages installed on
+		// Files and units go back to what they were, and the configuration
+		// keeps what its last good revision wrote; packages installed on
 		// the way stay (dpkg has no undo) and stay the agent's.
 		journal.rollback(l)
-		owns.Files, owns.Links = keepOwned(before.Files, journal.files), keepOwned(before.Links, journal.files)
+		for path, o := range owns.Paths {
+			if _, ok := p.before.Paths[path]; !ok && o.Original != nil && o.Original.Backup != "" {
+				_ = os.Remove(filepath.Join(l.Dir, "originals", o.Original.Backup))
+			}
+		}
+		owns.Paths = map[string]ownedPath{}
+		for path, o := range p.before.Paths {
+			if o.Configuration == c.GetName() {
+				owns.Paths[path] = o
+			}
+		}
 		for _, path := range journal.settings(c) {
 			if !slices.Contains(failed, path) && !slices.ContainsFunc(st.Settings, func(s *agentv1.SettingState) bool { return s.GetPath() == path }) {
 				st.Settings = append(st.Settings, &agentv1.SettingState{Path: path, Reason: "Failed",
@@ -180,22 +256,113 @@ func (l *Linux) applyConfiguration(c *agentv1.Configuration, before owned) (*age
 	return st, owns
 }
 
-// keepOwned is what the agent still owns of a rolled-back configuration:
-// the paths it owned before the pass (now restored to that content).
-func keepOwned(before, touched []string) []string {
-	var out []string
-	for _, p := range touched {
-		if slices.Contains(before, p) {
-			out = append(out, p)
+// applyUnit writes a unit's file when the configuration carries one, and
+// enables it with a multi-user.target.wants link to where the unit is: the
+// file written, or the host's own unit.
+func (l *Linux) applyUnit(p *pass, journal *undo, u *agentv1.SystemdUnit, take func(string)) error {
+	unit := "/" + unitDir + "/" + u.GetName()
+	if u.GetContent() != "" {
+		if err := l.writeFile(p, journal, unit, []byte(u.GetContent()), 0o644); err != nil {
+			return err
+		}
+		take(unit)
+	} else if u.GetEnabled() {
+		found := ""
+		for _, dir := range unitSearchPath {
+			if full, err := l.under(dir + "/" + u.GetName()); err == nil {
+				if _, err := os.Stat(full); err == nil {
+					found = dir + "/" + u.GetName()
+					break
+				}
+			}
+		}
+		if found == "" {
+			return fmt.Errorf("unit %s has no content and is not installed on the host (%s)", u.GetName(), strings.Join(unitSearchPath, ", "))
+		}
+		unit = found
+	}
+	if !u.GetEnabled() {
+		return nil
+	}
+	link := "/" + unitDir + "/multi-user.target.wants/" + u.GetName()
+	if err := l.link(p, journal, link, unit); err != nil {
+		return err
+	}
+	take(link)
+	return nil
+}
+
+// adopt is the ownership of a path the pass wrote: carried over when the
+// agent owned it before, else with the host's own content kept as the
+// original (journal recorded it before the write).
+func (l *Linux) adopt(p *pass, journal *undo, configuration, path string) ownedPath {
+	if o, ok := p.before.Paths[path]; ok {
+		o.Configuration = configuration
+		return o
+	}
+	prior, ok := journal.prior[path]
+	if !ok || prior == nil {
+		return ownedPath{Configuration: configuration}
+	}
+	o := &original{Mode: prior.mode, Link: prior.link}
+	if prior.link == "" {
+		sum := sha256.Sum256([]byte(path))
+		o.Backup = hex.EncodeToString(sum[:12])
+		dir := filepath.Join(l.Dir, "originals")
+		if err := os.MkdirAll(dir, 0o700); err == nil {
+			if err := os.WriteFile(filepath.Join(dir, o.Backup), prior.content, 0o600); err != nil {
+				o.Backup = ""
+			}
 		}
 	}
-	return out
+	return ownedPath{Configuration: configuration, Original: o}
+}
+
+// giveBack undoes the agent's hold on a path: the host's own file or link
+// comes back, or the path goes.
+func (l *Linux) giveBack(p *pass, path string, o ownedPath) error {
+	full, err := l.under(path)
+	if err != nil {
+		return nil // never written: nothing to undo
+	}
+	if strings.HasPrefix(path, "/"+unitDir+"/") {
+		p.unitsChanged = true
+	}
+	switch orig := o.Original; {
+	case orig == nil:
+		if err := os.Remove(full); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	case orig.Link != "":
+		_ = os.Remove(full)
+		return os.Symlink(orig.Link, full)
+	case orig.Backup != "":
+		backup := filepath.Join(l.Dir, "originals", orig.Backup)
+		content, err := os.ReadFile(backup)
+		if err != nil {
+			return fmt.Errorf("reading the host's own %s: %w", path, err)
+		}
+		if err := l.writeFile(p, nil, path, content, orig.Mode); err != nil {
+			return err
+		}
+		_ = os.Remove(backup)
+	}
+	return nil
 }
 
 // undo records what a configuration's pass changed, to put it back.
 type undo struct {
 	files []string
 	steps []func(*Linux)
+	// prior is what each path held before the pass wrote it; nil when it
+	// held nothing.
+	prior map[string]*priorContent
+}
+
+type priorContent struct {
+	content []byte
+	mode    fs.FileMode
+	link    string
 }
 
 // record keeps a path's content, mode or link target before it changes.
@@ -204,13 +371,21 @@ func (u *undo) record(l *Linux, path string) {
 	if err != nil {
 		return
 	}
+	if u.prior == nil {
+		u.prior = map[string]*priorContent{}
+	}
+	if _, ok := u.prior[path]; ok {
+		return // the first change of the pass is the one to undo
+	}
 	u.files = append(u.files, path)
 	if target, err := os.Readlink(full); err == nil {
+		u.prior[path] = &priorContent{link: target}
 		u.steps = append(u.steps, func(l *Linux) { _ = os.Remove(full); _ = os.Symlink(target, full) })
 		return
 	}
 	fi, err := os.Stat(full)
 	if err != nil {
+		u.prior[path] = nil
 		u.steps = append(u.steps, func(*Linux) { _ = os.Remove(full) })
 		return
 	}
@@ -218,7 +393,8 @@ func (u *undo) record(l *Linux, path string) {
 	if err != nil {
 		return
 	}
-	u.steps = append(u.steps, func(l *Linux) { _ = l.writeFile(nil, path, content, fi.Mode()) })
+	u.prior[path] = &priorContent{content: content, mode: fi.Mode().Perm()}
+	u.steps = append(u.steps, func(l *Linux) { _ = l.writeFile(&pass{}, nil, path, content, fi.Mode()) })
 }
 
 // rollback puts every recorded path back, the last change first.
@@ -245,11 +421,20 @@ func (u *undo) settings(c *agentv1.Configuration) []string {
 }
 
 // writeFile replaces a file atomically with the content and mode,
-// recording in journal (when given) what it was.
-func (l *Linux) writeFile(journal *undo, path string, content []byte, mode fs.FileMode) error {
+// recording in journal (when given) what it was. A file that already reads
+// so is left alone.
+func (l *Linux) writeFile(p *pass, journal *undo, path string, content []byte, mode fs.FileMode) error {
 	full, err := l.under(path)
 	if err != nil {
 		return err
+	}
+	if fi, err := os.Lstat(full); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm() == mode.Perm() {
+		if cur, err := os.ReadFile(full); err == nil && bytes.Equal(cur, content) {
+			if journal != nil {
+				journal.record(l, path)
+			}
+			return nil
+		}
 	}
 	if journal != nil {
 		journal.record(l, path)
@@ -264,27 +449,25 @@ func (l *Linux) writeFile(journal *undo, path string, content []byte, mode fs.Fi
 	if err := os.Chmod(tmp, mode.Perm()); err != nil {
 		return err
 	}
+	if strings.HasPrefix(path, "/"+unitDir+"/") {
+		p.unitsChanged = true
+	}
 	return os.Rename(tmp, full)
 }
 
-func (l *Linux) link(journal *undo, link, target string) error {
+func (l *Linux) link(p *pass, journal *undo, link, target string) error {
 	full, err := l.under(link)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-		return err
-	}
+	journal.record(l, link)
 	if cur, err := os.Readlink(full); err == nil && cur == target {
 		return nil
 	}
-	journal.record(l, link)
-	_ = os.Remove(full)
-	return os.Symlink(target, full)
-}
-
-func (l *Linux) remove(path string) {
-	if full, err := l.under(path); err == nil {
-		_ = os.Remove(full)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return err
 	}
+	_ = os.Remove(full)
+	p.unitsChanged = true
+	return os.Symlink(target, full)
 }

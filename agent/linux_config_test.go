@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
@@ -124,5 +125,196 @@ func TestLinuxReinstallsAConfiguration(t *testing.T) {
 	}
 	if res := reinstall("vpn"); res.Code != CodeNotFound {
 		t.Errorf("reinstalling a configuration the device lacks: %+v, want code 5", res)
+	}
+}
+
+// writeHostFile puts a file of the host's own under root.
+func writeHostFile(t *testing.T, root, path, content string, mode os.FileMode) {
+	t.Helper()
+	full := filepath.Join(root, path)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(full, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func stateOf(facts *agentv1.Facts, name string) *agentv1.ConfigurationState {
+	for _, c := range facts.GetConfigurations() {
+		if c.GetName() == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// TestLinuxGivesBackTheHostsOwnFiles: a configuration that replaces a file
+// or an enable link the host already had puts it back when it goes, as
+// does retiring the device; what only the agent wrote is removed.
+func TestLinuxGivesBackTheHostsOwnFiles(t *testing.T) {
+	root := t.TempDir()
+	l := &Linux{Dir: filepath.Join(t.TempDir(), "managed"), Root: root}
+	ctx := context.Background()
+	writeHostFile(t, root, "etc/motd", "the host's motd\n", 0o600)
+	writeHostFile(t, root, "usr/lib/systemd/system/sshd.service", "[Service]\n", 0o644)
+	wants := filepath.Join(root, "etc/systemd/system/multi-user.target.wants")
+	if err := os.MkdirAll(wants, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/usr/lib/systemd/system/sshd.service", filepath.Join(wants, "sshd.service")); err != nil {
+		t.Fatal(err)
+	}
+	apply := func(configs ...*agentv1.Configuration) *agentv1.Facts {
+		return l.Apply(ctx, &agentv1.DesiredConfig{State: "Active", Configurations: configs})
+	}
+	managed := &agentv1.Configuration{Name: "base", Revision: "r1", Settings: &agentv1.Settings{
+		Files: []*agentv1.File{{Path: "/etc/motd", Mode: 0o644, Content: []byte("managed\n")}, {Path: "/etc/issue", Mode: 0o644, Content: []byte("new\n")}},
+		SystemdUnits: []*agentv1.SystemdUnit{{Name: "sshd.service", Enabled: true, Content: "[Service]\nExecStart=/bin/true\n"}},
+	}}
+	if st := stateOf(apply(managed), "base"); st.GetState() != "Applied" {
+		t.Fatalf("base reported %v", st)
+	}
+	if target, _ := os.Readlink(filepath.Join(wants, "sshd.service")); target != "/etc/systemd/system/sshd.service" {
+		t.Errorf("the enable link points to %q, want the unit the configuration wrote", target)
+	}
+	apply()
+	if b, err := os.ReadFile(filepath.Join(root, "etc/motd")); err != nil || string(b) != "the host's motd\n" {
+		t.Errorf("/etc/motd reads %q, %v after its configuration went; want the host's own back", b, err)
+	}
+	if fi, _ := os.Stat(filepath.Join(root, "etc/motd")); fi == nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("/etc/motd mode %v, want the host's 0600 back", fi)
+	}
+	if target, err := os.Readlink(filepath.Join(wants, "sshd.service")); err != nil || target != "/usr/lib/systemd/system/sshd.service" {
+		t.Errorf("the host's enable link reads %q, %v; want it back", target, err)
+	}
+	for _, p := range []string{"etc/issue", "etc/systemd/system/sshd.service"} {
+		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
+			t.Errorf("%s, which only the agent wrote, is still there", p)
+		}
+	}
+
+	// Retiring gives the host's files back too.
+	apply(managed)
+	if res := l.Executors()["Retire"](ctx, &agentv1.Command{Action: "Retire"}); res.Code != CodeOK {
+		t.Fatalf("retire: %+v", res)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/motd")); string(b) != "the host's motd\n" {
+		t.Errorf("/etc/motd reads %q after Retire", b)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/issue")); err == nil {
+		t.Error("/etc/issue is still there after Retire")
+	}
+}
+
+// TestLinuxFailedRevisionKeepsTheLastGoodOne: a revision that fails halfway
+// leaves every file of the revision before it in place, the ones it did
+// not touch included.
+func TestLinuxFailedRevisionKeepsTheLastGoodOne(t *testing.T) {
+	root := t.TempDir()
+	l := &Linux{Dir: filepath.Join(t.TempDir(), "managed"), Root: root}
+	ctx := context.Background()
+	writeHostFile(t, root, "etc/hostname", "box\n", 0o644)
+	good := &agentv1.Configuration{Name: "base", Revision: "r1", Settings: &agentv1.Settings{Files: []*agentv1.File{
+		{Path: "/etc/a", Mode: 0o644, Content: []byte("a1\n")}, {Path: "/etc/b", Mode: 0o644, Content: []byte("b1\n")}}}}
+	l.Apply(ctx, &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{good}})
+	bad := &agentv1.Configuration{Name: "base", Revision: "r2", Settings: &agentv1.Settings{Files: []*agentv1.File{
+		{Path: "/etc/a", Mode: 0o644, Content: []byte("a2\n")},
+		{Path: "/etc/c", Mode: 0o644, Content: []byte("c2\n")},
+		// /etc/hostname is a file: nothing can be written under it.
+		{Path: "/etc/hostname/x", Mode: 0o644, Content: []byte("x\n")}}}}
+	st := stateOf(l.Apply(ctx, &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{bad}}), "base")
+	if st.GetState() != "Failed" || st.GetRevision() != "r2" {
+		t.Fatalf("r2 reported %v, want Failed", st)
+	}
+	for path, want := range map[string]string{"etc/a": "a1\n", "etc/b": "b1\n"} {
+		if b, err := os.ReadFile(filepath.Join(root, path)); err != nil || string(b) != want {
+			t.Errorf("%s reads %q, %v after r2 failed; want r1's %q", path, b, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/c")); err == nil {
+		t.Error("/etc/c of the failed revision stayed")
+	}
+	// And they are still the agent's: the configuration going removes them.
+	l.Apply(ctx, &agentv1.DesiredConfig{})
+	for _, p := range []string{"etc/a", "etc/b"} {
+		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
+			t.Errorf("%s stayed after its configuration went", p)
+		}
+	}
+}
+
+// TestLinuxEnablesOnlyUnitsThatExist: enabling a unit the configuration
+// does not carry links to the host's unit, or fails when there is none;
+// systemd is told to read units again only when a pass changed one.
+func TestLinuxEnablesOnlyUnitsThatExist(t *testing.T) {
+	root := t.TempDir()
+	marker := filepath.Join(t.TempDir(), "reloads")
+	l := &Linux{Dir: filepath.Join(t.TempDir(), "managed"), Root: root,
+		SystemdReload: []string{"sh", "-c", "echo reload >> " + marker}}
+	ctx := context.Background()
+	reloads := func() int {
+		b, _ := os.ReadFile(marker)
+		return len(strings.Split(strings.TrimSpace(string(b)), "\n")) - boolRank(len(b) == 0)
+	}
+	writeHostFile(t, root, "lib/systemd/system/cups.service", "[Service]\n", 0o644)
+	cfg := &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{
+		{Name: "printing", Revision: "r1", Settings: &agentv1.Settings{SystemdUnits: []*agentv1.SystemdUnit{{Name: "cups.service", Enabled: true}}}},
+		{Name: "ghost", Revision: "r1", Settings: &agentv1.Settings{SystemdUnits: []*agentv1.SystemdUnit{{Name: "ghost.service", Enabled: true}}}},
+	}}
+	facts := l.Apply(ctx, cfg)
+	if st := stateOf(facts, "printing"); st.GetState() != "Applied" {
+		t.Errorf("printing reported %v", st)
+	}
+	if target, err := os.Readlink(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/cups.service")); err != nil || target != "/lib/systemd/system/cups.service" {
+		t.Errorf("cups.service link %q, %v; want the host's unit", target, err)
+	}
+	if st := stateOf(facts, "ghost"); st.GetState() != "Failed" || !strings.Contains(st.GetSettings()[0].GetMessage(), "not installed") {
+		t.Errorf("ghost reported %v, want Failed saying the unit is not installed", st)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/ghost.service")); err == nil {
+		t.Error("a link to a unit that does not exist was made")
+	}
+	if n := reloads(); n != 1 {
+		t.Errorf("%d reloads after enabling a unit, want 1", n)
+	}
+	l.Apply(ctx, cfg)
+	if n := reloads(); n != 1 {
+		t.Errorf("%d reloads after a pass that changed nothing, want still 1", n)
+	}
+	l.Apply(ctx, &agentv1.DesiredConfig{})
+	if n := reloads(); n != 2 {
+		t.Errorf("%d reloads after disabling a unit, want 2", n)
+	}
+	if _, err := os.Stat(filepath.Join(root, "lib/systemd/system/cups.service")); err != nil {
+		t.Error("the host's own unit went with the link")
+	}
+}
+
+// TestLinuxRemembersConfigurationsAcrossRestarts: an agent started again
+// reinstalls a configuration and reports its states while they are held.
+func TestLinuxRemembersConfigurationsAcrossRestarts(t *testing.T) {
+	root, dir := t.TempDir(), filepath.Join(t.TempDir(), "managed")
+	ctx := context.Background()
+	first := &Linux{Dir: dir, Root: root}
+	first.Apply(ctx, &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{{Name: "motd", Revision: "r1",
+		Settings: &agentv1.Settings{Files: []*agentv1.File{{Path: "/etc/motd", Mode: 0o644, Content: []byte("managed\n")}}}}}})
+	writeHostFile(t, root, "etc/motd", "edited\n", 0o644)
+
+	again := &Linux{Dir: dir, Root: root}
+	facts := again.Apply(ctx, &agentv1.DesiredConfig{ConfigurationsHeld: true})
+	if st := stateOf(facts, "motd"); st.GetState() != "Applied" || st.GetRevision() != "r1" {
+		t.Errorf("held after a restart, reported %v; want motd Applied at r1", st)
+	}
+	res := again.Executors()["ReinstallConfiguration"](ctx, &agentv1.Command{Action: "ReinstallConfiguration",
+		Parameters: &agentv1.CommandParameters{Configurations: []string{"motd"}}})
+	if res.Code != CodeOK {
+		t.Fatalf("reinstall after a restart: %+v", res)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/motd")); string(b) != "managed\n" {
+		t.Errorf("motd reads %q after the reinstall", b)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, configurationsFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the saved configurations: %v, %v; want mode 0600", fi, err)
 	}
 }

@@ -64,3 +64,44 @@ func TestReportRetriesUntilAcknowledged(t *testing.T) {
 		}
 	})
 }
+
+func (g *flakyGateway) ReportStatus(context.Context, *connect.Request[agentv1.ReportStatusRequest]) (*connect.Response[agentv1.ReportStatusResponse], error) {
+	g.calls++
+	if g.calls <= len(g.answers) {
+		return nil, g.answers[g.calls-1]
+	}
+	return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
+}
+
+// TestApplyReportsUntilAcknowledged: the report after applying a
+// configuration, which a rollout waits for, is sent again while the gateway
+// cannot record it, and the generation counts as applied only once it has.
+func TestApplyReportsUntilAcknowledged(t *testing.T) {
+	unavailable := connect.NewError(connect.CodeUnavailable, errors.New("writing the Device status: etcd is down"))
+	for _, tc := range []struct {
+		name    string
+		answers []error
+		calls   int
+		saved   int64
+	}{
+		{"acknowledged at once", nil, 1, 7},
+		{"the gateway could not write it twice", []error{unavailable, unavailable}, 3, 7},
+		{"refused", []error{connect.NewError(connect.CodeInvalidArgument, errors.New("facts.state"))}, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state, err := LoadState(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := New(Options{MaxBackoff: time.Millisecond}, state, &Simulated{Serial: "s1"}, logr.Discard())
+			g := &flakyGateway{answers: tc.answers}
+			a.apply(context.Background(), g, &agentv1.DesiredConfig{Generation: 7, State: "Active"})
+			if g.calls != tc.calls {
+				t.Errorf("%d calls, want %d", g.calls, tc.calls)
+			}
+			if got := state.AppliedGeneration(); got != tc.saved {
+				t.Errorf("applied generation %d, want %d", got, tc.saved)
+			}
+		})
+	}
+}

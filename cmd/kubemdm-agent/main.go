@@ -77,7 +77,14 @@ func main() {
 		var p agent.Platform
 		switch *platform {
 		case "linux":
-			p = &agent.Linux{Dir: filepath.Join(*stateDir, "managed"), Root: *root, PackageDir: *packageDir, AllowDestructive: *allowDestructive}
+			l := &agent.Linux{Dir: filepath.Join(*stateDir, "managed"), Root: *root, PackageDir: *packageDir, AllowDestructive: *allowDestructive}
+			if filepath.Clean(*root) == "/" {
+				// Units written to the host's own root take effect once
+				// systemd reads them again; under a sandbox root there is
+				// no systemd to tell.
+				l.SystemdReload = []string{"systemctl", "daemon-reload"}
+			}
+			p = l
 		case "simulated":
 			host, _ := os.Hostname()
 			p = &agent.Simulated{Serial: host, PlatformName: *simPlatform, Model: "Simulated", OSVersion: "1.0"}
