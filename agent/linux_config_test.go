@@ -169,7 +169,7 @@ func TestLinuxGivesBackTheHostsOwnFiles(t *testing.T) {
 		return l.Apply(ctx, &agentv1.DesiredConfig{State: "Active", Configurations: configs})
 	}
 	managed := &agentv1.Configuration{Name: "base", Revision: "r1", Settings: &agentv1.Settings{
-		Files: []*agentv1.File{{Path: "/etc/motd", Mode: 0o644, Content: []byte("managed\n")}, {Path: "/etc/issue", Mode: 0o644, Content: []byte("new\n")}},
+		Files:        []*agentv1.File{{Path: "/etc/motd", Mode: 0o644, Content: []byte("managed\n")}, {Path: "/etc/issue", Mode: 0o644, Content: []byte("new\n")}},
 		SystemdUnits: []*agentv1.SystemdUnit{{Name: "sshd.service", Enabled: true, Content: "[Service]\nExecStart=/bin/true\n"}},
 	}}
 	if st := stateOf(apply(managed), "base"); st.GetState() != "Applied" {

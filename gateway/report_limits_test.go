@@ -40,4 +40,3 @@ func TestTrimmedFactsAreTaken(t *testing.T) {
 		t.Errorf("message cut to %d bytes, valid UTF-8 %v", len(c.GetMessage()), utf8.ValidString(c.GetMessage()))
 	}
 }
-
