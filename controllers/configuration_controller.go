@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -60,10 +61,10 @@ func (r *ConfigurationReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	previous := cfg.Status.Revision
 	settleConfiguration(cfg, revision, err)
 	if err == nil {
+		startRollout(cfg, previous)
 		if err := r.snapshot(ctx, cfg); err != nil {
 			return ctrl.Result{}, err
 		}
-		startRollout(cfg, previous)
 	}
 	devices, err := targetedDevices(ctx, r.Client, cfg)
 	if err != nil {
@@ -93,6 +94,10 @@ func settleConfiguration(cfg *mdmv1alpha1.Configuration, revision string, err er
 		}
 		conditions.MarkStalled(cfg, reason, fmt.Sprintf("Devices keep revision %q: %s", cfg.Status.Revision, pe.Error()))
 		return
+	}
+	if cfg.Status.Revision != revision || cfg.Status.RevisionTime == nil {
+		now := metav1.Now()
+		cfg.Status.RevisionTime = &now
 	}
 	cfg.Status.Revision = revision
 	conditions.MarkReady(cfg, mdmv1alpha1.ConfigurationReasonRevised, fmt.Sprintf("Revision %s goes to the targeted devices", revision))

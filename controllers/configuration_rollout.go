@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,7 +30,8 @@ const keptRevisions = 3
 // snapshot keeps the settings of the current revision in a
 // ControllerRevision, so that a later staged rollout can still hand them to
 // the devices it has yet to reach, and deletes the oldest beyond
-// keptRevisions. Secret values are not copied: they stay in their Secret.
+// keptRevisions. It runs after startRollout, so the rollout's previous
+// revision is protected. Secret values are not copied: they stay in their Secret.
 func (r *ConfigurationReconciler) snapshot(ctx context.Context, cfg *mdmv1alpha1.Configuration) error {
 	list := &appsv1.ControllerRevisionList{}
 	if err := r.Payloads.List(ctx, list, client.InNamespace(cfg.Namespace), client.MatchingLabels{configset.LabelConfiguration: cfg.Name}); err != nil {
@@ -61,16 +63,32 @@ func (r *ConfigurationReconciler) snapshot(ctx context.Context, cfg *mdmv1alpha1
 		}
 		list.Items = append(list.Items, *cr)
 	}
-	slices.SortFunc(list.Items, func(a, b appsv1.ControllerRevision) int { return int(b.Revision - a.Revision) })
-	for _, cr := range list.Items[min(keptRevisions, len(list.Items)):] {
-		if cr.Name == name || (cfg.Status.Rollout != nil && cr.Name == configset.RevisionName(cfg.Name, cfg.Status.Rollout.PreviousRevision)) {
-			continue
-		}
+	protect := []string{name}
+	if cfg.Status.Rollout != nil {
+		protect = append(protect, configset.RevisionName(cfg.Name, cfg.Status.Rollout.PreviousRevision))
+	}
+	for _, cr := range staleRevisions(list.Items, protect) {
 		if err := r.Delete(ctx, &cr); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting revision %s: %w", cr.Name, err)
 		}
 	}
 	return nil
+}
+
+// staleRevisions are the revisions beyond the keptRevisions newest, save
+// the protected ones: the current revision, and the previous one a rollout
+// still hands to the devices it has yet to reach, however old it is (a
+// revert makes an old revision current again without a new number).
+func staleRevisions(items []appsv1.ControllerRevision, protect []string) []appsv1.ControllerRevision {
+	items = slices.Clone(items)
+	slices.SortFunc(items, func(a, b appsv1.ControllerRevision) int { return cmp.Compare(b.Revision, a.Revision) })
+	var stale []appsv1.ControllerRevision
+	for _, cr := range items[min(keptRevisions, len(items)):] {
+		if !slices.Contains(protect, cr.Name) {
+			stale = append(stale, cr)
+		}
+	}
+	return stale
 }
 
 // startRollout begins staging a new revision when the Configuration asks
@@ -119,6 +137,7 @@ func progressRollout(cfg *mdmv1alpha1.Configuration, devices []mdmv1alpha1.Devic
 		conditions.Remove(cfg, mdmv1alpha1.ConfigurationConditionRollingOut)
 		return
 	}
+	wasBelow := ro.AdmittedBelow
 	var order []rolloutDevice
 	for i := range devices {
 		d := &devices[i]
@@ -174,6 +193,10 @@ func progressRollout(cfg *mdmv1alpha1.Configuration, devices []mdmv1alpha1.Devic
 	if admitted >= len(order) {
 		// Every device is admitted, or there is none to stage.
 		ro.AdmittedBelow = configset.AdmitAll
+	}
+	if ro.AdmittedBelow != wasBelow || ro.AdmittedTime == nil {
+		now := metav1.Now()
+		ro.AdmittedTime = &now
 	}
 	ro.Admitted = int32(admitted)
 	ro.Pending = int32(len(order)) - ro.Updated - ro.Failed

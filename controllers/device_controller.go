@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -63,6 +64,10 @@ type DeviceReconciler struct {
 	// SeenWindow is how recently a compliant device's agent must have been
 	// seen; zero means compliance.DefaultSeenWindow.
 	SeenWindow time.Duration
+	// ApplyGrace is how long a device may take to apply a configuration
+	// revision before it is NonCompliant for it; zero means
+	// compliance.DefaultApplyGrace.
+	ApplyGrace time.Duration
 }
 
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=devices,verbs=get;list;watch;create;update;patch
@@ -188,7 +193,7 @@ func (r *DeviceReconciler) converge(d *mdmv1alpha1.Device) {
 // device costs no writes. It returns when to look again: when the agent's
 // last sighting leaves the window, or a request dated ahead falls due.
 func (r *DeviceReconciler) evaluateCompliance(d *mdmv1alpha1.Device, rules []compliance.Rules, now time.Time) time.Duration {
-	state, reasons := compliance.Evaluate(d, rules, now, r.SeenWindow)
+	state, reasons, recheck := compliance.Evaluate(d, rules, now, r.SeenWindow)
 	requested, wait := complianceRequested(d, now)
 	if c := d.Status.Compliance; c == nil || c.State != state || !slices.Equal(c.Reasons, reasons) || requested {
 		at := metav1.NewTime(now)
@@ -201,8 +206,10 @@ func (r *DeviceReconciler) evaluateCompliance(d *mdmv1alpha1.Device, rules []com
 	if window := cmp.Or(r.SeenWindow, compliance.DefaultSeenWindow); d.Status.LastSeen != nil && !conditions.IsTrue(d, mdmv1alpha1.DeviceConditionConnected) && state == mdmv1alpha1.ComplianceCompliant {
 		after = max(d.Status.LastSeen.Add(window).Sub(now), time.Second)
 	}
-	if wait > 0 && (after == 0 || wait < after) {
-		after = wait
+	for _, w := range []time.Duration{wait, recheck} {
+		if w > 0 && (after == 0 || w < after) {
+			after = w
+		}
 	}
 	return after
 }
@@ -235,18 +242,36 @@ func setCompliantCondition(d *mdmv1alpha1.Device) {
 	}
 }
 
-// complianceRules are the rules of the Configurations that apply to the
-// device, from the cache.
+// complianceRules are the Configurations that apply to the device, from
+// the cache: the revision each is due at, by when, and its rules.
 func (r *DeviceReconciler) complianceRules(ctx context.Context, d *mdmv1alpha1.Device) ([]compliance.Rules, error) {
 	list := &mdmv1alpha1.ConfigurationList{}
 	if err := r.List(ctx, list, client.InNamespace(d.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing Configurations: %w", err)
 	}
+	grace := cmp.Or(r.ApplyGrace, compliance.DefaultApplyGrace)
 	var rules []compliance.Rules
 	for _, t := range configset.Targets(d, list.Items) {
-		if t.Config != nil && !t.Excluded && !t.Unsupported && t.Config.Spec.Compliance != nil {
-			rules = append(rules, compliance.Rules{Configuration: t.Name, ComplianceRules: *t.Config.Spec.Compliance})
+		if t.Excluded || t.Unsupported {
+			continue
 		}
+		rule := compliance.Rules{Configuration: t.Name}
+		if t.Config != nil {
+			revision, since := configset.DueRevision(t.Config, d.UID)
+			rule.Revision = revision
+			if !since.IsZero() {
+				// A device that enrolled since has had no time to apply
+				// anything yet.
+				if e := d.Status.EnrolledAt; e != nil && e.After(since) {
+					since = e.Time
+				}
+				rule.Deadline = since.Add(grace)
+			}
+			if t.Config.Spec.Compliance != nil {
+				rule.ComplianceRules = *t.Config.Spec.Compliance
+			}
+		}
+		rules = append(rules, rule)
 	}
 	return rules, nil
 }
@@ -274,10 +299,13 @@ func (r *DeviceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&mdmv1alpha1.Device{}).
-		// Only a change of a Configuration's spec can change its rules;
-		// its status moves with every device report.
+		// A Configuration's rules, the revision it is due at and its
+		// rollout's admissions change compliance; its counts, which move
+		// with every device report, do not.
 		Watches(&mdmv1alpha1.Configuration{}, handler.EnqueueRequestsFromMapFunc(r.configurationDevices),
-			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+			builder.WithPredicates(predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+				return configset.Republished(e.ObjectOld.(*mdmv1alpha1.Configuration), e.ObjectNew.(*mdmv1alpha1.Configuration))
+			}})).
 		// A deleted Device waits on its deletion action; its progress
 		// brings the Device back.
 		Watches(&mdmv1alpha1.DeviceAction{}, handler.EnqueueRequestsFromMapFunc(deletionActionDevice)).

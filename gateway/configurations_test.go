@@ -248,6 +248,66 @@ var _ = Describe("Configuration compliance", func() {
 	})
 })
 
+// applyGrace is the suite's: short, so that a device left behind shows.
+const applyGrace = 3 * time.Second
+
+var _ = Describe("Configuration revisions and compliance", func() {
+	ctx := context.Background()
+
+	It("makes a device that has not applied the due revision NonCompliant once the grace ends, and compliant again when it applies it", func() {
+		ns := newNamespace(ctx)
+		token := linuxToken(ns, "fleet", true)
+		token.Spec.DeviceTemplate = &mdmv1alpha1.DeviceTemplate{Labels: map[string]string{"site": "lab"}}
+		value, pin := issuedToken(ctx, token)
+		a, _ := newAgent(value, pin, "GRACE")
+		Expect(a.Enroll(ctx)).To(Succeed())
+		stop := run(a)
+		// Selected by label, never named by the Device.
+		cfg := &mdmv1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lock"},
+			Spec: mdmv1alpha1.ConfigurationSpec{
+				DeviceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"site": "lab"}},
+				Settings:       mdmv1alpha1.ConfigurationSettings{Passcode: &mdmv1alpha1.PasscodeSettings{MinLength: ptr.To[int32](6)}}}}
+		Expect(k8sClient.Create(ctx, cfg)).To(Succeed())
+		compliance := func(g Gomega) *mdmv1alpha1.ComplianceStatus {
+			d := &mdmv1alpha1.Device{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "grace"}, d)).To(Succeed())
+			g.Expect(d.Status.Compliance).NotTo(BeNil())
+			return d.Status.Compliance
+		}
+		Eventually(compliance).Should(HaveField("State", mdmv1alpha1.ComplianceCompliant))
+		first := revisionOf(ctx, cfg)
+
+		// Offline, the device cannot take the next revision.
+		stop()
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cfg), cfg)).To(Succeed())
+		cfg.Spec.Settings.Passcode.MinLength = ptr.To[int32](8)
+		Expect(k8sClient.Update(ctx, cfg)).To(Succeed())
+		var second string
+		Eventually(func(g Gomega) {
+			second = revisionOf(ctx, cfg)
+			g.Expect(second).NotTo(Equal(first))
+		}).Should(Succeed())
+		// Within the grace it stays compliant, then it is not.
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cfg), cfg)).To(Succeed())
+		if within := time.Until(cfg.Status.RevisionTime.Add(applyGrace)) - time.Second; within > 0 {
+			Consistently(compliance, within, 200*time.Millisecond).Should(HaveField("State", mdmv1alpha1.ComplianceCompliant))
+		}
+		Eventually(compliance, 2*applyGrace).Should(SatisfyAll(HaveField("State", mdmv1alpha1.ComplianceNonCompliant),
+			HaveField("Reasons", ConsistOf(fmt.Sprintf("configuration lock is at revision %s; revision %s is due", first, second)))))
+
+		DeferCleanup(run(a))
+		Eventually(compliance).Should(HaveField("State", mdmv1alpha1.ComplianceCompliant))
+	})
+})
+
+// revisionOf reads a Configuration's settled revision.
+func revisionOf(ctx context.Context, cfg *mdmv1alpha1.Configuration) string {
+	GinkgoHelper()
+	got := &mdmv1alpha1.Configuration{}
+	Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cfg), got)).To(Succeed())
+	return got.Status.Revision
+}
+
 var _ = Describe("Configuration rollout", func() {
 	ctx := context.Background()
 

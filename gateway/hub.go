@@ -100,17 +100,36 @@ func (s *subscriber) takeConfigDue() bool {
 }
 
 // shouldSend reports whether cfg differs from what the agent holds and, if
-// so, counts it sent. A generation older than the one sent is not sent: the
-// cache went back for a moment.
+// so, counts it sent.
 func (s *subscriber) shouldSend(cfg *agentv1.DesiredConfig) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := versionOf(cfg)
-	if v == s.configSent || v.generation < s.configSent.generation {
+	if !differs(cfg, s.configSent) {
 		return false
+	}
+	v := versionOf(cfg)
+	if cfg.GetConfigurationsHeld() {
+		// The agent keeps the configurations it has.
+		v.digest = s.configSent.digest
 	}
 	s.configSent = v
 	return true
+}
+
+// differs reports whether cfg is news to an agent that holds held. A
+// generation older than the agent's is not: the cache went back for a
+// moment. While the configurations are held, only a new generation is:
+// the agent keeps its configurations, and sending it the same held
+// configuration again on every Poll would only make it report again.
+func differs(cfg *agentv1.DesiredConfig, held configVersion) bool {
+	v := versionOf(cfg)
+	switch {
+	case v.generation < held.generation:
+		return false
+	case cfg.GetConfigurationsHeld():
+		return v.generation != held.generation
+	}
+	return v != held
 }
 
 // hub holds the open streams of this replica by device.

@@ -52,8 +52,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, deviceCA *pki.CA, opts Options
 		}
 	}
 	if _, err := configs.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    onConfig,
-		UpdateFunc: func(_, o any) { onConfig(o) },
+		AddFunc: onConfig,
+		UpdateFunc: func(old, o any) {
+			if configset.Republished(old.(*mdmv1alpha1.Configuration), o.(*mdmv1alpha1.Configuration)) {
+				onConfig(o)
+			}
+		},
 		DeleteFunc: onConfig,
 	}); err != nil {
 		return nil, err

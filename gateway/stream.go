@@ -203,8 +203,7 @@ func (s *Server) Poll(ctx context.Context, req *connect.Request[agentv1.PollRequ
 	}
 	s.presence.seen(client.ObjectKeyFromObject(device), device.UID)
 	resp := &agentv1.PollResponse{}
-	if cfg, err := s.render(ctx, device); err == nil && versionOf(cfg) != (configVersion{req.Msg.GetConfigGeneration(), req.Msg.GetConfigurationsDigest()}) &&
-		cfg.GetGeneration() >= req.Msg.GetConfigGeneration() {
+	if cfg, err := s.render(ctx, device); err == nil && differs(cfg, configVersion{req.Msg.GetConfigGeneration(), req.Msg.GetConfigurationsDigest()}) {
 		resp.Config = cfg
 	}
 	open, err := s.openCommands(ctx, device)

@@ -67,7 +67,8 @@ var _ = BeforeSuite(func() {
 	// a log.
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, &suiteLog)), zap.UseDevMode(true), zap.Level(zapcore.Level(-3))))
 	var err error
-	env, err = testenv.Start(testenv.Options{Wrap: func(c client.Client) client.Client { return writeCounter{c, &managerWrites} }})
+	env, err = testenv.Start(testenv.Options{Wrap: func(c client.Client) client.Client { return writeCounter{c, &managerWrites} },
+		ApplyGrace: applyGrace})
 	Expect(err).NotTo(HaveOccurred())
 	k8sClient = env.Client
 })

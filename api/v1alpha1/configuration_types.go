@@ -384,6 +384,13 @@ type ConfigurationStatus struct {
 	// +kubebuilder:validation:MaxLength=64
 	Revision string `json:"revision,omitempty"`
 
+	// revisionTime is when revision took its value. A device is given the
+	// controller's apply grace from then (or from its admission in a
+	// staged rollout) before a row at another revision makes it
+	// NonCompliant.
+	// +optional
+	RevisionTime *metav1.Time `json:"revisionTime,omitempty"`
+
 	// devices counts the Devices the configuration targets by how far
 	// each got, from their status.configurations rows as of their last
 	// report. A device that has yet to report this revision is pending.
@@ -412,6 +419,9 @@ type RolloutStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	AdmittedBelow string `json:"admittedBelow,omitempty"`
+	// admittedTime is when the last batch was admitted.
+	// +optional
+	AdmittedTime *metav1.Time `json:"admittedTime,omitempty"`
 	// admitted devices, of targeted.
 	Admitted int32 `json:"admitted"`
 	// updated: admitted devices that applied the revision.
@@ -455,6 +465,7 @@ type ConfigurationDeviceCounts struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=cfg,categories=mdm
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters: a Configuration's revisions are labelled with its name"
 // +kubebuilder:printcolumn:name="Priority",type=integer,JSONPath=`.spec.priority`
 // +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.status.revision`
 // +kubebuilder:printcolumn:name="Targeted",type=integer,JSONPath=`.status.devices.targeted`

@@ -80,6 +80,8 @@ type rejection struct {
 	status  string
 	field   string
 	message string
+	// name, when set, is the object's name.
+	name string
 }
 
 func devices(n int) string {
@@ -95,7 +97,7 @@ var counter int
 var _ = DescribeTable("the apiserver refuses bad manifests with the field and a message a person understands",
 	func(r rejection) {
 		counter++
-		obj := object(r.kind, fmt.Sprintf("bad-%d", counter), r.create)
+		obj := object(r.kind, firstNonEmpty(r.name, fmt.Sprintf("bad-%d", counter)), r.create)
 		err := k8sClient.Create(ctx, obj)
 		if r.update != "" || r.status != "" {
 			Expect(err).NotTo(HaveOccurred(), "the base object must be valid")
@@ -286,6 +288,10 @@ var _ = DescribeTable("the apiserver refuses bad manifests with the field and a 
 	Entry("configuration: a batch of 150%", rejection{kind: "Configuration",
 		create: `{spec: {rollout: {maxUnavailable: "150%"}, settings: {passcode: {minLength: 6}}}}`,
 		field:  "spec.rollout.maxUnavailable", message: "maxUnavailable must be a count of at least 1 or a percentage from 1% to 100%"}),
+	Entry("configuration: a name longer than a label value", rejection{kind: "Configuration",
+		name:   strings.Repeat("c", 64),
+		create: `{spec: {settings: {passcode: {minLength: 6}}}}`,
+		field:  "<nil>", message: "metadata.name must be at most 63 characters"}),
 	Entry("configuration: a version on an absent package", rejection{kind: "Configuration",
 		create: `{spec: {settings: {packages: [{name: curl, state: Absent, version: "7.88"}]}}}`,
 		field:  "spec.settings.packages[0]", message: "version is only allowed for a Present package"}),

@@ -70,6 +70,7 @@ type options struct {
 	statusFlushInterval time.Duration
 	deletionTimeout     time.Duration
 	seenWindow          time.Duration
+	applyGrace          time.Duration
 	gatewayReplica      string
 	handoverGrace       time.Duration
 	leaseDuration       time.Duration
@@ -104,6 +105,7 @@ func main() {
 	flag.DurationVar(&o.handoverGrace, "gateway-handover-grace", gateway.DefaultHandoverGrace, "How long a device whose stream closed (or whose gateway replica stopped) has to reconnect before it is shown disconnected.")
 	flag.DurationVar(&o.leaseDuration, "gateway-lease-duration", gateway.DefaultLeaseDuration, "How long a gateway replica's Lease holds without renewal; the other replicas then mark its devices disconnected.")
 	flag.DurationVar(&o.seenWindow, "compliance-seen-window", compliance.DefaultSeenWindow, "A device whose agent was not seen for this long is NonCompliant.")
+	flag.DurationVar(&o.applyGrace, "compliance-apply-grace", compliance.DefaultApplyGrace, "A device that has not applied a configuration revision this long after it became due is NonCompliant.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -207,7 +209,7 @@ func run(o options) error {
 			return fmt.Errorf("setting up EnrollmentToken controller: %w", err)
 		}
 		if err := (&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
-			DeletionTimeout: o.deletionTimeout, SeenWindow: o.seenWindow}).SetupWithManager(mgr); err != nil {
+			DeletionTimeout: o.deletionTimeout, SeenWindow: o.seenWindow, ApplyGrace: o.applyGrace}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up Device controller: %w", err)
 		}
 		if err := (&controllers.ConfigurationReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),

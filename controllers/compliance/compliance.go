@@ -17,23 +17,37 @@ import (
 // DefaultSeenWindow is how recently an agent must have been seen.
 const DefaultSeenWindow = 24 * time.Hour
 
-// Rules are the compliance rules of one configuration that applies to the
-// device.
+// DefaultApplyGrace is how long a device may take to apply a revision
+// that became due before a row at another one makes it NonCompliant. A
+// connected device applies one within seconds; the grace keeps a fleet-wide
+// push from flipping every device to NonCompliant and back, two status
+// writes per device.
+const DefaultApplyGrace = 10 * time.Minute
+
+// Rules is one configuration that applies to the device: the revision the
+// device should hold and its compliance rules, if any.
 type Rules struct {
 	Configuration string
+	// Revision is the revision the device should hold; "" takes any.
+	Revision string
+	// Deadline is when a device that reports another revision, or none,
+	// has had its time to apply this one.
+	Deadline time.Time
 	mdmv1alpha1.ComplianceRules
 }
 
-// Evaluate returns the state and the reasons a device is not compliant.
-// A device that never reported is Unknown.
-func Evaluate(d *mdmv1alpha1.Device, rules []Rules, now time.Time, window time.Duration) (mdmv1alpha1.ComplianceState, []string) {
+// Evaluate returns the state and the reasons a device is not compliant,
+// and how long until a configuration still within its apply grace must be
+// looked at again (0 for none). A device that never reported is Unknown.
+func Evaluate(d *mdmv1alpha1.Device, rules []Rules, now time.Time, window time.Duration) (mdmv1alpha1.ComplianceState, []string, time.Duration) {
 	if d.Status.LastSeen == nil && d.Status.DeviceInfo == nil {
-		return mdmv1alpha1.ComplianceUnknown, []string{"the device has not reported yet"}
+		return mdmv1alpha1.ComplianceUnknown, []string{"the device has not reported yet"}, 0
 	}
 	if window <= 0 {
 		window = DefaultSeenWindow
 	}
 	var reasons []string
+	var recheck time.Duration
 	reported := map[string]mdmv1alpha1.DeviceConfigurationStatus{}
 	for _, c := range d.Status.Configurations {
 		reported[c.Name] = c
@@ -47,17 +61,30 @@ func Evaluate(d *mdmv1alpha1.Device, rules []Rules, now time.Time, window time.D
 		osVersion = d.Status.DeviceInfo.OSVersion
 	}
 	for _, c := range d.Spec.Configurations {
-		if c.Excluded {
-			continue
-		}
-		if _, ok := reported[c.Name]; !ok {
-			reasons = append(reasons, fmt.Sprintf("configuration %s is not reported by the device", c.Name))
-		}
-		if c.MinOSVersion != "" && Older(osVersion, c.MinOSVersion) {
+		if !c.Excluded && c.MinOSVersion != "" && Older(osVersion, c.MinOSVersion) {
 			reasons = append(reasons, fmt.Sprintf("OS version %q is older than %s, which configuration %s requires", osVersion, c.MinOSVersion, c.Name))
 		}
 	}
 	for _, r := range rules {
+		row, ok := reported[r.Configuration]
+		behind := ""
+		switch {
+		case !ok:
+			behind = fmt.Sprintf("configuration %s is not reported by the device", r.Configuration)
+		case row.State == mdmv1alpha1.ConfigurationApplied && r.Revision != "" && row.Revision != r.Revision:
+			behind = fmt.Sprintf("configuration %s is at revision %s; revision %s is due", r.Configuration, row.Revision, r.Revision)
+		}
+		switch {
+		case behind == "":
+		case now.Before(r.Deadline):
+			// Still within its grace: looked at again when it ends, or
+			// when the device reports.
+			if wait := r.Deadline.Sub(now); recheck == 0 || wait < recheck {
+				recheck = wait
+			}
+		default:
+			reasons = append(reasons, behind)
+		}
 		reasons = append(reasons, r.check(osVersion, d.Status.Security)...)
 	}
 	// A device holding its stream is seen now, whatever lastSeen says:
@@ -66,9 +93,9 @@ func Evaluate(d *mdmv1alpha1.Device, rules []Rules, now time.Time, window time.D
 		reasons = append(reasons, fmt.Sprintf("the agent was last seen %s ago, more than %s", now.Sub(d.Status.LastSeen.Time).Round(time.Minute), window))
 	}
 	if len(reasons) > 0 {
-		return mdmv1alpha1.ComplianceNonCompliant, capReasons(reasons)
+		return mdmv1alpha1.ComplianceNonCompliant, capReasons(reasons), recheck
 	}
-	return mdmv1alpha1.ComplianceCompliant, nil
+	return mdmv1alpha1.ComplianceCompliant, nil, recheck
 }
 
 // check returns the rules the device fails, each naming the configuration.

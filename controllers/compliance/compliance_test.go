@@ -74,7 +74,13 @@ func TestEvaluate(t *testing.T) {
 	} {
 		d := base()
 		tc.mutate(d)
-		state, reasons := Evaluate(d, nil, now, 24*time.Hour)
+		var rules []Rules
+		for _, a := range d.Spec.Configurations {
+			if !a.Excluded {
+				rules = append(rules, Rules{Configuration: a.Name})
+			}
+		}
+		state, reasons, _ := Evaluate(d, rules, now, 24*time.Hour)
 		if state != tc.state || len(reasons) != tc.reasons {
 			t.Errorf("%s: %s %v, want %s with %d reasons", name, state, reasons, tc.state, tc.reasons)
 		}
@@ -105,10 +111,46 @@ func TestRules(t *testing.T) {
 			[]string{"the device does not report whether it has encrypted storage, which configuration baseline requires"}},
 	} {
 		d := &mdmv1alpha1.Device{Status: mdmv1alpha1.DeviceStatus{LastSeen: &seen, Security: tc.security,
-			DeviceInfo: &mdmv1alpha1.DeviceInfo{OSVersion: tc.os}}}
-		state, reasons := Evaluate(d, []Rules{{Configuration: "baseline", ComplianceRules: tc.rules}}, now, time.Hour)
+			DeviceInfo:     &mdmv1alpha1.DeviceInfo{OSVersion: tc.os},
+			Configurations: []mdmv1alpha1.DeviceConfigurationStatus{{Name: "baseline", State: "Applied"}}}}
+		state, reasons, _ := Evaluate(d, []Rules{{Configuration: "baseline", ComplianceRules: tc.rules}}, now, time.Hour)
 		if !slices.Equal(reasons, tc.reasons) || (state == mdmv1alpha1.ComplianceCompliant) != (tc.reasons == nil) {
 			t.Errorf("%s: %s %q, want %q", name, state, reasons, tc.reasons)
+		}
+	}
+}
+
+// TestEvaluateRevisions: a device is compliant only at the revision each
+// configuration is due at, selector-targeted ones included; a device still
+// within its apply grace is looked at again when the grace ends.
+func TestEvaluateRevisions(t *testing.T) {
+	now := time.Now()
+	seen := metav1.NewTime(now)
+	soon, past := now.Add(5*time.Minute), now.Add(-time.Minute)
+	for name, tc := range map[string]struct {
+		rows    []mdmv1alpha1.DeviceConfigurationStatus
+		rule    Rules
+		reasons []string
+		recheck time.Duration
+	}{
+		"at the due revision": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Applied", Revision: "r2"}},
+			Rules{Configuration: "wifi", Revision: "r2", Deadline: past}, nil, 0},
+		"behind, within the grace": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Applied", Revision: "r1"}},
+			Rules{Configuration: "wifi", Revision: "r2", Deadline: soon}, nil, 5 * time.Minute},
+		"behind, past the grace": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Applied", Revision: "r1"}},
+			Rules{Configuration: "wifi", Revision: "r2", Deadline: past}, []string{"configuration wifi is at revision r1; revision r2 is due"}, 0},
+		"selected, never reported, past the grace": {nil,
+			Rules{Configuration: "wifi", Revision: "r2", Deadline: past}, []string{"configuration wifi is not reported by the device"}, 0},
+		"selected a moment ago": {nil, Rules{Configuration: "wifi", Revision: "r2", Deadline: soon}, nil, 5 * time.Minute},
+		"failed, within the grace": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Failed", Revision: "r2"}},
+			Rules{Configuration: "wifi", Revision: "r2", Deadline: soon}, []string{"configuration wifi is Failed"}, 0},
+		"overridden at another revision": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Overridden", Revision: "r1"}},
+			Rules{Configuration: "wifi", Revision: "r2", Deadline: past}, nil, 0},
+	} {
+		d := &mdmv1alpha1.Device{Status: mdmv1alpha1.DeviceStatus{LastSeen: &seen, DeviceInfo: &mdmv1alpha1.DeviceInfo{OSVersion: "1"}, Configurations: tc.rows}}
+		_, reasons, recheck := Evaluate(d, []Rules{tc.rule}, now, time.Hour)
+		if !slices.Equal(reasons, tc.reasons) || recheck.Round(time.Second) != tc.recheck {
+			t.Errorf("%s: %q, recheck %s; want %q, recheck %s", name, reasons, recheck, tc.reasons, tc.recheck)
 		}
 	}
 }

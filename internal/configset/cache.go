@@ -2,6 +2,8 @@ package configset
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -53,8 +55,31 @@ type ReaderPayloads struct {
 	Namespace string
 }
 
-// Value returns the key's content.
+// Value is the content of a labelled Secret's or ConfigMap's key.
 func (p ReaderPayloads) Value(ref Ref) ([]byte, error) {
+	_, v, err := p.read(ref)
+	return v, err
+}
+
+// Fingerprint stands for a key's content in a revision. For a Secret it is
+// an HMAC keyed by the Secret's UID, which a person who may read
+// Configurations but not Secrets does not know: a plain hash of a short
+// password in status.revision could be tested against guesses offline.
+func (p ReaderPayloads) Fingerprint(ref Ref) ([]byte, error) {
+	obj, v, err := p.read(ref)
+	if err != nil {
+		return nil, err
+	}
+	if _, secret := obj.(*corev1.Secret); secret {
+		mac := hmac.New(sha256.New, []byte(obj.GetUID()))
+		mac.Write(v)
+		return mac.Sum(nil), nil
+	}
+	sum := sha256.Sum256(v)
+	return sum[:], nil
+}
+
+func (p ReaderPayloads) read(ref Ref) (client.Object, []byte, error) {
 	key := client.ObjectKey{Namespace: p.Namespace, Name: ref.Name}
 	var obj client.Object = &corev1.Secret{}
 	if ref.Kind == "ConfigMap" {
@@ -66,11 +91,11 @@ func (p ReaderPayloads) Value(ref Ref) ([]byte, error) {
 	}
 	switch {
 	case apierrors.IsNotFound(err):
-		return nil, &PayloadError{Ref: ref}
+		return nil, nil, &PayloadError{Ref: ref}
 	case err != nil:
-		return nil, fmt.Errorf("reading %s: %w", ref, err)
+		return nil, nil, fmt.Errorf("reading %s: %w", ref, err)
 	case obj.GetLabels()[mdmv1alpha1.LabelDevicePayload] != "true":
-		return nil, &PayloadError{Ref: ref, NotAllowed: true}
+		return nil, nil, &PayloadError{Ref: ref, NotAllowed: true}
 	}
 	var v []byte
 	var ok bool
@@ -86,7 +111,7 @@ func (p ReaderPayloads) Value(ref Ref) ([]byte, error) {
 		}
 	}
 	if !ok {
-		return nil, &PayloadError{Ref: ref}
+		return nil, nil, &PayloadError{Ref: ref}
 	}
-	return v, nil
+	return obj, v, nil
 }

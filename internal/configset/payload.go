@@ -61,7 +61,11 @@ func cmpRef(a, b Ref) int {
 // Payloads reads the keys of the Secrets and ConfigMaps labelled
 // mdm.kubemdm.io/device-payload=true in one namespace.
 type Payloads interface {
+	// Value is a key's content, for the device.
 	Value(Ref) ([]byte, error)
+	// Fingerprint is what stands for the content in a revision: it
+	// changes with the content and does not give it away.
+	Fingerprint(Ref) ([]byte, error)
 }
 
 // PayloadError says why a referenced key cannot be read.
@@ -90,11 +94,10 @@ func Revision(s *mdmv1alpha1.ConfigurationSettings, payloads Payloads) (string, 
 	h := sha256.New()
 	h.Write(raw)
 	for _, ref := range Refs(s) {
-		v, err := payloads.Value(ref)
+		sum, err := payloads.Fingerprint(ref)
 		if err != nil {
 			return "", err
 		}
-		sum := sha256.Sum256(v)
 		fmt.Fprintf(h, "\x00%s\x00%s\x00%s\x00%x", ref.Kind, ref.Name, ref.Key, sum)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:20], nil

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -33,6 +34,41 @@ func RolloutHash(uid types.UID, revision string) string {
 func Admitted(c *mdmv1alpha1.Configuration, uid types.UID) bool {
 	r := c.Status.Rollout
 	return r == nil || RolloutHash(uid, r.Revision) < r.AdmittedBelow
+}
+
+// DueRevision is the revision a device should hold of a Configuration and
+// since when: the settled revision, from when it was settled or the device
+// admitted; or, for a device a staged rollout has yet to reach, the
+// previous revision, which it has held all along (zero time).
+func DueRevision(c *mdmv1alpha1.Configuration, uid types.UID) (string, time.Time) {
+	var since time.Time
+	if c.Status.RevisionTime != nil {
+		since = c.Status.RevisionTime.Time
+	}
+	r := c.Status.Rollout
+	switch {
+	case c.Spec.Rollout == nil || r == nil:
+		return c.Status.Revision, since
+	case !Admitted(c, uid):
+		return r.PreviousRevision, time.Time{}
+	case r.AdmittedTime != nil && r.AdmittedTime.After(since):
+		since = r.AdmittedTime.Time
+	}
+	return c.Status.Revision, since
+}
+
+// Republished reports whether a Configuration's update can change what a
+// device gets or should hold: its spec, its revision, or where its rollout
+// stands. The controller's count and condition writes, several per rollout
+// batch, change none of these.
+func Republished(old, c *mdmv1alpha1.Configuration) bool {
+	stage := func(c *mdmv1alpha1.Configuration) [3]string {
+		if r := c.Status.Rollout; r != nil {
+			return [3]string{r.Revision, r.PreviousRevision, r.AdmittedBelow}
+		}
+		return [3]string{}
+	}
+	return old.Generation != c.Generation || old.Status.Revision != c.Status.Revision || stage(old) != stage(c)
 }
 
 // RevisionName is the name of the ControllerRevision that holds a

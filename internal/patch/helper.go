@@ -17,6 +17,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
@@ -38,6 +40,7 @@ func NewHelper(obj client.Object) *Helper {
 // an error: removing the last finalizer may already have deleted the object.
 func (h *Helper) Patch(ctx context.Context, c client.Client, obj client.Object) error {
 	desiredFinalizers := slices.Clone(obj.GetFinalizers())
+	keepTransitionTimes(h.before, obj)
 	changed, err := statusChanged(h.before, obj)
 	if err != nil {
 		return err
@@ -103,4 +106,38 @@ func (h *Helper) Finish(ctx context.Context, c client.Client, obj client.Object,
 		*retErr = errors.Join(*retErr, fmt.Errorf("patching %s: %w", klog.KObj(obj), err))
 	}
 	return false
+}
+
+// conditioned is an object whose status holds conditions.
+type conditioned interface {
+	GetConditions() *[]metav1.Condition
+}
+
+// keepTransitionTimes gives every condition that has the status it had when
+// read its lastTransitionTime back. A reconcile may remove a condition and
+// set it again on the way (settling, then finding a rollout still going);
+// that is no transition, and writing a new time for it would cost a status
+// write on every pass.
+func keepTransitionTimes(before, after client.Object) {
+	b, ok := before.(conditioned)
+	a, ok2 := after.(conditioned)
+	if !ok || !ok2 {
+		return
+	}
+	was := *b.GetConditions()
+	conds := *a.GetConditions()
+	for i := range conds {
+		if old := meta.FindStatusCondition(was, conds[i].Type); old != nil && old.Status == conds[i].Status {
+			conds[i].LastTransitionTime = old.LastTransitionTime
+		}
+	}
+	// In the order they were read, new ones last, so that a condition set
+	// again is not a move either.
+	at := func(typ string) int {
+		if i := slices.IndexFunc(was, func(c metav1.Condition) bool { return c.Type == typ }); i >= 0 {
+			return i
+		}
+		return len(was)
+	}
+	slices.SortStableFunc(conds, func(x, y metav1.Condition) int { return at(x.Type) - at(y.Type) })
 }

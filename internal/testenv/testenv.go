@@ -73,6 +73,9 @@ type Options struct {
 	Webhooks bool
 	// DeletionTimeout bounds how long a deleted Device waits for its device.
 	DeletionTimeout time.Duration
+	// ApplyGrace is how long a device may take to apply a configuration
+	// revision before it is NonCompliant for it.
+	ApplyGrace time.Duration
 	// HandoverGrace is the gateway's; 1s when zero, so that disconnects
 	// show quickly.
 	HandoverGrace time.Duration
@@ -241,7 +244,7 @@ func (e *Env) newManager(ctx context.Context, bind, replica string, withControll
 		return nil, nil, err
 	}
 	if err := (&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
-		DeletionTimeout: o.DeletionTimeout}).SetupWithManager(mgr); err != nil {
+		DeletionTimeout: o.DeletionTimeout, ApplyGrace: o.ApplyGrace}).SetupWithManager(mgr); err != nil {
 		return nil, nil, err
 	}
 	if err := (&controllers.ConfigurationReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
