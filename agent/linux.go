@@ -34,10 +34,10 @@ type Linux struct {
 	// packages are installed from; on the host's own root a package not
 	// there comes from apt-get.
 	PackageDir string
-	// SystemdReload is the command that has systemd read unit files again
-	// after a pass changed one ("systemctl daemon-reload" on a real host);
-	// empty runs nothing.
-	SystemdReload    []string
+	// Run runs a host tool (systemctl, dconf, update-ca-certificates,
+	// nmcli) after a pass changed the files it reads: RunCommand on a real
+	// host, nil under a sandbox root, where no tool is told anything.
+	Run              func(argv ...string) error
 	AllowDestructive bool
 
 	// states are the configurations' states of the last apply, reported

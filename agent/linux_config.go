@@ -33,6 +33,9 @@ type owned struct {
 	Paths map[string]ownedPath `json:"paths,omitempty"`
 	// Packages are the packages the agent installed.
 	Packages []string `json:"packages,omitempty"`
+	// Retry are the directories whose host tool failed after the last
+	// pass; the next pass runs it again, changed or not.
+	Retry []string `json:"retry,omitempty"`
 
 	// Files and Links are the lists an earlier agent kept; read once and
 	// turned into Paths.
@@ -108,10 +111,25 @@ func (l *Linux) under(path string) (string, error) {
 }
 
 // pass is one convergence of the configurations: what the agent owned
-// before it, and whether a unit file changed, so systemd reads them again.
+// before it, and the paths it changed, which say which host tools must
+// read their files again.
 type pass struct {
-	before       owned
-	unitsChanged bool
+	before  owned
+	changed []string
+}
+
+func (p *pass) change(path string) { p.changed = append(p.changed, path) }
+
+// hostHooks have a host tool read again the files under a directory after
+// a pass changed one there.
+var hostHooks = []struct {
+	dir  string
+	argv []string
+}{
+	{"/etc/systemd/system/", []string{"systemctl", "daemon-reload"}},
+	{"/etc/dconf/db/", []string{"dconf", "update"}},
+	{"/usr/local/share/ca-certificates/", []string{"update-ca-certificates"}},
+	{"/etc/NetworkManager/system-connections/", []string{"nmcli", "connection", "reload"}},
 }
 
 // applyConfigurations converges files, systemd units and packages to the
@@ -124,11 +142,13 @@ func (l *Linux) applyConfigurations(configs []*agentv1.Configuration) []*agentv1
 	p := &pass{before: l.readOwned()}
 	now := owned{Paths: map[string]ownedPath{}}
 	var states []*agentv1.ConfigurationState
+	byName := map[string]*agentv1.ConfigurationState{}
 	for _, c := range configs {
 		st, owns := l.applyConfiguration(p, c)
 		maps.Copy(now.Paths, owns.Paths)
 		now.Packages = append(now.Packages, owns.Packages...)
 		states = append(states, st)
+		byName[c.GetName()] = st
 	}
 	// What the agent put there before and no configuration wants any more
 	// goes, and the host's own file comes back. Links first: they point at
@@ -150,17 +170,66 @@ func (l *Linux) applyConfigurations(configs []*agentv1.Configuration) []*agentv1
 			}
 		}
 	}
+	now.Retry = l.runHooks(p, now, byName, configs)
 	_ = l.writeOwned(now)
-	if p.unitsChanged {
-		if err := l.reloadSystemd(); err != nil {
-			for i, c := range configs {
-				if len(c.GetSettings().GetSystemdUnits()) > 0 && states[i].GetState() == "Applied" {
-					states[i].State, states[i].Message = "Failed", err.Error()
+	return states
+}
+
+// runHooks has the host's tools take what the pass changed: systemd, dconf,
+// the trust store and NetworkManager read their files again, units whose
+// file or link changed are restarted, units no longer enabled are stopped.
+// A tool that fails fails the configurations that own a file it reads,
+// and runs again on the next pass; runHooks returns those directories.
+func (l *Linux) runHooks(p *pass, now owned, byName map[string]*agentv1.ConfigurationState, configs []*agentv1.Configuration) []string {
+	if l.Run == nil || (len(p.changed) == 0 && len(p.before.Retry) == 0) {
+		return nil
+	}
+	var retry []string
+	failOwners := func(dir string, err error) {
+		for path, o := range now.Paths {
+			if st := byName[o.Configuration]; st != nil && strings.HasPrefix(path, dir) && st.GetState() == "Applied" {
+				st.State, st.Message = "Failed", err.Error()
+			}
+		}
+	}
+	for _, h := range hostHooks {
+		if slices.Contains(p.before.Retry, h.dir) || slices.ContainsFunc(p.changed, func(path string) bool { return strings.HasPrefix(path, h.dir) }) {
+			if err := l.Run(h.argv...); err != nil {
+				failOwners(h.dir, err)
+				retry = append(retry, h.dir)
+			}
+		}
+	}
+	wants := "/" + unitDir + "/multi-user.target.wants/"
+	for _, path := range p.changed {
+		if name, ok := strings.CutPrefix(path, wants); ok {
+			if _, enabled := now.Paths[path]; !enabled {
+				_ = l.Run("systemctl", "stop", name)
+			}
+		}
+	}
+	for _, c := range configs {
+		for _, u := range c.GetSettings().GetSystemdUnits() {
+			unit, link := "/"+unitDir+"/"+u.GetName(), wants+u.GetName()
+			if u.GetEnabled() && (slices.Contains(p.changed, unit) || slices.Contains(p.changed, link)) {
+				if err := l.Run("systemctl", "restart", u.GetName()); err != nil {
+					if st := byName[c.GetName()]; st.GetState() == "Applied" {
+						st.State, st.Message = "Failed", err.Error()
+						st.Settings = append(st.Settings, &agentv1.SettingState{Path: "systemdUnits[" + u.GetName() + "]", Reason: "Failed", Message: err.Error()})
+					}
 				}
 			}
 		}
 	}
-	return states
+	return retry
+}
+
+// RunCommand runs a host tool, its output in the error when it fails.
+func RunCommand(argv ...string) error {
+	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 func isLink(path string) bool { return strings.Contains(path, ".wants/") }
@@ -170,18 +239,6 @@ func boolRank(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-// reloadSystemd has systemd read the unit files again after the pass
-// changed one.
-func (l *Linux) reloadSystemd() error {
-	if len(l.SystemdReload) == 0 {
-		return nil
-	}
-	if out, err := exec.Command(l.SystemdReload[0], l.SystemdReload[1:]...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %v: %s", strings.Join(l.SystemdReload, " "), err, bytes.TrimSpace(out))
-	}
-	return nil
 }
 
 // applyConfiguration applies one configuration and returns its state and
@@ -223,9 +280,18 @@ func (l *Linux) applyConfiguration(p *pass, c *agentv1.Configuration) (*agentv1.
 			owns.Packages = append(owns.Packages, pkg.GetName())
 		}
 	}
-	for path := range settingValues(c.GetSettings()) {
-		if !strings.HasPrefix(path, "files[") && !strings.HasPrefix(path, "systemdUnits[") && !strings.HasPrefix(path, "packages[") {
-			fail(path, "Unsupported", "the Linux agent does not apply "+strings.SplitN(path, "[", 2)[0])
+	for _, hs := range hostSettings(c.GetSettings()) {
+		if hs.unsupported != "" {
+			fail(hs.path, "Unsupported", hs.unsupported)
+			continue
+		}
+		for _, f := range hs.files {
+			if err := l.writeFile(p, journal, f.path, []byte(f.content), f.mode); err != nil {
+				fail(hs.path, "Failed", err.Error())
+				break
+			}
+			take(f.path)
+			journal.setting(f.path, hs.path)
 		}
 	}
 	if len(failed) > 0 {
@@ -325,9 +391,7 @@ func (l *Linux) giveBack(p *pass, path string, o ownedPath) error {
 	if err != nil {
 		return nil // never written: nothing to undo
 	}
-	if strings.HasPrefix(path, "/"+unitDir+"/") {
-		p.unitsChanged = true
-	}
+	p.change(path)
 	switch orig := o.Original; {
 	case orig == nil:
 		if err := os.Remove(full); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -357,6 +421,8 @@ type undo struct {
 	// prior is what each path held before the pass wrote it; nil when it
 	// held nothing.
 	prior map[string]*priorContent
+	// carries names the setting of each file a mapped setting wrote.
+	carries map[string]string
 }
 
 type priorContent struct {
@@ -404,9 +470,22 @@ func (u *undo) rollback(l *Linux) {
 	}
 }
 
+// setting records which setting a file the pass wrote carries.
+func (u *undo) setting(file, setting string) {
+	if u.carries == nil {
+		u.carries = map[string]string{}
+	}
+	u.carries[file] = setting
+}
+
 // settings are the setting paths of a configuration that the pass touched.
 func (u *undo) settings(c *agentv1.Configuration) []string {
 	var out []string
+	for _, file := range u.files {
+		if s, ok := u.carries[file]; ok && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
 	for _, f := range c.GetSettings().GetFiles() {
 		if slices.Contains(u.files, f.GetPath()) {
 			out = append(out, "files["+f.GetPath()+"]")
@@ -449,10 +528,18 @@ func (l *Linux) writeFile(p *pass, journal *undo, path string, content []byte, m
 	if err := os.Chmod(tmp, mode.Perm()); err != nil {
 		return err
 	}
-	if strings.HasPrefix(path, "/"+unitDir+"/") {
-		p.unitsChanged = true
+	if err := os.Rename(tmp, full); err != nil {
+		return err
 	}
-	return os.Rename(tmp, full)
+	p.change(path)
+	// Verified by reading it back, not by trusting the calls above.
+	if got, err := os.ReadFile(full); err != nil || !bytes.Equal(got, content) {
+		return fmt.Errorf("%s does not read back as written: %v", path, err)
+	}
+	if fi, err := os.Stat(full); err != nil || fi.Mode().Perm() != mode.Perm() {
+		return fmt.Errorf("%s does not have mode %#o after writing it", path, mode.Perm())
+	}
+	return nil
 }
 
 func (l *Linux) link(p *pass, journal *undo, link, target string) error {
@@ -468,6 +555,12 @@ func (l *Linux) link(p *pass, journal *undo, link, target string) error {
 		return err
 	}
 	_ = os.Remove(full)
-	p.unitsChanged = true
-	return os.Symlink(target, full)
+	p.change(link)
+	if err := os.Symlink(target, full); err != nil {
+		return err
+	}
+	if got, err := os.Readlink(full); err != nil || got != target {
+		return fmt.Errorf("%s does not point to %s after linking it", link, target)
+	}
+	return nil
 }

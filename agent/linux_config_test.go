@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,7 +30,7 @@ func TestLinuxConfigurationFiles(t *testing.T) {
 		{Name: "motd", Revision: "r1", Settings: &agentv1.Settings{
 			Files:        []*agentv1.File{{Path: "/etc/motd", Mode: 0o640, Content: []byte("hello\n")}},
 			SystemdUnits: []*agentv1.SystemdUnit{{Name: "kiosk.service", Enabled: true, Content: "[Service]\nExecStart=/bin/true\n"}},
-			Passcode:     &agentv1.Passcode{MinLength: ptrTo[int32](8)},
+			Apps:         []*agentv1.App{{Id: "org.example.kiosk", InstallType: "Required"}},
 		}},
 		{Name: "bad", Revision: "r9", Settings: &agentv1.Settings{Files: []*agentv1.File{{Path: "/etc/../escape", Content: []byte("x")}}}},
 	}}
@@ -39,7 +40,7 @@ func TestLinuxConfigurationFiles(t *testing.T) {
 		got[c.GetName()] = c
 	}
 	if s := got["motd"]; s.GetState() != "Applied" || s.GetRevision() != "r1" || len(s.GetSettings()) != 1 || s.GetSettings()[0].GetReason() != "Unsupported" {
-		t.Errorf("motd reported %v, want Applied at r1 with passcode Unsupported", s)
+		t.Errorf("motd reported %v, want Applied at r1 with the app Unsupported", s)
 	}
 	if s := got["bad"]; s.GetState() != "Failed" || s.GetSettings()[0].GetPath() != "files[/etc/../escape]" {
 		t.Errorf("bad reported %v, want Failed naming the file", s)
@@ -249,14 +250,11 @@ func TestLinuxFailedRevisionKeepsTheLastGoodOne(t *testing.T) {
 // systemd is told to read units again only when a pass changed one.
 func TestLinuxEnablesOnlyUnitsThatExist(t *testing.T) {
 	root := t.TempDir()
-	marker := filepath.Join(t.TempDir(), "reloads")
+	var ran []string
 	l := &Linux{Dir: filepath.Join(t.TempDir(), "managed"), Root: root,
-		SystemdReload: []string{"sh", "-c", "echo reload >> " + marker}}
+		Run: func(argv ...string) error { ran = append(ran, strings.Join(argv, " ")); return nil }}
 	ctx := context.Background()
-	reloads := func() int {
-		b, _ := os.ReadFile(marker)
-		return len(strings.Split(strings.TrimSpace(string(b)), "\n")) - boolRank(len(b) == 0)
-	}
+	reloads := func() int { return count(ran, "systemctl daemon-reload") }
 	writeHostFile(t, root, "lib/systemd/system/cups.service", "[Service]\n", 0o644)
 	cfg := &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{
 		{Name: "printing", Revision: "r1", Settings: &agentv1.Settings{SystemdUnits: []*agentv1.SystemdUnit{{Name: "cups.service", Enabled: true}}}},
@@ -285,6 +283,9 @@ func TestLinuxEnablesOnlyUnitsThatExist(t *testing.T) {
 	l.Apply(ctx, &agentv1.DesiredConfig{})
 	if n := reloads(); n != 2 {
 		t.Errorf("%d reloads after disabling a unit, want 2", n)
+	}
+	if !slices.Equal(ran, []string{"systemctl daemon-reload", "systemctl restart cups.service", "systemctl daemon-reload", "systemctl stop cups.service"}) {
+		t.Errorf("ran %q; want the unit started when enabled and stopped when disabled", ran)
 	}
 	if _, err := os.Stat(filepath.Join(root, "lib/systemd/system/cups.service")); err != nil {
 		t.Error("the host's own unit went with the link")
@@ -317,4 +318,14 @@ func TestLinuxRemembersConfigurationsAcrossRestarts(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, configurationsFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("the saved configurations: %v, %v; want mode 0600", fi, err)
 	}
+}
+
+func count(list []string, s string) int {
+	n := 0
+	for _, v := range list {
+		if v == s {
+			n++
+		}
+	}
+	return n
 }

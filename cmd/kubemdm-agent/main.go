@@ -79,10 +79,10 @@ func main() {
 		case "linux":
 			l := &agent.Linux{Dir: filepath.Join(*stateDir, "managed"), Root: *root, PackageDir: *packageDir, AllowDestructive: *allowDestructive}
 			if filepath.Clean(*root) == "/" {
-				// Units written to the host's own root take effect once
-				// systemd reads them again; under a sandbox root there is
-				// no systemd to tell.
-				l.SystemdReload = []string{"systemctl", "daemon-reload"}
+				// Files written to the host's own root take effect once
+				// systemd, dconf, the trust store and NetworkManager read
+				// them again; under a sandbox root there is none to tell.
+				l.Run = agent.RunCommand
 			}
 			p = l
 		case "simulated":
