@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 )
@@ -49,6 +50,10 @@ type Linux struct {
 	// loaded says states and configs were read back from Dir after a
 	// restart.
 	loaded bool
+	// facts are those of the last apply.
+	facts *agentv1.Facts
+	// rewrote are the configurations the last pass wrote a file for.
+	rewrote []string
 }
 
 // Info reads the host's identity.
@@ -82,11 +87,40 @@ func (l *Linux) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv1.Fa
 	l.loadConfigurations()
 	if !cfg.GetConfigurationsHeld() {
 		l.configs = cfg.GetConfigurations()
-		l.states = l.applyConfigurations(l.configs)
+		l.setStates(l.applyConfigurations(l.configs), nil)
 		l.saveConfigurations()
 	}
 	facts.Configurations = l.states
+	l.facts = proto.Clone(facts).(*agentv1.Facts)
 	return facts
+}
+
+// setStates records the states of a pass with when each configuration was
+// last written: now for a new revision, one the pass changed a file of, or
+// one reinstalled; else as before.
+func (l *Linux) setStates(states []*agentv1.ConfigurationState, reinstalled []string) {
+	for _, st := range states {
+		i := slices.IndexFunc(l.states, func(o *agentv1.ConfigurationState) bool { return o.GetName() == st.GetName() })
+		switch {
+		case i < 0 || l.states[i].GetRevision() != st.GetRevision() || l.states[i].GetAppliedTime() == nil ||
+			slices.Contains(reinstalled, st.GetName()) || slices.Contains(l.rewrote, st.GetName()):
+			st.AppliedTime = timestamppb.Now()
+		default:
+			st.AppliedTime = l.states[i].GetAppliedTime()
+		}
+	}
+	l.states = states
+}
+
+// Facts are those of the last apply with the configurations' states as
+// they are now, reported after a command changed them (a reinstall).
+func (l *Linux) Facts() *agentv1.Facts {
+	if l.facts == nil {
+		return nil
+	}
+	f := proto.Clone(l.facts).(*agentv1.Facts)
+	f.Configurations = l.states
+	return f
 }
 
 // Executors are the commands that make sense on a Linux host.
@@ -126,7 +160,7 @@ func (l *Linux) reinstall(_ context.Context, cmd *agentv1.Command) Result {
 			return Result{Code: CodeNotFound, Message: fmt.Sprintf("configuration %s is not installed", name)}
 		}
 	}
-	l.states = l.applyConfigurations(l.configs)
+	l.setStates(l.applyConfigurations(l.configs), names)
 	l.saveConfigurations()
 	for _, st := range l.states {
 		if slices.Contains(names, st.GetName()) && st.GetState() != "Applied" {

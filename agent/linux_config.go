@@ -172,6 +172,12 @@ func (l *Linux) applyConfigurations(configs []*agentv1.Configuration) []*agentv1
 	}
 	now.Retry = l.runHooks(p, now, byName, configs)
 	_ = l.writeOwned(now)
+	l.rewrote = nil
+	for path, o := range now.Paths {
+		if slices.Contains(p.changed, path) && !slices.Contains(l.rewrote, o.Configuration) {
+			l.rewrote = append(l.rewrote, o.Configuration)
+		}
+	}
 	return states
 }
 

@@ -108,8 +108,12 @@ func TestLinuxReinstallsAConfiguration(t *testing.T) {
 	root := t.TempDir()
 	l := &Linux{Dir: filepath.Join(t.TempDir(), "managed"), Root: root}
 	ctx := context.Background()
-	l.Apply(ctx, &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{{Name: "motd", Revision: "r1",
-		Settings: &agentv1.Settings{Files: []*agentv1.File{{Path: "/etc/motd", Mode: 0o644, Content: []byte("managed\n")}}}}}})
+	cfg := &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{{Name: "motd", Revision: "r1",
+		Settings: &agentv1.Settings{Files: []*agentv1.File{{Path: "/etc/motd", Mode: 0o644, Content: []byte("managed\n")}}}}}}
+	applied := stateOf(l.Apply(ctx, cfg), "motd").GetAppliedTime().AsTime()
+	if again := stateOf(l.Apply(ctx, cfg), "motd").GetAppliedTime().AsTime(); !again.Equal(applied) || applied.IsZero() {
+		t.Errorf("applied at %s, then %s after a pass that wrote nothing; want the first time kept", applied, again)
+	}
 	motd := filepath.Join(root, "etc", "motd")
 	if err := os.WriteFile(motd, []byte("edited by hand\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -123,6 +127,10 @@ func TestLinuxReinstallsAConfiguration(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(motd); string(b) != "managed\n" {
 		t.Errorf("motd reads %q after the reinstall", b)
+	}
+	// The report after the command says when it was written again.
+	if at := stateOf(l.Facts(), "motd").GetAppliedTime().AsTime(); !at.After(applied) {
+		t.Errorf("after the reinstall the report says motd was written at %s, not after %s", at, applied)
 	}
 	if res := reinstall("vpn"); res.Code != CodeNotFound {
 		t.Errorf("reinstalling a configuration the device lacks: %+v, want code 5", res)

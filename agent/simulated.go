@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 )
@@ -83,6 +84,9 @@ type DeviceModel struct {
 	Installed map[string]int
 	// Revisions are the revisions of the installed configurations.
 	Revisions map[string]string
+	// AppliedTimes are when each configuration was last written: its
+	// revision applied, or reinstalled.
+	AppliedTimes map[string]time.Time
 	// Settings are the settings in place, by path, with their value.
 	Settings map[string]string
 	// Certificates are the certificates configurations installed, by
@@ -98,6 +102,7 @@ func (s *Simulated) init() {
 	if s.state.Installed == nil {
 		s.state.Installed = map[string]int{}
 		s.state.Revisions = map[string]string{}
+		s.state.AppliedTimes = map[string]time.Time{}
 		s.state.Settings = map[string]string{}
 		s.state.Certificates = map[string]string{}
 		s.state.OSVersion = s.OSVersion
@@ -113,6 +118,7 @@ func (s *Simulated) Observe() DeviceModel {
 	m.Messages = slices.Clone(m.Messages)
 	m.Installed = maps.Clone(s.state.Installed)
 	m.Revisions = maps.Clone(s.state.Revisions)
+	m.AppliedTimes = maps.Clone(s.state.AppliedTimes)
 	m.Settings = maps.Clone(s.state.Settings)
 	m.Certificates = maps.Clone(s.state.Certificates)
 	m.Kiosk = proto.Clone(s.state.Kiosk).(*agentv1.Kiosk)
@@ -234,7 +240,14 @@ func (s *Simulated) applyConfigurations(configs []*agentv1.Configuration) {
 		installed[c.GetName()] = max(s.state.Installed[c.GetName()], 1)
 		revisions[c.GetName()] = c.GetRevision()
 	}
-	s.state.Installed, s.state.Revisions = installed, revisions
+	applied := map[string]time.Time{}
+	for _, c := range configs {
+		applied[c.GetName()] = s.state.AppliedTimes[c.GetName()]
+		if s.state.Revisions[c.GetName()] != c.GetRevision() || applied[c.GetName()].IsZero() {
+			applied[c.GetName()] = time.Now()
+		}
+	}
+	s.state.Installed, s.state.Revisions, s.state.AppliedTimes = installed, revisions, applied
 }
 
 // configurationStates says, for each configuration of the last
@@ -243,6 +256,9 @@ func (s *Simulated) configurationStates() []*agentv1.ConfigurationState {
 	var states []*agentv1.ConfigurationState
 	for _, c := range s.config.GetConfigurations() {
 		st := &agentv1.ConfigurationState{Name: c.GetName(), State: "Applied", Revision: s.state.Revisions[c.GetName()]}
+		if t := s.state.AppliedTimes[c.GetName()]; !t.IsZero() {
+			st.AppliedTime = timestamppb.New(t)
+		}
 		want := settingValues(c.GetSettings())
 		for _, path := range slices.Sorted(maps.Keys(want)) {
 			if s.state.Settings[path] != want[path] {
@@ -389,6 +405,7 @@ func (s *Simulated) changeLocked(cmd *agentv1.Command) Result {
 		}
 		for _, name := range p.GetConfigurations() {
 			m.Installed[name]++
+			m.AppliedTimes[name] = time.Now()
 		}
 	case "EnterKiosk":
 		m.Kiosk = &agentv1.Kiosk{Enabled: true, App: p.GetKioskApp()}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	appsv1 "k8s.io/api/apps/v1"
 	"strings"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -165,6 +167,10 @@ func (s *Server) configurationRows(ctx context.Context, d *mdmv1alpha1.Device, r
 			row.Settings = a.Lost
 		default:
 			row.Revision, row.State, row.Message = r.GetRevision(), mdmv1alpha1.ConfigurationState(r.GetState()), r.GetMessage()
+			if t := r.GetAppliedTime(); t.IsValid() && t.GetSeconds() > 0 {
+				at := metav1.NewTime(t.AsTime().Truncate(time.Second))
+				row.AppliedTime = &at
+			}
 			for _, st := range r.GetSettings() {
 				row.Settings = append(row.Settings, mdmv1alpha1.SettingStatus{Path: st.GetPath(),
 					Reason: mdmv1alpha1.SettingReason(st.GetReason()), Message: st.GetMessage()})

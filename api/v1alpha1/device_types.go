@@ -415,6 +415,10 @@ type DeviceConfigurationStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	Revision string `json:"revision,omitempty"`
+	// appliedTime is when the device last wrote the configuration: applied
+	// the revision, or reinstalled it (ReinstallConfiguration).
+	// +optional
+	AppliedTime *metav1.Time `json:"appliedTime,omitempty"`
 	// +required
 	State ConfigurationState `json:"state"`
 	// message says why the configuration is not Applied.

@@ -34,7 +34,17 @@ var _ = DescribeTable("every action type runs end to end on a device that suppor
 				}
 			})
 			Eventually(func() map[string]int { return dev.Observe().Installed }).Should(HaveLen(len(spec.Parameters.Configurations)))
+			// status.configurations says when each was last written, to
+			// the second: the reinstall falls in a later one.
+			Eventually(func(g Gomega) {
+				d := &mdmv1alpha1.Device{}
+				g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: name}, d)).To(Succeed())
+				g.Expect(d.Status.Configurations).To(HaveEach(HaveField("AppliedTime", Not(BeNil()))))
+				g.Expect(d.Status.Configurations).To(HaveLen(len(spec.Parameters.Configurations)))
+			}).Should(Succeed())
+			time.Sleep(1100 * time.Millisecond)
 		}
+		began := metav1.NewTime(time.Now().Truncate(time.Second))
 		a := f.action(ctx, name, spec)
 		Eventually(finished(ctx, a)).Should(HaveField("Status.Phase", mdmv1alpha1.ActionSucceeded),
 			func() string { return fmt.Sprintf("rows: %+v", a.Status.Devices) })
@@ -72,6 +82,14 @@ var _ = DescribeTable("every action type runs end to end on a device that suppor
 			Expect(m.OSVersion).To(Equal("18.2"))
 		case mdmv1alpha1.ActionReinstallConfiguration:
 			Expect(m.Installed).To(Equal(map[string]int{"vpn": 2, "wifi": 2}))
+			Eventually(func(g Gomega) {
+				d := &mdmv1alpha1.Device{}
+				g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: name}, d)).To(Succeed())
+				for _, row := range d.Status.Configurations {
+					g.Expect(row.AppliedTime).NotTo(BeNil())
+					g.Expect(row.AppliedTime.Before(&began)).To(BeFalse(), "row %s last written %s, before the reinstall at %s", row.Name, row.AppliedTime, began)
+				}
+			}).Should(Succeed())
 		case mdmv1alpha1.ActionEnterKiosk:
 			Expect(m.Kiosk.GetEnabled()).To(BeTrue())
 			Expect(m.Kiosk.GetApp()).To(Equal("com.example.kiosk"))

@@ -1878,7 +1878,10 @@ type ConfigurationState struct {
 	// revision is the Configuration revision the device applied.
 	Revision string `protobuf:"bytes,4,opt,name=revision,proto3" json:"revision,omitempty"`
 	// settings that are not in place, with why.
-	Settings      []*SettingState `protobuf:"bytes,5,rep,name=settings,proto3" json:"settings,omitempty"`
+	Settings []*SettingState `protobuf:"bytes,5,rep,name=settings,proto3" json:"settings,omitempty"`
+	// applied_time is when the device last wrote the configuration: applied
+	// this revision, or reinstalled it.
+	AppliedTime   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=applied_time,json=appliedTime,proto3" json:"applied_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1944,6 +1947,13 @@ func (x *ConfigurationState) GetRevision() string {
 func (x *ConfigurationState) GetSettings() []*SettingState {
 	if x != nil {
 		return x.Settings
+	}
+	return nil
+}
+
+func (x *ConfigurationState) GetAppliedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AppliedTime
 	}
 	return nil
 }
@@ -2752,13 +2762,14 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\fPollResponse\x127\n" +
 	"\x06config\x18\x01 \x01(\v2\x1f.kubemdm.agent.v1.DesiredConfigR\x06config\x125\n" +
 	"\bcommands\x18\x02 \x03(\v2\x19.kubemdm.agent.v1.CommandR\bcommands\x120\n" +
-	"\x14canceled_command_ids\x18\x03 \x03(\tR\x12canceledCommandIds\"\xb0\x01\n" +
+	"\x14canceled_command_ids\x18\x03 \x03(\tR\x12canceledCommandIds\"\xef\x01\n" +
 	"\x12ConfigurationState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1a\n" +
 	"\brevision\x18\x04 \x01(\tR\brevision\x12:\n" +
-	"\bsettings\x18\x05 \x03(\v2\x1e.kubemdm.agent.v1.SettingStateR\bsettings\"T\n" +
+	"\bsettings\x18\x05 \x03(\v2\x1e.kubemdm.agent.v1.SettingStateR\bsettings\x12=\n" +
+	"\fapplied_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vappliedTime\"T\n" +
 	"\fSettingState\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -2899,35 +2910,36 @@ var file_agent_v1_agent_proto_depIdxs = []int32{
 	17, // 24: kubemdm.agent.v1.PollResponse.config:type_name -> kubemdm.agent.v1.DesiredConfig
 	19, // 25: kubemdm.agent.v1.PollResponse.commands:type_name -> kubemdm.agent.v1.Command
 	27, // 26: kubemdm.agent.v1.ConfigurationState.settings:type_name -> kubemdm.agent.v1.SettingState
-	39, // 27: kubemdm.agent.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	1,  // 28: kubemdm.agent.v1.Facts.device_info:type_name -> kubemdm.agent.v1.DeviceInfo
-	4,  // 29: kubemdm.agent.v1.Facts.kiosk:type_name -> kubemdm.agent.v1.Kiosk
-	5,  // 30: kubemdm.agent.v1.Facts.lost_mode:type_name -> kubemdm.agent.v1.LostMode
-	26, // 31: kubemdm.agent.v1.Facts.configurations:type_name -> kubemdm.agent.v1.ConfigurationState
-	28, // 32: kubemdm.agent.v1.Facts.certificates:type_name -> kubemdm.agent.v1.Certificate
-	30, // 33: kubemdm.agent.v1.Facts.security:type_name -> kubemdm.agent.v1.Security
-	29, // 34: kubemdm.agent.v1.ReportStatusRequest.facts:type_name -> kubemdm.agent.v1.Facts
-	0,  // 35: kubemdm.agent.v1.Step.outcome:type_name -> kubemdm.agent.v1.Outcome
-	0,  // 36: kubemdm.agent.v1.CompleteCommandRequest.outcome:type_name -> kubemdm.agent.v1.Outcome
-	33, // 37: kubemdm.agent.v1.CompleteCommandRequest.steps:type_name -> kubemdm.agent.v1.Step
-	39, // 38: kubemdm.agent.v1.RenewCertificateResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
-	2,  // 39: kubemdm.agent.v1.AgentService.Enroll:input_type -> kubemdm.agent.v1.EnrollRequest
-	20, // 40: kubemdm.agent.v1.AgentService.Subscribe:input_type -> kubemdm.agent.v1.SubscribeRequest
-	24, // 41: kubemdm.agent.v1.AgentService.Poll:input_type -> kubemdm.agent.v1.PollRequest
-	31, // 42: kubemdm.agent.v1.AgentService.ReportStatus:input_type -> kubemdm.agent.v1.ReportStatusRequest
-	34, // 43: kubemdm.agent.v1.AgentService.CompleteCommand:input_type -> kubemdm.agent.v1.CompleteCommandRequest
-	36, // 44: kubemdm.agent.v1.AgentService.RenewCertificate:input_type -> kubemdm.agent.v1.RenewCertificateRequest
-	3,  // 45: kubemdm.agent.v1.AgentService.Enroll:output_type -> kubemdm.agent.v1.EnrollResponse
-	21, // 46: kubemdm.agent.v1.AgentService.Subscribe:output_type -> kubemdm.agent.v1.SubscribeResponse
-	25, // 47: kubemdm.agent.v1.AgentService.Poll:output_type -> kubemdm.agent.v1.PollResponse
-	32, // 48: kubemdm.agent.v1.AgentService.ReportStatus:output_type -> kubemdm.agent.v1.ReportStatusResponse
-	35, // 49: kubemdm.agent.v1.AgentService.CompleteCommand:output_type -> kubemdm.agent.v1.CompleteCommandResponse
-	37, // 50: kubemdm.agent.v1.AgentService.RenewCertificate:output_type -> kubemdm.agent.v1.RenewCertificateResponse
-	45, // [45:51] is the sub-list for method output_type
-	39, // [39:45] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	39, // 27: kubemdm.agent.v1.ConfigurationState.applied_time:type_name -> google.protobuf.Timestamp
+	39, // 28: kubemdm.agent.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	1,  // 29: kubemdm.agent.v1.Facts.device_info:type_name -> kubemdm.agent.v1.DeviceInfo
+	4,  // 30: kubemdm.agent.v1.Facts.kiosk:type_name -> kubemdm.agent.v1.Kiosk
+	5,  // 31: kubemdm.agent.v1.Facts.lost_mode:type_name -> kubemdm.agent.v1.LostMode
+	26, // 32: kubemdm.agent.v1.Facts.configurations:type_name -> kubemdm.agent.v1.ConfigurationState
+	28, // 33: kubemdm.agent.v1.Facts.certificates:type_name -> kubemdm.agent.v1.Certificate
+	30, // 34: kubemdm.agent.v1.Facts.security:type_name -> kubemdm.agent.v1.Security
+	29, // 35: kubemdm.agent.v1.ReportStatusRequest.facts:type_name -> kubemdm.agent.v1.Facts
+	0,  // 36: kubemdm.agent.v1.Step.outcome:type_name -> kubemdm.agent.v1.Outcome
+	0,  // 37: kubemdm.agent.v1.CompleteCommandRequest.outcome:type_name -> kubemdm.agent.v1.Outcome
+	33, // 38: kubemdm.agent.v1.CompleteCommandRequest.steps:type_name -> kubemdm.agent.v1.Step
+	39, // 39: kubemdm.agent.v1.RenewCertificateResponse.certificate_not_after:type_name -> google.protobuf.Timestamp
+	2,  // 40: kubemdm.agent.v1.AgentService.Enroll:input_type -> kubemdm.agent.v1.EnrollRequest
+	20, // 41: kubemdm.agent.v1.AgentService.Subscribe:input_type -> kubemdm.agent.v1.SubscribeRequest
+	24, // 42: kubemdm.agent.v1.AgentService.Poll:input_type -> kubemdm.agent.v1.PollRequest
+	31, // 43: kubemdm.agent.v1.AgentService.ReportStatus:input_type -> kubemdm.agent.v1.ReportStatusRequest
+	34, // 44: kubemdm.agent.v1.AgentService.CompleteCommand:input_type -> kubemdm.agent.v1.CompleteCommandRequest
+	36, // 45: kubemdm.agent.v1.AgentService.RenewCertificate:input_type -> kubemdm.agent.v1.RenewCertificateRequest
+	3,  // 46: kubemdm.agent.v1.AgentService.Enroll:output_type -> kubemdm.agent.v1.EnrollResponse
+	21, // 47: kubemdm.agent.v1.AgentService.Subscribe:output_type -> kubemdm.agent.v1.SubscribeResponse
+	25, // 48: kubemdm.agent.v1.AgentService.Poll:output_type -> kubemdm.agent.v1.PollResponse
+	32, // 49: kubemdm.agent.v1.AgentService.ReportStatus:output_type -> kubemdm.agent.v1.ReportStatusResponse
+	35, // 50: kubemdm.agent.v1.AgentService.CompleteCommand:output_type -> kubemdm.agent.v1.CompleteCommandResponse
+	37, // 51: kubemdm.agent.v1.AgentService.RenewCertificate:output_type -> kubemdm.agent.v1.RenewCertificateResponse
+	46, // [46:52] is the sub-list for method output_type
+	40, // [40:46] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
