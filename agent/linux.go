@@ -256,11 +256,18 @@ func (l *Linux) destructive(what string, argv ...string) Executor {
 func (l *Linux) release(context.Context, *agentv1.Command) Result {
 	l.configs, l.states, l.loaded = nil, nil, true
 	l.applyConfigurations(nil)
-	if o := l.readOwned(); len(o.Paths) > 0 || len(o.Packages) > 0 {
-		return Result{Code: CodeInternal, Message: fmt.Sprintf("could not remove %d files and %d packages the configurations installed; try again", len(o.Paths), len(o.Packages))}
+	o := l.readOwned()
+	if len(o.Paths) > 0 {
+		return Result{Code: CodeInternal, Message: fmt.Sprintf("could not give back %d files the configurations wrote; try again", len(o.Paths))}
 	}
 	if err := os.RemoveAll(l.Dir); err != nil {
 		return Result{Code: CodeInternal, Message: err.Error()}
+	}
+	if len(o.Packages) > 0 {
+		// A package dpkg will not remove (another depends on it now)
+		// must not keep the device managed for ever: it stays, the
+		// host's from now on, and the result says so.
+		return Result{Code: CodeOK, Message: fmt.Sprintf("managed files removed; packages %s stay installed: dpkg could not remove them", strings.Join(o.Packages, ", "))}
 	}
 	return Result{Code: CodeOK, Message: "managed files removed"}
 }

@@ -13,7 +13,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 )
@@ -116,6 +118,8 @@ func (l *Linux) under(path string) (string, error) {
 type pass struct {
 	before  owned
 	changed []string
+	// originals are what the host had at the paths the pass took.
+	originals map[string]*original
 }
 
 func (p *pass) change(path string) { p.changed = append(p.changed, path) }
@@ -172,6 +176,7 @@ func (l *Linux) applyConfigurations(configs []*agentv1.Configuration) []*agentv1
 	}
 	now.Retry = l.runHooks(p, now, byName, configs)
 	_ = l.writeOwned(now)
+	l.dropStrayBackups(now)
 	l.rewrote = nil
 	for path, o := range now.Paths {
 		if slices.Contains(p.changed, path) && !slices.Contains(l.rewrote, o.Configuration) {
@@ -260,9 +265,13 @@ func (l *Linux) applyConfiguration(p *pass, c *agentv1.Configuration) (*agentv1.
 			failed = append(failed, path)
 		}
 	}
-	take := func(path string) { owns.Paths[path] = l.adopt(p, journal, c.GetName(), path) }
+	take := func(path string) { owns.Paths[path] = l.adopt(p, c.GetName(), path) }
 	for _, f := range c.GetSettings().GetFiles() {
-		if err := l.writeFile(p, journal, f.GetPath(), f.GetContent(), fs.FileMode(f.GetMode())); err != nil {
+		own, err := l.resolveIDs(f.GetOwner(), f.GetGroup())
+		if err == nil {
+			err = l.writeFile(p, journal, f.GetPath(), f.GetContent(), fs.FileMode(f.GetMode()), own)
+		}
+		if err != nil {
 			fail("files["+f.GetPath()+"]", "Failed", err.Error())
 			continue
 		}
@@ -292,7 +301,7 @@ func (l *Linux) applyConfiguration(p *pass, c *agentv1.Configuration) (*agentv1.
 			continue
 		}
 		for _, f := range hs.files {
-			if err := l.writeFile(p, journal, f.path, []byte(f.content), f.mode); err != nil {
+			if err := l.writeFile(p, journal, f.path, []byte(f.content), f.mode, nil); err != nil {
 				fail(hs.path, "Failed", err.Error())
 				break
 			}
@@ -305,15 +314,17 @@ func (l *Linux) applyConfiguration(p *pass, c *agentv1.Configuration) (*agentv1.
 		// keeps what its last good revision wrote; packages installed on
 		// the way stay (dpkg has no undo) and stay the agent's.
 		journal.rollback(l)
-		for path, o := range owns.Paths {
-			if _, ok := p.before.Paths[path]; !ok && o.Original != nil && o.Original.Backup != "" {
-				_ = os.Remove(filepath.Join(l.Dir, "originals", o.Original.Backup))
-			}
-		}
 		owns.Paths = map[string]ownedPath{}
 		for path, o := range p.before.Paths {
-			if o.Configuration == c.GetName() {
+			// Paths an earlier agent recorded without their
+			// configuration stay too: one of them may be this one's.
+			if o.Configuration == c.GetName() || o.Configuration == "" {
 				owns.Paths[path] = o
+			}
+		}
+		for _, pkg := range c.GetSettings().GetPackages() {
+			if slices.Contains(p.before.Packages, pkg.GetName()) && !slices.Contains(owns.Packages, pkg.GetName()) {
+				owns.Packages = append(owns.Packages, pkg.GetName())
 			}
 		}
 		for _, path := range journal.settings(c) {
@@ -334,13 +345,18 @@ func (l *Linux) applyConfiguration(p *pass, c *agentv1.Configuration) (*agentv1.
 func (l *Linux) applyUnit(p *pass, journal *undo, u *agentv1.SystemdUnit, take func(string)) error {
 	unit := "/" + unitDir + "/" + u.GetName()
 	if u.GetContent() != "" {
-		if err := l.writeFile(p, journal, unit, []byte(u.GetContent()), 0o644); err != nil {
+		if err := l.writeFile(p, journal, unit, []byte(u.GetContent()), 0o644, nil); err != nil {
 			return err
 		}
 		take(unit)
 	} else if u.GetEnabled() {
 		found := ""
 		for _, dir := range unitSearchPath {
+			if _, agents := p.before.Paths[dir+"/"+u.GetName()]; agents {
+				// A unit file an earlier revision wrote goes at the end
+				// of this pass unless written again.
+				continue
+			}
 			if full, err := l.under(dir + "/" + u.GetName()); err == nil {
 				if _, err := os.Stat(full); err == nil {
 					found = dir + "/" + u.GetName()
@@ -365,29 +381,92 @@ func (l *Linux) applyUnit(p *pass, journal *undo, u *agentv1.SystemdUnit, take f
 }
 
 // adopt is the ownership of a path the pass wrote: carried over when the
-// agent owned it before, else with the host's own content kept as the
-// original (journal recorded it before the write).
-func (l *Linux) adopt(p *pass, journal *undo, configuration, path string) ownedPath {
+// agent owned it before, else with what the host had there, kept by
+// preserve before the first write.
+func (l *Linux) adopt(p *pass, configuration, path string) ownedPath {
 	if o, ok := p.before.Paths[path]; ok {
 		o.Configuration = configuration
 		return o
 	}
-	prior, ok := journal.prior[path]
-	if !ok || prior == nil {
-		return ownedPath{Configuration: configuration}
+	return ownedPath{Configuration: configuration, Original: p.originals[path]}
+}
+
+// backupName is the file under Dir/originals that keeps the host's own
+// content of a path.
+func backupName(path string) string {
+	sum := sha256.Sum256([]byte(path))
+	return hex.EncodeToString(sum[:12])
+}
+
+// preserve keeps the host's own file or link at a path the agent is about
+// to take, before anything changes there, so that a pass cut short
+// (kill -9, a power cut) cannot lose it. A backup already there is from
+// such a pass, so it is the host's original and is kept. Two
+// configurations of one pass taking the same path share what the first
+// found.
+func (l *Linux) preserve(p *pass, path string) error {
+	if _, owned := p.before.Paths[path]; owned {
+		return nil
 	}
-	o := &original{Mode: prior.mode, Link: prior.link}
-	if prior.link == "" {
-		sum := sha256.Sum256([]byte(path))
-		o.Backup = hex.EncodeToString(sum[:12])
-		dir := filepath.Join(l.Dir, "originals")
-		if err := os.MkdirAll(dir, 0o700); err == nil {
-			if err := os.WriteFile(filepath.Join(dir, o.Backup), prior.content, 0o600); err != nil {
-				o.Backup = ""
+	if _, done := p.originals[path]; done {
+		return nil
+	}
+	full, err := l.under(path)
+	if err != nil {
+		return err
+	}
+	var o *original
+	if target, err := os.Readlink(full); err == nil {
+		o = &original{Link: target}
+	} else if fi, err := os.Lstat(full); err == nil && fi.Mode().IsRegular() {
+		o = &original{Backup: backupName(path), Mode: fi.Mode().Perm()}
+		backup := filepath.Join(l.Dir, "originals", o.Backup)
+		if kept, err := os.Stat(backup); err == nil {
+			o.Mode = kept.Mode().Perm()
+		} else {
+			content, err := os.ReadFile(full)
+			if err != nil {
+				return fmt.Errorf("keeping the host's own %s: %w", path, err)
+			}
+			if err := os.MkdirAll(filepath.Dir(backup), 0o700); err != nil {
+				return err
+			}
+			// The backup carries the original's mode; its directory is
+			// the agent's alone.
+			tmp := backup + ".tmp"
+			if err := os.WriteFile(tmp, content, o.Mode); err == nil {
+				err = os.Chmod(tmp, o.Mode)
+			}
+			if err := os.Rename(tmp, backup); err != nil {
+				return fmt.Errorf("keeping the host's own %s: %w", path, err)
 			}
 		}
 	}
-	return ownedPath{Configuration: configuration, Original: o}
+	if p.originals == nil {
+		p.originals = map[string]*original{}
+	}
+	p.originals[path] = o
+	return nil
+}
+
+// dropStrayBackups removes the backups no owned path refers to: those of
+// a failed configuration, whose pass put the host's file back.
+func (l *Linux) dropStrayBackups(now owned) {
+	entries, err := os.ReadDir(filepath.Join(l.Dir, "originals"))
+	if err != nil {
+		return
+	}
+	kept := map[string]bool{}
+	for _, o := range now.Paths {
+		if o.Original != nil {
+			kept[o.Original.Backup] = true
+		}
+	}
+	for _, e := range entries {
+		if !kept[e.Name()] {
+			_ = os.Remove(filepath.Join(l.Dir, "originals", e.Name()))
+		}
+	}
 }
 
 // giveBack undoes the agent's hold on a path: the host's own file or link
@@ -412,7 +491,7 @@ func (l *Linux) giveBack(p *pass, path string, o ownedPath) error {
 		if err != nil {
 			return fmt.Errorf("reading the host's own %s: %w", path, err)
 		}
-		if err := l.writeFile(p, nil, path, content, orig.Mode); err != nil {
+		if err := l.writeFile(p, nil, path, content, orig.Mode, nil); err != nil {
 			return err
 		}
 		_ = os.Remove(backup)
@@ -424,17 +503,10 @@ func (l *Linux) giveBack(p *pass, path string, o ownedPath) error {
 type undo struct {
 	files []string
 	steps []func(*Linux)
-	// prior is what each path held before the pass wrote it; nil when it
-	// held nothing.
-	prior map[string]*priorContent
+	// recorded are the paths whose first change of the pass is recorded.
+	recorded map[string]bool
 	// carries names the setting of each file a mapped setting wrote.
 	carries map[string]string
-}
-
-type priorContent struct {
-	content []byte
-	mode    fs.FileMode
-	link    string
 }
 
 // record keeps a path's content, mode or link target before it changes.
@@ -443,21 +515,20 @@ func (u *undo) record(l *Linux, path string) {
 	if err != nil {
 		return
 	}
-	if u.prior == nil {
-		u.prior = map[string]*priorContent{}
+	if u.recorded == nil {
+		u.recorded = map[string]bool{}
 	}
-	if _, ok := u.prior[path]; ok {
+	if u.recorded[path] {
 		return // the first change of the pass is the one to undo
 	}
+	u.recorded[path] = true
 	u.files = append(u.files, path)
 	if target, err := os.Readlink(full); err == nil {
-		u.prior[path] = &priorContent{link: target}
 		u.steps = append(u.steps, func(l *Linux) { _ = os.Remove(full); _ = os.Symlink(target, full) })
 		return
 	}
 	fi, err := os.Stat(full)
 	if err != nil {
-		u.prior[path] = nil
 		u.steps = append(u.steps, func(*Linux) { _ = os.Remove(full) })
 		return
 	}
@@ -465,8 +536,7 @@ func (u *undo) record(l *Linux, path string) {
 	if err != nil {
 		return
 	}
-	u.prior[path] = &priorContent{content: content, mode: fi.Mode().Perm()}
-	u.steps = append(u.steps, func(l *Linux) { _ = l.writeFile(&pass{}, nil, path, content, fi.Mode()) })
+	u.steps = append(u.steps, func(l *Linux) { _ = l.writeFile(&pass{}, nil, path, content, fi.Mode(), nil) })
 }
 
 // rollback puts every recorded path back, the last change first.
@@ -505,24 +575,26 @@ func (u *undo) settings(c *agentv1.Configuration) []string {
 	return out
 }
 
-// writeFile replaces a file atomically with the content and mode,
-// recording in journal (when given) what it was. A file that already reads
-// so is left alone.
-func (l *Linux) writeFile(p *pass, journal *undo, path string, content []byte, mode fs.FileMode) error {
+// writeFile replaces a file atomically with the content, mode and, when
+// given, owner, recording in journal (when given) what it was. A file that
+// already reads so is left alone; one written is read back.
+func (l *Linux) writeFile(p *pass, journal *undo, path string, content []byte, mode fs.FileMode, own *ids) error {
 	full, err := l.under(path)
 	if err != nil {
 		return err
 	}
-	if fi, err := os.Lstat(full); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm() == mode.Perm() {
-		if cur, err := os.ReadFile(full); err == nil && bytes.Equal(cur, content) {
-			if journal != nil {
-				journal.record(l, path)
-			}
-			return nil
-		}
-	}
 	if journal != nil {
 		journal.record(l, path)
+		// A file the host already had, even one that reads as the
+		// configuration says, is the host's to have back.
+		if err := l.preserve(p, path); err != nil {
+			return err
+		}
+	}
+	if fi, err := os.Lstat(full); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm() == mode.Perm() && own.match(fi) {
+		if cur, err := os.ReadFile(full); err == nil && bytes.Equal(cur, content) {
+			return nil
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 		return err
@@ -534,6 +606,12 @@ func (l *Linux) writeFile(p *pass, journal *undo, path string, content []byte, m
 	if err := os.Chmod(tmp, mode.Perm()); err != nil {
 		return err
 	}
+	if own != nil {
+		if err := os.Lchown(tmp, own.uid, own.gid); err != nil {
+			_ = os.Remove(tmp)
+			return err
+		}
+	}
 	if err := os.Rename(tmp, full); err != nil {
 		return err
 	}
@@ -542,10 +620,60 @@ func (l *Linux) writeFile(p *pass, journal *undo, path string, content []byte, m
 	if got, err := os.ReadFile(full); err != nil || !bytes.Equal(got, content) {
 		return fmt.Errorf("%s does not read back as written: %v", path, err)
 	}
-	if fi, err := os.Stat(full); err != nil || fi.Mode().Perm() != mode.Perm() {
-		return fmt.Errorf("%s does not have mode %#o after writing it", path, mode.Perm())
+	if fi, err := os.Stat(full); err != nil || fi.Mode().Perm() != mode.Perm() || !own.match(fi) {
+		return fmt.Errorf("%s does not have mode %#o and its owner after writing it", path, mode.Perm())
 	}
 	return nil
+}
+
+// ids are the owner and group a file must have; nil leaves them as the
+// agent creates files (root, on a host).
+type ids struct{ uid, gid int }
+
+func (o *ids) match(fi fs.FileInfo) bool {
+	if o == nil {
+		return true
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == o.uid && int(st.Gid) == o.gid
+}
+
+// resolveIDs reads an owner and group, by name from the host's own
+// /etc/passwd and /etc/group under Root, or as numbers. Both empty is nil.
+func (l *Linux) resolveIDs(owner, group string) (*ids, error) {
+	if owner == "" && group == "" {
+		return nil, nil
+	}
+	uid, err := l.lookupID("etc/passwd", owner)
+	if err != nil {
+		return nil, err
+	}
+	gid, err := l.lookupID("etc/group", group)
+	if err != nil {
+		return nil, err
+	}
+	return &ids{uid, gid}, nil
+}
+
+func (l *Linux) lookupID(db, name string) (int, error) {
+	if name == "" {
+		return 0, nil
+	}
+	if n, err := strconv.Atoi(name); err == nil {
+		return n, nil
+	}
+	b, err := os.ReadFile(filepath.Join(l.Root, db))
+	if err != nil {
+		return 0, fmt.Errorf("looking up %s: %w", name, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Split(line, ":"); len(f) >= 3 && f[0] == name {
+			if n, err := strconv.Atoi(f[2]); err == nil {
+				return n, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s is not in the host's /%s", name, db)
 }
 
 func (l *Linux) link(p *pass, journal *undo, link, target string) error {
@@ -554,6 +682,9 @@ func (l *Linux) link(p *pass, journal *undo, link, target string) error {
 		return err
 	}
 	journal.record(l, link)
+	if err := l.preserve(p, link); err != nil {
+		return err
+	}
 	if cur, err := os.Readlink(full); err == nil && cur == target {
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
@@ -336,4 +337,127 @@ func count(list []string, s string) int {
 		}
 	}
 	return n
+}
+
+// TestLinuxKeepsTheHostsOriginalThroughFaults: the host's own file comes
+// back after two configurations took the same path, after a pass cut short
+// before it recorded what it owns, and a failed first pass after an
+// upgrade keeps what an earlier agent recorded.
+func TestLinuxKeepsTheHostsOriginalThroughFaults(t *testing.T) {
+	ctx := context.Background()
+	unit := "/etc/systemd/system/x.service"
+	host := "[Service]\nExecStart=/usr/bin/host\n"
+
+	t.Run("two configurations, one path", func(t *testing.T) {
+		root := t.TempDir()
+		l := &Linux{Dir: filepath.Join(t.TempDir(), "managed"), Root: root}
+		writeHostFile(t, root, unit[1:], host, 0o640)
+		l.Apply(ctx, &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{
+			{Name: "a", Revision: "r1", Settings: &agentv1.Settings{Files: []*agentv1.File{{Path: unit, Mode: 0o644, Content: []byte("from a\n")}}}},
+			{Name: "b", Revision: "r1", Settings: &agentv1.Settings{SystemdUnits: []*agentv1.SystemdUnit{{Name: "x.service", Content: "from b\n"}}}},
+		}})
+		l.Apply(ctx, &agentv1.DesiredConfig{})
+		if b, _ := os.ReadFile(filepath.Join(root, unit)); string(b) != host {
+			t.Errorf("x.service reads %q after both went; want the host's own", b)
+		}
+		if fi, _ := os.Stat(filepath.Join(root, unit)); fi == nil || fi.Mode().Perm() != 0o640 {
+			t.Errorf("x.service mode %v, want the host's 0640", fi)
+		}
+	})
+
+	t.Run("a pass cut short", func(t *testing.T) {
+		root := t.TempDir()
+		dir := filepath.Join(t.TempDir(), "managed")
+		writeHostFile(t, root, "etc/motd", "host\n", 0o644)
+		cfg := &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{{Name: "a", Revision: "r1",
+			Settings: &agentv1.Settings{Files: []*agentv1.File{{Path: "/etc/motd", Mode: 0o644, Content: []byte("managed\n")}}}}}}
+		(&Linux{Dir: dir, Root: root}).Apply(ctx, cfg)
+		// killed after writing the file, before recording it
+		if err := os.Remove(filepath.Join(dir, "owned.json")); err != nil {
+			t.Fatal(err)
+		}
+		again := &Linux{Dir: dir, Root: root}
+		again.Apply(ctx, cfg)
+		again.Apply(ctx, &agentv1.DesiredConfig{})
+		if b, _ := os.ReadFile(filepath.Join(root, "etc/motd")); string(b) != "host\n" {
+			t.Errorf("/etc/motd reads %q; want the host's own back, kept before the pass that was cut short", b)
+		}
+	})
+
+	t.Run("an earlier agent's record", func(t *testing.T) {
+		root := t.TempDir()
+		dir := filepath.Join(t.TempDir(), "managed")
+		writeHostFile(t, root, "etc/a", "a1\n", 0o644)
+		writeHostFile(t, root, "etc/b", "b1\n", 0o644)
+		writeHostFile(t, root, "etc/hostname", "box\n", 0o644)
+		writeHostFile(t, dir, "owned.json", `{"files":["/etc/a","/etc/b"]}`, 0o600)
+		l := &Linux{Dir: dir, Root: root}
+		st := stateOf(l.Apply(ctx, &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{{Name: "base", Revision: "r2",
+			Settings: &agentv1.Settings{Files: []*agentv1.File{{Path: "/etc/a", Mode: 0o644, Content: []byte("a2\n")},
+				{Path: "/etc/hostname/x", Mode: 0o644, Content: []byte("x")}}}}}}), "base")
+		if st.GetState() != "Failed" {
+			t.Fatalf("reported %v, want Failed", st)
+		}
+		for path, want := range map[string]string{"etc/a": "a1\n", "etc/b": "b1\n"} {
+			if b, _ := os.ReadFile(filepath.Join(root, path)); string(b) != want {
+				t.Errorf("%s reads %q after the failed pass, want %q", path, b, want)
+			}
+		}
+	})
+
+	t.Run("a unit whose content an earlier revision wrote", func(t *testing.T) {
+		root := t.TempDir()
+		l := &Linux{Dir: filepath.Join(t.TempDir(), "managed"), Root: root}
+		l.Apply(ctx, &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{{Name: "u", Revision: "r1",
+			Settings: &agentv1.Settings{SystemdUnits: []*agentv1.SystemdUnit{{Name: "x.service", Enabled: true, Content: "[Service]\n"}}}}}})
+		st := stateOf(l.Apply(ctx, &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{{Name: "u", Revision: "r2",
+			Settings: &agentv1.Settings{SystemdUnits: []*agentv1.SystemdUnit{{Name: "x.service", Enabled: true}}}}}}), "u")
+		if st.GetState() != "Failed" {
+			t.Errorf("enabling a unit whose only file the last revision wrote reported %v, want Failed", st)
+		}
+		link := filepath.Join(root, "etc/systemd/system/multi-user.target.wants/x.service")
+		if target, err := os.Readlink(link); err == nil {
+			if _, err := os.Stat(filepath.Join(root, target)); err != nil {
+				t.Errorf("the enable link points at %s, which does not exist", target)
+			}
+		}
+	})
+}
+
+// TestLinuxFileOwner: a file gets the owner and group the configuration
+// names, looked up in the host's own /etc/passwd and /etc/group, and an
+// unknown one fails the setting.
+func TestLinuxFileOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("changing a file's owner needs root")
+	}
+	root := t.TempDir()
+	writeHostFile(t, root, "etc/passwd", "root:x:0:0::/root:/bin/sh\nkiosk:x:1234:1234::/home/kiosk:/bin/sh\n", 0o644)
+	writeHostFile(t, root, "etc/group", "root:x:0:\nkiosk:x:1234:\nstaff:x:50:\n", 0o644)
+	l := &Linux{Dir: filepath.Join(t.TempDir(), "managed"), Root: root}
+	st := stateOf(l.Apply(context.Background(), &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{{Name: "home", Revision: "r1",
+		Settings: &agentv1.Settings{Files: []*agentv1.File{
+			{Path: "/home/kiosk/.profile", Mode: 0o600, Owner: "kiosk", Group: "staff", Content: []byte("export X=1\n")},
+			{Path: "/home/kiosk/id", Mode: 0o600, Owner: "4321", Content: []byte("x\n")},
+			{Path: "/home/kiosk/ghost", Mode: 0o600, Owner: "ghost", Content: []byte("x\n")}}}}}}), "home")
+	if st.GetState() != "Failed" || len(st.GetSettings()) != 3 || !strings.Contains(st.GetSettings()[1].GetMessage(), "ghost is not in the host's /etc/passwd") {
+		t.Fatalf("reported %v; want the unknown owner to fail the configuration, naming it", st)
+	}
+	// After the failure is fixed, the owners are set.
+	st = stateOf(l.Apply(context.Background(), &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{{Name: "home", Revision: "r2",
+		Settings: &agentv1.Settings{Files: []*agentv1.File{
+			{Path: "/home/kiosk/.profile", Mode: 0o600, Owner: "kiosk", Group: "staff", Content: []byte("export X=1\n")},
+			{Path: "/home/kiosk/id", Mode: 0o600, Owner: "4321", Content: []byte("x\n")}}}}}}), "home")
+	if st.GetState() != "Applied" {
+		t.Fatalf("reported %v", st)
+	}
+	for path, want := range map[string][2]uint32{"home/kiosk/.profile": {1234, 50}, "home/kiosk/id": {4321, 0}} {
+		fi, err := os.Stat(filepath.Join(root, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != want[0] || st.Gid != want[1] {
+			t.Errorf("%s is owned by %d:%d, want %d:%d", path, st.Uid, st.Gid, want[0], want[1])
+		}
+	}
 }

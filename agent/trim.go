@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
@@ -14,6 +15,7 @@ const (
 	maxReportedConfigurations = 64
 	maxReportedSettings       = 256
 	maxReportedMessage        = 1024
+	maxReportedPath           = 1100
 )
 
 // TrimFacts cuts the configurations' states of a report to the gateway's
@@ -23,7 +25,7 @@ func TrimFacts(f *agentv1.Facts) {
 		f.Configurations = f.Configurations[:maxReportedConfigurations]
 	}
 	for _, c := range f.GetConfigurations() {
-		c.Message = truncate(c.GetMessage(), maxReportedMessage)
+		c.Message = truncate(strings.ToValidUTF8(c.GetMessage(), "\uFFFD"), maxReportedMessage)
 		if n := len(c.GetSettings()); n > maxReportedSettings {
 			kept := c.Settings[:maxReportedSettings-1]
 			last := c.Settings[maxReportedSettings-1]
@@ -31,7 +33,9 @@ func TrimFacts(f *agentv1.Facts) {
 				Message: fmt.Sprintf("and %d more settings", n-len(kept))})
 		}
 		for _, s := range c.GetSettings() {
-			s.Message = truncate(s.GetMessage(), maxReportedMessage)
+			// Tool output (dpkg's) need not be UTF-8.
+			s.Message = truncate(strings.ToValidUTF8(s.GetMessage(), "\uFFFD"), maxReportedMessage)
+			s.Path = truncate(strings.ToValidUTF8(s.GetPath(), "\uFFFD"), maxReportedPath)
 		}
 	}
 }

@@ -202,7 +202,11 @@ func progressRollout(cfg *mdmv1alpha1.Configuration, devices []mdmv1alpha1.Devic
 	ro.Pending = int32(len(order)) - ro.Updated - ro.Failed
 	if cfg.Spec.Rollout == nil || (ro.AdmittedBelow == configset.AdmitAll && inflight == 0 && int(ro.Failed) < batch) {
 		// Every device may take the revision, and the last batch did not
-		// fail it: nothing is staged any more.
+		// fail it: nothing is staged any more. The revision is due on every
+		// device from the last admission on.
+		if ro.AdmittedTime != nil && (cfg.Status.RevisionTime == nil || cfg.Status.RevisionTime.Before(ro.AdmittedTime)) {
+			cfg.Status.RevisionTime = ro.AdmittedTime
+		}
 		cfg.Status.Rollout = nil
 		conditions.Remove(cfg, mdmv1alpha1.ConfigurationConditionRollingOut)
 		return

@@ -211,7 +211,13 @@ func joinPlatforms(p []mdmv1alpha1.Platform) string {
 // onConfigurationChange wakes the streams of the namespace, which render
 // their configuration again and send it if it changed for them.
 func (s *Server) onConfigurationChange(c *mdmv1alpha1.Configuration) {
-	for _, sub := range s.hub.inNamespace(c.Namespace) {
+	s.wakeNamespace(c.Namespace)
+}
+
+// wakeNamespace has every stream of a namespace render its configuration
+// again; only those whose configuration changed send it.
+func (s *Server) wakeNamespace(namespace string) {
+	for _, sub := range s.hub.inNamespace(namespace) {
 		sub.offerConfig()
 	}
 }

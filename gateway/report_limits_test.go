@@ -24,6 +24,8 @@ func TestTrimmedFactsAreTaken(t *testing.T) {
 		configs = append(configs, &agentv1.ConfigurationState{Name: fmt.Sprintf("c%d", i), State: "Failed", Message: long})
 	}
 	configs[0].Settings = settings
+	// dpkg's output, cut mid-rune, and a path longer than any allowed
+	configs[1].Settings = []*agentv1.SettingState{{Path: "files[/" + strings.Repeat("p", 1200) + "]", Reason: "Failed", Message: "dpkg: \xe9\xff error"}}
 	f := &agentv1.Facts{Configurations: configs}
 	agent.TrimFacts(f)
 	if err := validateFacts(f); err != nil {

@@ -4,8 +4,13 @@ import (
 	"context"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/configset"
@@ -61,6 +66,36 @@ func Setup(ctx context.Context, mgr ctrl.Manager, deviceCA *pki.CA, opts Options
 		DeleteFunc: onConfig,
 	}); err != nil {
 		return nil, err
+	}
+	// What a stream renders also comes from the payload cache: the
+	// ControllerRevision of a revision and the Secrets it names. A
+	// Configuration's update may arrive before them, render as held or
+	// with the old value, and wake nothing later; their own arrival wakes
+	// the namespace again.
+	informers, ok := opts.Payloads.(cache.Informers)
+	for _, obj := range []client.Object{&appsv1.ControllerRevision{}, &corev1.Secret{}, &corev1.ConfigMap{}} {
+		if !ok {
+			break
+		}
+		inf, err := informers.GetInformer(ctx, obj)
+		if err != nil {
+			return nil, fmt.Errorf("getting %T informer: %w", obj, err)
+		}
+		onPayload := func(o any) {
+			if t, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+				o = t.Obj
+			}
+			if m, ok := o.(metav1.Object); ok {
+				s.wakeNamespace(m.GetNamespace())
+			}
+		}
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    onPayload,
+			UpdateFunc: func(_, o any) { onPayload(o) },
+			DeleteFunc: onPayload,
+		}); err != nil {
+			return nil, err
+		}
 	}
 	devices, err := mgr.GetCache().GetInformer(ctx, &mdmv1alpha1.Device{})
 	if err != nil {

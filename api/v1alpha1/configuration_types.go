@@ -293,6 +293,18 @@ type FileSetting struct {
 	// +kubebuilder:default="0644"
 	// +kubebuilder:validation:Pattern=`^0?[0-7]{3}$`
 	Mode string `json:"mode,omitempty"`
+	// owner is the user that owns the file, by name (as the host's
+	// /etc/passwd has it) or numeric ID; root when unset.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([a-z_][a-z0-9_-]*[$]?|[0-9]+)$`
+	Owner string `json:"owner,omitempty"`
+	// group owns the file, by name (as the host's /etc/group has it) or
+	// numeric ID; root when unset.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([a-z_][a-z0-9_-]*[$]?|[0-9]+)$`
+	Group string `json:"group,omitempty"`
 	// content of the file.
 	// +optional
 	// +kubebuilder:validation:MaxLength=65536

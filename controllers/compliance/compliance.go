@@ -6,6 +6,7 @@ package compliance
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,7 +77,7 @@ func Evaluate(d *mdmv1alpha1.Device, rules []Rules, now time.Time, window time.D
 		}
 		switch {
 		case behind == "":
-		case now.Before(r.Deadline):
+		case now.Before(r.Deadline) && !judged(d, behind):
 			// Still within its grace: looked at again when it ends, or
 			// when the device reports.
 			if wait := r.Deadline.Sub(now); recheck == 0 || wait < recheck {
@@ -96,6 +97,13 @@ func Evaluate(d *mdmv1alpha1.Device, rules []Rules, now time.Time, window time.D
 		return mdmv1alpha1.ComplianceNonCompliant, capReasons(reasons), recheck
 	}
 	return mdmv1alpha1.ComplianceCompliant, nil, recheck
+}
+
+// judged reports whether the last evaluation already gave the reason: a
+// grace that starts again (the next batch of a rollout) does not make a
+// device that is behind compliant for a while.
+func judged(d *mdmv1alpha1.Device, reason string) bool {
+	return d.Status.Compliance != nil && slices.Contains(d.Status.Compliance.Reasons, reason)
 }
 
 // check returns the rules the device fails, each naming the configuration.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,10 +145,17 @@ func TestEvaluateRevisions(t *testing.T) {
 		"selected a moment ago": {nil, Rules{Configuration: "wifi", Revision: "r2", Deadline: soon}, nil, 5 * time.Minute},
 		"failed, within the grace": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Failed", Revision: "r2"}},
 			Rules{Configuration: "wifi", Revision: "r2", Deadline: soon}, []string{"configuration wifi is Failed"}, 0},
+		"behind, already judged, a new grace": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Applied", Revision: "r1"}},
+			Rules{Configuration: "wifi", Revision: "r2", Deadline: soon}, []string{"configuration wifi is at revision r1; revision r2 is due"}, 0},
+		"not yet admitted: any revision": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Applied", Revision: "r0"}},
+			Rules{Configuration: "wifi"}, nil, 0},
 		"overridden at another revision": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Overridden", Revision: "r1"}},
 			Rules{Configuration: "wifi", Revision: "r2", Deadline: past}, nil, 0},
 	} {
 		d := &mdmv1alpha1.Device{Status: mdmv1alpha1.DeviceStatus{LastSeen: &seen, DeviceInfo: &mdmv1alpha1.DeviceInfo{OSVersion: "1"}, Configurations: tc.rows}}
+		if strings.Contains(name, "already judged") {
+			d.Status.Compliance = &mdmv1alpha1.ComplianceStatus{State: mdmv1alpha1.ComplianceNonCompliant, Reasons: tc.reasons}
+		}
 		_, reasons, recheck := Evaluate(d, []Rules{tc.rule}, now, time.Hour)
 		if !slices.Equal(reasons, tc.reasons) || recheck.Round(time.Second) != tc.recheck {
 			t.Errorf("%s: %q, recheck %s; want %q, recheck %s", name, reasons, recheck, tc.reasons, tc.recheck)

@@ -45,7 +45,7 @@ func Render(s *mdmv1alpha1.ConfigurationSettings, payloads Payloads) (*agentv1.S
 		out.SystemUpdate = &agentv1.SystemUpdate{Policy: string(u.Policy), WindowStart: u.WindowStart, WindowEnd: u.WindowEnd}
 	}
 	for _, f := range s.Files {
-		file := &agentv1.File{Path: f.Path, Mode: 0o644}
+		file := &agentv1.File{Path: f.Path, Mode: 0o644, Owner: f.Owner, Group: f.Group}
 		if m, err := strconv.ParseUint(f.Mode, 8, 32); err == nil && f.Mode != "" {
 			file.Mode = uint32(m)
 		}

@@ -38,10 +38,10 @@ func Admitted(c *mdmv1alpha1.Configuration, uid types.UID) bool {
 
 // DueRevision is the revision a device should hold of a Configuration and
 // since when: the settled revision, from when it was settled or the device
-// admitted; or, for a device a staged rollout has yet to reach, the
-// previous revision, which it has held all along (zero time).
+// admitted; for a device a staged rollout has yet to reach, "" (whatever
+// it holds).
 func DueRevision(c *mdmv1alpha1.Configuration, uid types.UID) (string, time.Time) {
-	var since time.Time
+	since := c.CreationTimestamp.Time
 	if c.Status.RevisionTime != nil {
 		since = c.Status.RevisionTime.Time
 	}
@@ -50,7 +50,10 @@ func DueRevision(c *mdmv1alpha1.Configuration, uid types.UID) (string, time.Time
 	case c.Spec.Rollout == nil || r == nil:
 		return c.Status.Revision, since
 	case !Admitted(c, uid):
-		return r.PreviousRevision, time.Time{}
+		// It keeps the previous settings, rendered with the Secrets'
+		// current values, which may make a revision of their own: any
+		// revision it applied will do.
+		return "", time.Time{}
 	case r.AdmittedTime != nil && r.AdmittedTime.After(since):
 		since = r.AdmittedTime.Time
 	}
@@ -58,8 +61,8 @@ func DueRevision(c *mdmv1alpha1.Configuration, uid types.UID) (string, time.Time
 }
 
 // Republished reports whether a Configuration's update can change what a
-// device gets or should hold: its spec, its revision, or where its rollout
-// stands. The controller's count and condition writes, several per rollout
+// device gets or should hold, and by when: its spec, its revision and its
+// time, or where its rollout stands. The controller's count and condition writes, several per rollout
 // batch, change none of these.
 func Republished(old, c *mdmv1alpha1.Configuration) bool {
 	stage := func(c *mdmv1alpha1.Configuration) [3]string {
@@ -68,7 +71,8 @@ func Republished(old, c *mdmv1alpha1.Configuration) bool {
 		}
 		return [3]string{}
 	}
-	return old.Generation != c.Generation || old.Status.Revision != c.Status.Revision || stage(old) != stage(c)
+	return old.Generation != c.Generation || old.Status.Revision != c.Status.Revision || stage(old) != stage(c) ||
+		!old.Status.RevisionTime.Equal(c.Status.RevisionTime)
 }
 
 // RevisionName is the name of the ControllerRevision that holds a
