@@ -160,6 +160,17 @@ func (s *Simulated) FailConfiguration(name string) {
 	s.FailConfigurations[name] = true
 }
 
+// FailSetting makes a setting path fail to apply, or apply again, from
+// now on, while the device runs.
+func (s *Simulated) FailSetting(path string, fail bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.FailSettings == nil {
+		s.FailSettings = map[string]bool{}
+	}
+	s.FailSettings[path] = fail
+}
+
 // Executed returns the commands the device ran, in order.
 func (s *Simulated) Executed() []*agentv1.Command {
 	s.mu.Lock()
@@ -221,6 +232,10 @@ func (s *Simulated) applyConfigurations(configs []*agentv1.Configuration) {
 		failing := s.FailConfigurations[c.GetName()]
 		for path, v := range settingValues(c.GetSettings()) {
 			if failing || s.FailSettings[path] {
+				// A setting the device could not take keeps what it had.
+				if old, ok := s.state.Settings[path]; ok {
+					desired[path] = old
+				}
 				continue
 			}
 			desired[path] = v
@@ -262,7 +277,8 @@ func (s *Simulated) configurationStates() []*agentv1.ConfigurationState {
 		want := settingValues(c.GetSettings())
 		for _, path := range slices.Sorted(maps.Keys(want)) {
 			if s.state.Settings[path] != want[path] {
-				st.Settings = append(st.Settings, &agentv1.SettingState{Path: path, Reason: "Failed", Message: "simulated failure to apply " + path})
+				st.Settings = append(st.Settings, &agentv1.SettingState{Path: path, Reason: "Failed", Message: "simulated failure to apply " + path,
+					Current: s.state.Settings[path]})
 			}
 		}
 		if len(st.Settings) > 0 {

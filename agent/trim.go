@@ -16,6 +16,7 @@ const (
 	maxReportedSettings       = 256
 	maxReportedMessage        = 1024
 	maxReportedPath           = 1100
+	maxReportedField          = 256
 )
 
 // TrimFacts cuts the configurations' states of a report to the gateway's
@@ -36,6 +37,7 @@ func TrimFacts(f *agentv1.Facts) {
 			// Tool output (dpkg's) need not be UTF-8.
 			s.Message = truncate(strings.ToValidUTF8(s.GetMessage(), "\uFFFD"), maxReportedMessage)
 			s.Path = truncate(strings.ToValidUTF8(s.GetPath(), "\uFFFD"), maxReportedPath)
+			s.Current = truncate(strings.ToValidUTF8(s.GetCurrent(), "\uFFFD"), maxReportedField)
 		}
 	}
 }

@@ -172,8 +172,11 @@ func (s *Server) configurationRows(ctx context.Context, d *mdmv1alpha1.Device, r
 				row.AppliedTime = &at
 			}
 			for _, st := range r.GetSettings() {
-				row.Settings = append(row.Settings, mdmv1alpha1.SettingStatus{Path: st.GetPath(),
-					Reason: mdmv1alpha1.SettingReason(st.GetReason()), Message: st.GetMessage()})
+				setting := mdmv1alpha1.SettingStatus{Path: st.GetPath(), Reason: mdmv1alpha1.SettingReason(st.GetReason()), Message: st.GetMessage()}
+				if valueIsSafe(st.GetPath()) {
+					setting.Current = st.GetCurrent()
+				}
+				row.Settings = append(row.Settings, setting)
 			}
 			row.Settings = append(row.Settings, a.Lost...)
 		}
@@ -220,4 +223,11 @@ func (s *Server) wakeNamespace(namespace string) {
 	for _, sub := range s.hub.inNamespace(namespace) {
 		sub.offerConfig()
 	}
+}
+
+// valueIsSafe reports whether a setting's value may be shown in a status:
+// one that never comes from a Secret. A Wi-Fi network, a certificate or a
+// file may; an agent's word is not taken for it.
+func valueIsSafe(path string) bool {
+	return strings.HasPrefix(path, "passcode.") || strings.HasPrefix(path, "restrictions.") || path == "systemUpdate"
 }

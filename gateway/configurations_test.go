@@ -146,6 +146,20 @@ var _ = Describe("Configurations", func() {
 			g.Expect(rows(g)["strict"]).To(SatisfyAll(HaveField("State", mdmv1alpha1.ConfigurationApplied), HaveField("Revision", strictRev(g))))
 		}).Should(Succeed())
 
+		// A setting the device cannot take keeps its value there, and the
+		// row shows it: a passcode rule carries no secret.
+		dev.FailSetting("passcode.minLength", true)
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(strict), strict)).To(Succeed())
+		strict.Spec.Settings.Passcode.MinLength = ptr.To[int32](16)
+		Expect(k8sClient.Update(ctx, strict)).To(Succeed())
+		Eventually(func(g Gomega) {
+			row := rows(g)["strict"]
+			g.Expect(row.State).To(Equal(mdmv1alpha1.ConfigurationFailed))
+			g.Expect(row.Settings).To(ContainElement(SatisfyAll(HaveField("Path", "passcode.minLength"),
+				HaveField("Reason", mdmv1alpha1.SettingFailed), HaveField("Current", "14"))))
+		}).Should(Succeed())
+		dev.FailSetting("passcode.minLength", false)
+
 		// A deleted Configuration is removed from the device.
 		Expect(k8sClient.Delete(ctx, strict)).To(Succeed())
 		Eventually(func() map[string]string { return dev.Observe().Settings }).Should(Equal(map[string]string{"passcode.minLength": "4"}))
@@ -344,7 +358,7 @@ var _ = Describe("Configuration rollout", func() {
 		first := cfg.Status.Revision
 
 		// Revision 2 adds a passcode rule that one device cannot apply.
-		devs["r07"].FailSettings = map[string]bool{"passcode.minLength": true}
+		devs["r07"].FailSetting("passcode.minLength", true)
 		cfg.Spec.Settings.Files[0].Content = content("2")
 		cfg.Spec.Settings.Passcode = &mdmv1alpha1.PasscodeSettings{MinLength: ptr.To[int32](8)}
 		Expect(k8sClient.Update(ctx, cfg)).To(Succeed())

@@ -126,7 +126,8 @@ func validateFacts(f *agentv1.Facts) error {
 		for j, st := range c.GetSettings() {
 			limits = append(limits,
 				reportLimit{fmt.Sprintf("facts.configurations[%d].settings[%d].path", i, j), st.GetPath(), 1100},
-				reportLimit{fmt.Sprintf("facts.configurations[%d].settings[%d].message", i, j), st.GetMessage(), mdmv1alpha1.MaxReportedMessage})
+				reportLimit{fmt.Sprintf("facts.configurations[%d].settings[%d].message", i, j), st.GetMessage(), mdmv1alpha1.MaxReportedMessage},
+				reportLimit{fmt.Sprintf("facts.configurations[%d].settings[%d].current", i, j), st.GetCurrent(), mdmv1alpha1.MaxReportedField})
 		}
 	}
 	for i, c := range f.GetCertificates() {

@@ -368,6 +368,11 @@ type SettingStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	Message string `json:"message,omitempty"`
+	// current is the value the device holds instead, for a setting that
+	// carries no secret (passcode, restrictions, systemUpdate).
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Current string `json:"current,omitempty"`
 }
 
 // Limits of what a device reports. The status schema holds the same ones,

@@ -1984,7 +1984,11 @@ type SettingState struct {
 	// reason is Failed or Unsupported.
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	// message never holds a secret value.
-	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// current is the value the device holds for a failed setting, as text;
+	// the gateway keeps it only for settings without secrets (passcode.*,
+	// restrictions.*, systemUpdate).
+	Current       string `protobuf:"bytes,4,opt,name=current,proto3" json:"current,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2036,6 +2040,13 @@ func (x *SettingState) GetReason() string {
 func (x *SettingState) GetMessage() string {
 	if x != nil {
 		return x.Message
+	}
+	return ""
+}
+
+func (x *SettingState) GetCurrent() string {
+	if x != nil {
+		return x.Current
 	}
 	return ""
 }
@@ -2789,11 +2800,12 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1a\n" +
 	"\brevision\x18\x04 \x01(\tR\brevision\x12:\n" +
 	"\bsettings\x18\x05 \x03(\v2\x1e.kubemdm.agent.v1.SettingStateR\bsettings\x12=\n" +
-	"\fapplied_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vappliedTime\"T\n" +
+	"\fapplied_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vappliedTime\"n\n" +
 	"\fSettingState\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\x9d\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x18\n" +
+	"\acurrent\x18\x04 \x01(\tR\acurrent\"\x9d\x01\n" +
 	"\vCertificate\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12#\n" +
 	"\rserial_number\x18\x02 \x01(\tR\fserialNumber\x127\n" +
