@@ -76,6 +76,12 @@ TEST_PACKAGES = $(shell go list ./... | grep -v /test/scale)
 test: manifests generate vet envtest ## Run unit and envtest suites against a real kube-apiserver and etcd, then the scale harness's small profile.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) $(TEST_PACKAGES) -coverprofile cover.out
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./test/scale -count=1 -timeout 30m -v
+	$(MAKE) check-rules
+
+.PHONY: check-rules
+check-rules: kustomize ## Build config/prometheus and check its alerting rules and their tests with promtool.
+	$(KUSTOMIZE) build config/prometheus > /dev/null
+	bash hack/check-rules.sh
 
 # make test runs the fault-injection suite on 100 devices; make fault on
 # FAULT_DEVICES (1,000 unless given).

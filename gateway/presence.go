@@ -206,7 +206,9 @@ func (p *presence) flush(ctx context.Context) {
 	for range min(presenceWorkers, len(due)) {
 		wg.Go(func() {
 			for w := range work {
-				p.finish(w, p.write(ctx, w))
+				err := p.write(ctx, w)
+				presenceFlushes.WithLabelValues(map[bool]string{true: "error", false: "ok"}[err != nil]).Inc()
+				p.finish(w, err)
 			}
 		})
 	}

@@ -81,6 +81,9 @@ type Server struct {
 
 // New creates a gateway. c must be the manager's client (cached reads).
 func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder events.EventRecorder, log logr.Logger, opts Options) *Server {
+	if c != nil {
+		c = countingClient{c}
+	}
 	s := &Server{
 		cache: c, apiReader: apiReader, deviceCA: deviceCA, recorder: recorder, log: log, opts: opts,
 		now: time.Now, listening: make(chan struct{}), payloads: opts.Payloads,
@@ -109,6 +112,7 @@ func (s *Server) Handler() http.Handler {
 		// compressor per stream on both ends (hundreds of KiB each while
 		// in use, and CPU to reset) to save almost nothing.
 		connect.WithCompressMinBytes(compressMinBytes),
+		connect.WithInterceptors(metricsInterceptor{}),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {
 			s.log.Error(fmt.Errorf("panic: %v", p), "Recovered from a panic in a handler", "procedure", spec.Procedure)
 			return connect.NewError(connect.CodeInternal, errors.New("internal error"))

@@ -223,6 +223,9 @@ func run(o options) error {
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up DeviceAction controller: %w", err)
 		}
+		if err := mgr.Add(&controllers.FleetMetrics{Cache: mgr.GetCache()}); err != nil {
+			return fmt.Errorf("setting up fleet metrics: %w", err)
+		}
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -54,6 +55,9 @@ type Env struct {
 	// CABundle verifies the gateway.
 	CABundle []byte
 	DeviceCA *pki.CA
+	// MetricsAddr is host:port of the manager's metrics endpoint (plain
+	// HTTP), with Options.Metrics.
+	MetricsAddr string
 
 	env    *envtest.Environment
 	opts   Options
@@ -76,6 +80,9 @@ type Options struct {
 	// ApplyGrace is how long a device may take to apply a configuration
 	// revision before it is NonCompliant for it.
 	ApplyGrace time.Duration
+	// Metrics serves the manager's metrics on a free loopback port
+	// (Env.MetricsAddr), the fleet gauges counted every 200ms.
+	Metrics bool
 	// HandoverGrace is the gateway's; 1s when zero, so that disconnects
 	// show quickly.
 	HandoverGrace time.Duration
@@ -182,10 +189,22 @@ func (e *Env) newManager(ctx context.Context, bind, replica string, withControll
 	if !withControllers {
 		webhookServer = nil
 	}
+	metricsBind := "0"
+	if e.opts.Metrics && withControllers {
+		if e.MetricsAddr == "" {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return nil, nil, err
+			}
+			e.MetricsAddr = l.Addr().String()
+			_ = l.Close()
+		}
+		metricsBind = e.MetricsAddr
+	}
 	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
 		Scheme:                 e.Scheme,
 		WebhookServer:          webhookServer,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
+		Metrics:                metricsserver.Options{BindAddress: metricsBind},
 		HealthProbeBindAddress: "0",
 		// A restarted manager registers the same controllers again.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4},
@@ -250,6 +269,11 @@ func (e *Env) newManager(ctx context.Context, bind, replica string, withControll
 	if err := (&controllers.ConfigurationReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 		Payloads: payloads}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, nil, err
+	}
+	if o.Metrics {
+		if err := mgr.Add(&controllers.FleetMetrics{Cache: mgr.GetCache(), Interval: 200 * time.Millisecond}); err != nil {
+			return nil, nil, err
+		}
 	}
 	if o.Webhooks {
 		if err := mdmwebhook.Setup(mgr); err != nil {

@@ -36,7 +36,7 @@ var _ = BeforeSuite(func() {
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var err error
-	env, err = testenv.Start(testenv.Options{DeviceActions: true, Webhooks: true})
+	env, err = testenv.Start(testenv.Options{DeviceActions: true, Webhooks: true, Metrics: true})
 	Expect(err).NotTo(HaveOccurred())
 	k8sClient = env.Client
 })
