@@ -9,6 +9,7 @@ KUSTOMIZE_VERSION ?= v5.8.2
 BUF_VERSION ?= v1.75.0
 PROTOC_GEN_GO_VERSION ?= v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION ?= v1.21.1
+NFPM_VERSION ?= v2.45.2
 
 LOCALBIN ?= $(shell pwd)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
@@ -16,6 +17,7 @@ KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 BUF ?= $(LOCALBIN)/buf-$(BUF_VERSION)
 PROTOC_GEN_GO ?= $(LOCALBIN)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 PROTOC_GEN_CONNECT_GO ?= $(LOCALBIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_GO_VERSION)
+NFPM ?= $(LOCALBIN)/nfpm-$(NFPM_VERSION)
 
 # The local control plane (kube-apiserver, etcd, kubectl) is built from Go
 # modules into a cache outside the checkout; see hack/envtest.sh.
@@ -77,6 +79,22 @@ test: manifests generate vet envtest ## Run unit and envtest suites against a re
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) $(TEST_PACKAGES) -coverprofile cover.out
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./test/scale -count=1 -timeout 30m -v
 	$(MAKE) check-rules
+
+# make agent-packages writes the agent's .deb and .rpm into PACKAGE_DIR.
+PACKAGE_DIR ?= dist/packages
+AGENT_VERSION ?= 0.1.0
+GOARCH ?= $(shell go env GOARCH)
+
+.PHONY: agent-packages
+agent-packages: nfpm ## Build the agent's .deb and .rpm (systemd unit, /etc/default file, 0700 state directory) into PACKAGE_DIR.
+	mkdir -p $(PACKAGE_DIR)
+	stage=$$(mktemp -d); trap 'rm -rf "$$stage"' EXIT; \
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) go build -trimpath -ldflags "-X github.com/kubemdm/kubemdm/agent.Version=v$(AGENT_VERSION)" \
+		-o $$stage/kubemdm-agent ./cmd/kubemdm-agent; \
+	sed "s|\$${AGENT_BINARY}|$$stage/kubemdm-agent|" hack/packaging/nfpm.yaml > $$stage/nfpm.yaml; \
+	for p in deb rpm; do \
+		VERSION=$(AGENT_VERSION) GOARCH=$(GOARCH) $(NFPM) package --config $$stage/nfpm.yaml --packager $$p --target $(PACKAGE_DIR)/; \
+	done
 
 .PHONY: check-rules
 check-rules: kustomize ## Build config/prometheus and check its alerting rules and their tests with promtool.
@@ -195,6 +213,13 @@ $(PROTOC_GEN_CONNECT_GO):
 	mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(PROTOC_GEN_CONNECT_GO_VERSION)
 	mv $(LOCALBIN)/protoc-gen-connect-go $@
+
+.PHONY: nfpm
+nfpm: $(NFPM)
+$(NFPM):
+	mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+	mv $(LOCALBIN)/nfpm $@
 
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE)

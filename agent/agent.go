@@ -109,6 +109,7 @@ func (a *Agent) Enroll(ctx context.Context) error {
 		return err
 	}
 	a.state.Identity = Identity{Name: resp.Msg.GetDeviceName(), Namespace: resp.Msg.GetNamespace(), UID: resp.Msg.GetDeviceUid()}
+	a.state.Gateway = a.opts.Gateway
 	a.log.Info("Enrolled", "device", resp.Msg.GetNamespace()+"/"+resp.Msg.GetDeviceName())
 	if err := a.state.Save(); err != nil {
 		return err

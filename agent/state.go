@@ -26,6 +26,9 @@ type State struct {
 	saving   sync.Mutex
 	mu       sync.Mutex
 	Identity Identity `json:"identity"`
+	// Gateway is the address the agent enrolled through, which a service
+	// started without --gateway connects to.
+	Gateway string `json:"gateway,omitempty"`
 	// Started journals the commands begun and not finished: one found
 	// here after a restart was interrupted (a Restart by its own reboot)
 	// and is never run again.

@@ -138,8 +138,7 @@ var _ = Describe("Configurations", func() {
 		// row follows it.
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(strict), strict)).To(Succeed())
 		old := strict.Status.Revision
-		strict.Spec.Settings.Passcode.MinLength = ptr.To[int32](14)
-		Expect(k8sClient.Update(ctx, strict)).To(Succeed())
+		updateConfiguration(ctx, strict, func(c *mdmv1alpha1.Configuration) { c.Spec.Settings.Passcode.MinLength = ptr.To[int32](14) })
 		Eventually(strictRev).ShouldNot(Equal(old))
 		Eventually(func() string { return dev.Observe().Settings["passcode.minLength"] }).WithTimeout(5 * time.Second).Should(Equal("14"))
 		Eventually(func(g Gomega) {
@@ -149,9 +148,7 @@ var _ = Describe("Configurations", func() {
 		// A setting the device cannot take keeps its value there, and the
 		// row shows it: a passcode rule carries no secret.
 		dev.FailSetting("passcode.minLength", true)
-		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(strict), strict)).To(Succeed())
-		strict.Spec.Settings.Passcode.MinLength = ptr.To[int32](16)
-		Expect(k8sClient.Update(ctx, strict)).To(Succeed())
+		updateConfiguration(ctx, strict, func(c *mdmv1alpha1.Configuration) { c.Spec.Settings.Passcode.MinLength = ptr.To[int32](16) })
 		Eventually(func(g Gomega) {
 			row := rows(g)["strict"]
 			g.Expect(row.State).To(Equal(mdmv1alpha1.ConfigurationFailed))
@@ -255,9 +252,7 @@ var _ = Describe("Configuration compliance", func() {
 		Eventually(compliance).Should(SatisfyAll(HaveField("State", mdmv1alpha1.ComplianceNonCompliant),
 			HaveField("Reasons", ConsistOf("the device has storage that is not encrypted; configuration secure requires encrypted storage"))))
 
-		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cfg), cfg)).To(Succeed())
-		cfg.Spec.Compliance.RequireEncryption = false
-		Expect(k8sClient.Update(ctx, cfg)).To(Succeed())
+		updateConfiguration(ctx, cfg, func(c *mdmv1alpha1.Configuration) { c.Spec.Compliance.RequireEncryption = false })
 		Eventually(compliance).Should(HaveField("State", mdmv1alpha1.ComplianceCompliant))
 	})
 })
@@ -293,9 +288,7 @@ var _ = Describe("Configuration revisions and compliance", func() {
 
 		// Offline, the device cannot take the next revision.
 		stop()
-		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cfg), cfg)).To(Succeed())
-		cfg.Spec.Settings.Passcode.MinLength = ptr.To[int32](8)
-		Expect(k8sClient.Update(ctx, cfg)).To(Succeed())
+		updateConfiguration(ctx, cfg, func(c *mdmv1alpha1.Configuration) { c.Spec.Settings.Passcode.MinLength = ptr.To[int32](8) })
 		var second string
 		Eventually(func(g Gomega) {
 			second = revisionOf(ctx, cfg)
@@ -313,6 +306,19 @@ var _ = Describe("Configuration revisions and compliance", func() {
 		Eventually(compliance).Should(HaveField("State", mdmv1alpha1.ComplianceCompliant))
 	})
 })
+
+// updateConfiguration changes a Configuration's spec as read now, again
+// when the controller wrote its status in between.
+func updateConfiguration(ctx context.Context, cfg *mdmv1alpha1.Configuration, change func(*mdmv1alpha1.Configuration)) {
+	GinkgoHelper()
+	Eventually(func() error {
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(cfg), cfg); err != nil {
+			return err
+		}
+		change(cfg)
+		return k8sClient.Update(ctx, cfg)
+	}).Should(Succeed())
+}
 
 // revisionOf reads a Configuration's settled revision.
 func revisionOf(ctx context.Context, cfg *mdmv1alpha1.Configuration) string {
@@ -359,9 +365,10 @@ var _ = Describe("Configuration rollout", func() {
 
 		// Revision 2 adds a passcode rule that one device cannot apply.
 		devs["r07"].FailSetting("passcode.minLength", true)
-		cfg.Spec.Settings.Files[0].Content = content("2")
-		cfg.Spec.Settings.Passcode = &mdmv1alpha1.PasscodeSettings{MinLength: ptr.To[int32](8)}
-		Expect(k8sClient.Update(ctx, cfg)).To(Succeed())
+		updateConfiguration(ctx, cfg, func(c *mdmv1alpha1.Configuration) {
+			c.Spec.Settings.Files[0].Content = content("2")
+			c.Spec.Settings.Passcode = &mdmv1alpha1.PasscodeSettings{MinLength: ptr.To[int32](8)}
+		})
 
 		// The rollout goes a device at a time and stops at the failure:
 		// the devices after it keep revision 1.
@@ -391,10 +398,10 @@ var _ = Describe("Configuration rollout", func() {
 
 		// A fixed revision starts a new rollout from where the devices are,
 		// and it runs to the end.
-		cfg = get(Default)
-		cfg.Spec.Settings.Passcode = nil
-		cfg.Spec.Settings.Files[0].Content = content("3")
-		Expect(k8sClient.Update(ctx, cfg)).To(Succeed())
+		updateConfiguration(ctx, cfg, func(c *mdmv1alpha1.Configuration) {
+			c.Spec.Settings.Passcode = nil
+			c.Spec.Settings.Files[0].Content = content("3")
+		})
 		Eventually(func(g Gomega) {
 			c := get(g)
 			g.Expect(c.Status.Rollout).To(BeNil())

@@ -371,6 +371,11 @@ func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.Enro
 			// that was enrolled keeps its identity; re-enrolling needs a new
 			// Device object, whose new UID voids every old certificate.
 			if !lifecycle.Claimable(d) {
+				// The cache may not show yet the enrollment this is a
+				// retry of: the apiserver says.
+				if again, err := s.enrolledBefore(ctx, s.apiReader, token, info, digest); err == nil && again != nil {
+					return again, true, nil
+				}
 				return nil, false, connect.NewError(connect.CodeAlreadyExists,
 					fmt.Errorf("device %s with serial number %s was already enrolled (phase %s); delete it to enroll the hardware again", d.Name, serial, d.Status.Phase))
 			}

@@ -21,7 +21,31 @@ import (
 	"github.com/kubemdm/kubemdm/agent"
 )
 
+// exitReleased is the exit status of an agent whose device was retired,
+// unenrolled or deprovisioned (RestartPreventExitStatus in its unit).
+const exitReleased = 3
+
+// usage explains the two ways the agent runs.
+const usage = `Usage:
+  kubemdm-agent enroll --gateway HOST:PORT --token TOKEN (--ca-pin SHA256 | --ca-file CA.pem) [flags]
+      Enroll this device once, save its identity in --state-dir and exit.
+  kubemdm-agent [flags]
+      Run: enroll first if needed, then hold a stream to the gateway. The
+      gateway an enrolled agent used is saved, so --gateway may be left out.
+
+Flags:
+`
+
 func main() {
+	enrollOnly := len(os.Args) > 1 && os.Args[1] == "enroll"
+	args := os.Args[1:]
+	if enrollOnly {
+		args = os.Args[2:]
+	}
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), usage)
+		flag.PrintDefaults()
+	}
 	var (
 		gateway          = flag.String("gateway", "", "Gateway address, host:port.")
 		token            = flag.String("token", os.Getenv("KUBEMDM_TOKEN"), "Enrollment token (or $KUBEMDM_TOKEN); needed only until enrolled.")
@@ -42,15 +66,28 @@ func main() {
 	)
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
-	flag.Parse()
+	if err := flag.CommandLine.Parse(args); err != nil {
+		os.Exit(2)
+	}
 	log := zap.New(zap.UseFlagOptions(&opts))
 	ctrl.SetLogger(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := func() error {
+		if *gateway == "" && *simulate == 0 {
+			if state, err := agent.LoadState(*stateDir); err == nil {
+				*gateway = state.Gateway
+			}
+		}
 		if *gateway == "" {
-			return errors.New("--gateway is required")
+			return errors.New("--gateway is required until the agent has enrolled")
+		}
+		if enrollOnly && *token == "" {
+			return errors.New("enroll needs --token (or $KUBEMDM_TOKEN)")
+		}
+		if enrollOnly && *caPin == "" && *caFile == "" {
+			return errors.New("enroll needs --ca-pin or --ca-file to trust the gateway")
 		}
 		trust := agent.Trust{Pin: *caPin}
 		if *caFile != "" {
@@ -91,10 +128,27 @@ func main() {
 		default:
 			return fmt.Errorf("--platform %q is not linux or simulated", *platform)
 		}
-		return agent.New(o, state, p, log).Run(ctx)
+		a := agent.New(o, state, p, log)
+		if enrollOnly {
+			if state.Enrolled() {
+				fmt.Printf("Already enrolled as %s/%s\n", state.Identity.Namespace, state.Identity.Name)
+				return nil
+			}
+			if err := a.Enroll(ctx); err != nil {
+				return err
+			}
+			fmt.Printf("Enrolled as %s/%s; start the service: systemctl enable --now kubemdm-agent\n", state.Identity.Namespace, state.Identity.Name)
+			return nil
+		}
+		return a.Run(ctx)
 	}()
 	if err != nil {
 		log.Error(err, "Agent stopped")
+		if errors.Is(err, agent.ErrReleased) {
+			// The service unit does not restart a device the gateway
+			// no longer manages.
+			os.Exit(exitReleased)
+		}
 		os.Exit(1)
 	}
 }
