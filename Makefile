@@ -162,10 +162,15 @@ docker-build: ## Build the manager image.
 	$(CONTAINER_TOOL) build -t $(IMG) .
 
 .PHONY: build-installer
-build-installer: manifests kustomize ## Write dist/install.yaml with CRDs, RBAC and the manager.
+# The gateway's public address (enrollment payloads, its certificate); the
+# default is config/default's gateway ConfigMap.
+GATEWAY_HOST ?=
+GATEWAY_PORT ?= 443
+
+build-installer: manifests kustomize ## Write dist/install.yaml with CRDs, RBAC and the manager (GATEWAY_HOST, GATEWAY_PORT).
 	mkdir -p dist
 	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
-	$(KUSTOMIZE) build config/default > dist/install.yaml
+	GATEWAY_HOST=$(GATEWAY_HOST) GATEWAY_PORT=$(GATEWAY_PORT) bash hack/kustomize-default.sh $(KUSTOMIZE) > dist/install.yaml
 
 ##@ Deployment
 
@@ -182,9 +187,9 @@ uninstall: manifests kustomize ## Remove the CRDs from the cluster.
 	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
 
 .PHONY: deploy
-deploy: manifests kustomize ## Deploy the manager to the cluster.
+deploy: manifests kustomize ## Deploy the manager to the cluster (GATEWAY_HOST, GATEWAY_PORT).
 	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
-	$(KUSTOMIZE) build config/default | $(KUBECTL) apply --server-side -f -
+	GATEWAY_HOST=$(GATEWAY_HOST) GATEWAY_PORT=$(GATEWAY_PORT) bash hack/kustomize-default.sh $(KUSTOMIZE) | $(KUBECTL) apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: kustomize ## Remove the manager from the cluster.

@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+var _ = Describe("the installer", func() {
+	ctx := context.Background()
+
+	It("takes the gateway's address from one setting and is accepted by the apiserver in a server-side dry run", func() {
+		root := filepath.Join("..", "..")
+		make := exec.Command("make", "--no-print-directory", "kustomize")
+		make.Dir = root
+		out, err := make.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), "%s", out)
+		kustomize, _ := filepath.Glob(filepath.Join(root, "bin", "kustomize-*"))
+		Expect(kustomize).NotTo(BeEmpty())
+		abs, err := filepath.Abs(kustomize[0])
+		Expect(err).NotTo(HaveOccurred())
+		render := exec.Command("bash", "hack/kustomize-default.sh", abs)
+		render.Dir = root
+		render.Env = append(os.Environ(), "GATEWAY_HOST=mdm.test.example", "GATEWAY_PORT=8443")
+		manifests, err := render.Output()
+		Expect(err).NotTo(HaveOccurred())
+
+		// The address reaches the manager's flags through the ConfigMap.
+		var host, port, deployment string
+		var kept []string
+		for _, doc := range strings.Split(string(manifests), "\n---\n") {
+			var obj struct {
+				Kind string            `json:"kind"`
+				Data map[string]string `json:"data"`
+			}
+			Expect(yaml.Unmarshal([]byte(doc), &obj)).To(Succeed())
+			switch obj.Kind {
+			case "ConfigMap":
+				host, port = obj.Data["host"], obj.Data["port"]
+			case "Deployment":
+				deployment = doc
+			case "Issuer", "Certificate":
+				// cert-manager's kinds: not installed here.
+				continue
+			}
+			kept = append(kept, doc)
+		}
+		Expect(host).To(Equal("mdm.test.example"))
+		Expect(port).To(Equal("8443"))
+		Expect(deployment).To(ContainSubstring("--enrollment-host=$(GATEWAY_HOST):$(GATEWAY_PORT)"))
+		Expect(deployment).To(ContainSubstring("--gateway-tls-hosts=$(GATEWAY_HOST)"))
+
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubemdm-system"}}
+		if err := k8sClient.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			Expect(err).NotTo(HaveOccurred())
+		}
+		k := newKubectl("default")
+		apply := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), "--kubeconfig", k.kubeconfig,
+			"apply", "--server-side", "--dry-run=server", "--force-conflicts", "--field-manager=installer-test", "-f", "-")
+		apply.Stdin = strings.NewReader(strings.Join(kept, "\n---\n"))
+		out, err = apply.CombinedOutput()
+		GinkgoWriter.Printf("%s\n", out)
+		Expect(err).NotTo(HaveOccurred(), "%s", out)
+		Expect(string(out)).To(ContainSubstring("deployment.apps/kubemdm-controller-manager serverside-applied (server dry run)"))
+		Expect(string(out)).To(ContainSubstring("customresourcedefinition.apiextensions.k8s.io/configurations.mdm.kubemdm.io serverside-applied (server dry run)"))
+	})
+})
