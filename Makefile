@@ -148,10 +148,28 @@ dev: build envtest ## Run the whole system on a local control plane (GATEWAY_ADD
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager, the agent and the dev launcher.
+build: ## Build the manager, the agent, the kubectl plugin and the dev launcher.
 	go build -o bin/manager ./cmd/manager
 	go build -o bin/kubemdm-agent ./cmd/kubemdm-agent
+	go build -o bin/kubectl-mdm ./cmd/kubectl-mdm
 	go build -o bin/kubemdm-dev ./hack/dev
+
+PLUGIN_VERSION ?= 0.1.0
+PLUGIN_URL ?= https://github.com/kubemdm/kubemdm/releases/download/v$(PLUGIN_VERSION)
+
+.PHONY: plugin-archives
+plugin-archives: ## Build kubectl-mdm archives for linux and darwin (amd64, arm64) and their krew manifest into dist/krew.
+	mkdir -p dist/krew
+	platforms=""; \
+	for os in linux darwin; do for arch in amd64 arm64; do \
+		stage=$$(mktemp -d); \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch go build -trimpath -o $$stage/kubectl-mdm ./cmd/kubectl-mdm; \
+		cp LICENSE $$stage/ 2>/dev/null || true; \
+		tar -C $$stage -czf dist/krew/kubectl-mdm_$${os}_$${arch}.tar.gz .; rm -rf $$stage; \
+		sum=$$(sha256sum dist/krew/kubectl-mdm_$${os}_$${arch}.tar.gz | cut -d' ' -f1); \
+		platforms="$$platforms  - selector:\n      matchLabels:\n        os: $$os\n        arch: $$arch\n    uri: $(PLUGIN_URL)/kubectl-mdm_$${os}_$${arch}.tar.gz\n    sha256: $$sum\n    bin: kubectl-mdm\n"; \
+	done; done; \
+	VERSION=$(PLUGIN_VERSION) PLATFORMS="$$(printf "$$platforms")" envsubst '$${VERSION} $${PLATFORMS}' < hack/krew/mdm.yaml.tmpl > dist/krew/mdm.yaml
 
 .PHONY: run
 run: manifests ## Run the manager against the cluster in ~/.kube/config.

@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+)
+
+// plugin runs "kubectl mdm …" with the real kubectl, which finds the
+// plugin binary on PATH.
+type plugin struct {
+	k   *kubectl
+	bin string
+}
+
+func newPlugin(ns string) *plugin {
+	bin := GinkgoT().TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "kubectl-mdm"), "./cmd/kubectl-mdm")
+	build.Dir = filepath.Join("..", "..")
+	out, err := build.CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "%s", out)
+	return &plugin{k: newKubectl(ns), bin: bin}
+}
+
+// run returns what kubectl mdm printed and its exit code.
+func (p *plugin) run(args ...string) (string, int) {
+	cmd := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), append([]string{"mdm", "-n", p.k.ns}, args...)...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+p.k.kubeconfig, "PATH="+p.bin+":"+os.Getenv("PATH"))
+	cmd.Stdin = strings.NewReader("") // not a terminal, as in a script
+	out, err := cmd.CombinedOutput()
+	GinkgoWriter.Printf("$ kubectl mdm %s\n%s\n", strings.Join(args, " "), out)
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return string(out), exit.ExitCode()
+	}
+	Expect(err).NotTo(HaveOccurred())
+	return string(out), 0
+}
+
+var _ = Describe("kubectl mdm", func() {
+	ctx := context.Background()
+
+	It("runs actions, refuses an unconfirmed destructive one, dry-runs eligibility, queries devices and edits attributes", func() {
+		f := newFleet(ctx)
+		for _, name := range []string{"plg-1", "plg-2"} {
+			f.enroll(ctx, name)
+			f.connect(name)
+		}
+		// A device imported from an asset list, never enrolled, never seen.
+		Expect(k8sClient.Create(ctx, &mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "plg-box"},
+			Spec: mdmv1alpha1.DeviceSpec{Platform: mdmv1alpha1.PlatformLinux, SerialNumber: "BOX-1"}})).To(Succeed())
+		p := newPlugin(f.ns)
+		actions := func() int {
+			list := &mdmv1alpha1.DeviceActionList{}
+			Expect(k8sClient.List(ctx, list, client.InNamespace(f.ns))).To(Succeed())
+			return len(list.Items)
+		}
+
+		By("lock --wait follows the action to each device's outcome")
+		out, code := p.run("lock", "plg-1", "plg-2", "--wait")
+		Expect(code).To(Equal(0))
+		Expect(out).To(MatchRegexp(`deviceaction\.mdm\.kubemdm\.io/lock-\w+ created`))
+		Expect(out).To(ContainSubstring("plg-1 Succeeded"))
+		Expect(out).To(MatchRegexp(`(?m)^plg-2\s+Succeeded\s+0`))
+		Expect(f.devices["plg-1"].Observe().Locked).To(BeTrue())
+
+		By("a destructive action without --confirm is refused, and nothing is created")
+		before := actions()
+		out, code = p.run("wipe", "plg-2")
+		Expect(code).To(Equal(2))
+		Expect(out).To(ContainSubstring("give --confirm Wipe"))
+		out, code = p.run("wipe", "plg-2", "--confirm", "wipe")
+		Expect(code).To(Equal(2), out)
+		Expect(actions()).To(Equal(before))
+		Expect(f.devices["plg-2"].Observe().Wiped).To(BeFalse())
+
+		By("--dry-run shows each device's eligibility and sends nothing")
+		out, code = p.run("deprovision", "plg-1", "--reason", "RetiringDevice", "--dry-run")
+		Expect(code).To(Equal(1))
+		Expect(out).To(MatchRegexp(`(?m)^plg-1\s+false\s+12\s+Deprovision is not available on Linux devices`))
+		out, code = p.run("restart", "-l", "mdm.kubemdm.io/enrollment-token=fleet", "--dry-run")
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(MatchRegexp(`(?m)^plg-1\s+true\s+0`))
+		Expect(f.devices["plg-1"].Observe().Boots).To(Equal(0))
+
+		By("devices by when they were seen")
+		out, code = p.run("devices", "--not-seen", "7d")
+		Expect(code).To(Equal(0))
+		Expect(out).To(MatchRegexp(`(?m)^plg-box\s+Linux\s+Registered\s+False\s+<never>`))
+		Expect(out).NotTo(ContainSubstring("plg-1"))
+		out, _ = p.run("devices", "--seen-within", "1h", "-o", "name")
+		Expect(out).To(Equal("device.mdm.kubemdm.io/plg-1\ndevice.mdm.kubemdm.io/plg-2\n"))
+		out, _ = p.run("devices", "--enrolled-within", "30d", "-o", "name")
+		Expect(out).NotTo(ContainSubstring("plg-box"))
+
+		By("the four attribute operations, and a query by attribute")
+		_, code = p.run("attrs", "patch", "plg-1", "cityId=SF", "floor=3")
+		Expect(code).To(Equal(0))
+		out, _ = p.run("attrs", "get", "plg-1")
+		Expect(out).To(Equal("cityId=SF\nfloor=3\n"))
+		out, _ = p.run("devices", "--attr", "cityId=SF", "-o", "name")
+		Expect(out).To(Equal("device.mdm.kubemdm.io/plg-1\n"))
+		p.run("attrs", "remove", "plg-1", "floor")
+		out, _ = p.run("attrs", "get", "plg-1")
+		Expect(out).To(Equal("cityId=SF\n"))
+		p.run("attrs", "replace", "plg-1", "team=sre")
+		out, _ = p.run("attrs", "get", "plg-1")
+		Expect(out).To(Equal("team=sre\n"))
+
+		By("watch follows an action created earlier")
+		name, code := p.run("message", "plg-2", "--title", "IT", "--body", "Please update", "-o", "name")
+		Expect(code).To(Equal(0))
+		out, code = p.run("watch", strings.TrimSpace(name))
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(ContainSubstring("plg-2 Succeeded"))
+		Expect(f.devices["plg-2"].Observe().Messages).To(Equal([]string{"IT: Please update"}))
+	})
+})
