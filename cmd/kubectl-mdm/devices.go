@@ -20,9 +20,9 @@ import (
 
 // deviceQuery is the filters of kubectl mdm devices.
 type deviceQuery struct {
-	selector, output                   string
+	selector, output                    string
 	notSeen, seenWithin, enrolledWithin string
-	attrs                              []string
+	attrs                               []string
 }
 
 func newDevicesCommand(s *session) *cobra.Command {
