@@ -78,7 +78,7 @@ it (--dry-run); 2 a destructive action that was not confirmed.`,
 	for _, verb := range actionVerbs {
 		root.AddCommand(newActionCommand(s, verb))
 	}
-	root.AddCommand(newWatchCommand(s), newDevicesCommand(s), newAttrsCommand(s))
+	root.AddCommand(newWatchCommand(s), newDevicesCommand(s), newAttrsCommand(s), newTokenCommand(s))
 	return root
 }
 

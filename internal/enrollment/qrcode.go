@@ -6,6 +6,7 @@ import (
 	"image"
 	"image/draw"
 	"image/png"
+	"strings"
 
 	"github.com/boombuler/barcode"
 	"github.com/boombuler/barcode/qr"
@@ -38,4 +39,67 @@ func QRCodePNG(payload []byte) ([]byte, error) {
 		return nil, fmt.Errorf("writing QR code PNG: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// QRCodeText draws payload as a QR code for a terminal: two rows of modules
+// per line in half blocks, with the four-module quiet zone. Light modules
+// are drawn, dark ones left blank, so the code reads right on a terminal
+// with a dark background.
+func QRCodeText(payload []byte) (string, error) {
+	code, err := qr.Encode(string(payload), qr.M, qr.Auto)
+	if err != nil {
+		return "", fmt.Errorf("encoding QR code: %w", err)
+	}
+	n := code.Bounds().Dx()
+	const quiet = 4
+	light := func(x, y int) bool {
+		x, y = x-quiet, y-quiet
+		if x < 0 || y < 0 || x >= n || y >= n {
+			return true
+		}
+		r, _, _, _ := code.At(x, y).RGBA()
+		return r > 0x7fff
+	}
+	side := n + 2*quiet
+	var b strings.Builder
+	for y := 0; y < side; y += 2 {
+		for x := 0; x < side; x++ {
+			top, bottom := light(x, y), y+1 >= side || light(x, y+1)
+			switch {
+			case top && bottom:
+				b.WriteString("█")
+			case top:
+				b.WriteString("▀")
+			case bottom:
+				b.WriteString("▄")
+			default:
+				b.WriteString(" ")
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String(), nil
+}
+
+// QRCodeTextImage reads a QRCodeText drawing back into an image, light
+// where the drawing is, for a decoder: tests check with it that what a
+// terminal shows scans.
+func QRCodeTextImage(text string) image.Image {
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	const px = 4
+	img := image.NewGray(image.Rect(0, 0, len([]rune(lines[0]))*px, 2*len(lines)*px))
+	fill := func(x, y int) {
+		draw.Draw(img, image.Rect(x*px, y*px, (x+1)*px, (y+1)*px), image.White, image.Point{}, draw.Src)
+	}
+	for row, line := range lines {
+		for x, r := range []rune(line) {
+			if r == '█' || r == '▀' {
+				fill(x, 2*row)
+			}
+			if r == '█' || r == '▄' {
+				fill(x, 2*row+1)
+			}
+		}
+	}
+	return img
 }

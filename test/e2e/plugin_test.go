@@ -3,17 +3,24 @@ package e2e
 import (
 	"context"
 	"errors"
+	"image"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/makiuchi-d/gozxing"
+	gozxingqr "github.com/makiuchi-d/gozxing/qrcode"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/enrollment"
 )
 
 // plugin runs "kubectl mdm …" with the real kubectl, which finds the
@@ -126,3 +133,46 @@ var _ = Describe("kubectl mdm", func() {
 		Expect(f.devices["plg-2"].Observe().Messages).To(Equal([]string{"IT: Please update"}))
 	})
 })
+
+var _ = Describe("kubectl mdm token", func() {
+	ctx := context.Background()
+
+	It("creates a token and prints its QR code, in the terminal and as a PNG, both decoding to its payload", func() {
+		ns := newFleet(ctx).ns
+		p := newPlugin(ns)
+		pngFile := filepath.Join(GinkgoT().TempDir(), "qr.png")
+		out, code := p.run("token", "create", "phones", "--platform", "Android", "--one-time", "--ttl", "48h", "--qr", "--qr-png", pngFile)
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(HavePrefix("enrollmenttoken.mdm.kubemdm.io/phones created\nQR code written to " + pngFile + "\n"))
+		token := &mdmv1alpha1.EnrollmentToken{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "phones"}, token)).To(Succeed())
+		Expect(token.Spec.Perpetual).To(BeFalse())
+		Expect(token.Spec.TTL.Duration).To(Equal(48 * time.Hour))
+		secret := &corev1.Secret{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: token.Status.SecretRef.Name}, secret)).To(Succeed())
+		payload := string(secret.Data[mdmv1alpha1.TokenSecretQRJSONKey])
+		Expect(payload).To(ContainSubstring("PROVISIONING"))
+
+		drawing := strings.SplitN(out, pngFile+"\n", 2)[1]
+		Expect(decodeQR(enrollment.QRCodeTextImage(drawing))).To(Equal(payload), "the terminal's QR code")
+		f, err := os.Open(pngFile)
+		Expect(err).NotTo(HaveOccurred())
+		defer f.Close()
+		img, err := png.Decode(f)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(decodeQR(img)).To(Equal(payload), "the PNG")
+
+		out, code = p.run("token", "qr", "phones")
+		Expect(code).To(Equal(0))
+		Expect(decodeQR(enrollment.QRCodeTextImage(out))).To(Equal(payload), "token qr of an existing token")
+	})
+})
+
+func decodeQR(img image.Image) string {
+	GinkgoHelper()
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	Expect(err).NotTo(HaveOccurred())
+	res, err := gozxingqr.NewQRCodeReader().Decode(bmp, nil)
+	Expect(err).NotTo(HaveOccurred())
+	return res.GetText()
+}
