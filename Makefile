@@ -10,6 +10,7 @@ BUF_VERSION ?= v1.75.0
 PROTOC_GEN_GO_VERSION ?= v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION ?= v1.21.1
 NFPM_VERSION ?= v2.45.2
+HELM_VERSION ?= v4.3.2
 
 LOCALBIN ?= $(shell pwd)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
@@ -18,6 +19,7 @@ BUF ?= $(LOCALBIN)/buf-$(BUF_VERSION)
 PROTOC_GEN_GO ?= $(LOCALBIN)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 PROTOC_GEN_CONNECT_GO ?= $(LOCALBIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_GO_VERSION)
 NFPM ?= $(LOCALBIN)/nfpm-$(NFPM_VERSION)
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 
 # The local control plane (kube-apiserver, etcd, kubectl) is built from Go
 # modules into a cache outside the checkout; see hack/envtest.sh.
@@ -54,8 +56,8 @@ protoc-plugins: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_CONNECT_GO)
 	@ln -sf $(notdir $(PROTOC_GEN_CONNECT_GO)) $(LOCALBIN)/protoc-gen-connect-go
 
 .PHONY: verify-generated
-verify-generated: generate manifests ## Fail when committed generated files are stale.
-	@test -z "$$(git status --porcelain -- api config)" || { git status --porcelain -- api config; git diff -- api config | head -40; echo "Generated files are stale: run 'make generate manifests' and commit"; exit 1; }
+verify-generated: generate manifests chart ## Fail when committed generated files are stale.
+	@test -z "$$(git status --porcelain -- api config dist/chart)" || { git status --porcelain -- api config dist/chart; git diff -- api config dist/chart | head -40; echo "Generated files are stale: run 'make generate manifests chart' and commit"; exit 1; }
 
 .PHONY: fmt
 fmt: ## Run go fmt.
@@ -75,7 +77,7 @@ envtest: ## Build the local control plane into the cache (first run only).
 TEST_PACKAGES = $(shell go list ./... | grep -v /test/scale)
 
 .PHONY: test
-test: manifests generate vet envtest ## Run unit and envtest suites against a real kube-apiserver and etcd, then the scale harness's small profile.
+test: manifests generate vet envtest kustomize helm nfpm ## Run unit and envtest suites against a real kube-apiserver and etcd, then the scale harness's small profile.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) $(TEST_PACKAGES) -coverprofile cover.out
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./test/scale -count=1 -timeout 30m -v
 	$(MAKE) check-rules
@@ -95,6 +97,10 @@ agent-packages: nfpm ## Build the agent's .deb and .rpm (systemd unit, /etc/defa
 	for p in deb rpm; do \
 		VERSION=$(AGENT_VERSION) GOARCH=$(GOARCH) $(NFPM) package --config $$stage/nfpm.yaml --packager $$p --target $(PACKAGE_DIR)/; \
 	done
+
+.PHONY: chart
+chart: manifests kustomize ## Write the Helm chart's templates (dist/chart/templates) from config/.
+	{ $(KUSTOMIZE) build config/default; echo ---; $(KUSTOMIZE) build config/prometheus; } | go run ./hack/chart dist/chart/templates
 
 .PHONY: check-rules
 check-rules: kustomize ## Build config/prometheus and check its alerting rules and their tests with promtool.
@@ -236,6 +242,13 @@ $(PROTOC_GEN_CONNECT_GO):
 	mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(PROTOC_GEN_CONNECT_GO_VERSION)
 	mv $(LOCALBIN)/protoc-gen-connect-go $@
+
+.PHONY: helm
+helm: $(HELM)
+$(HELM):
+	mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/helm $@
 
 .PHONY: nfpm
 nfpm: $(NFPM)

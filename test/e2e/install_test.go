@@ -74,3 +74,67 @@ var _ = Describe("the installer", func() {
 		Expect(string(out)).To(ContainSubstring("customresourcedefinition.apiextensions.k8s.io/configurations.mdm.kubemdm.io serverside-applied (server dry run)"))
 	})
 })
+
+var _ = Describe("the Helm chart", func() {
+	ctx := context.Background()
+
+	It("lints, renders with its values, and is accepted by the apiserver in a server-side dry run", func() {
+		root := filepath.Join("..", "..")
+		make := exec.Command("make", "--no-print-directory", "helm")
+		make.Dir = root
+		out, err := make.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), "%s", out)
+		helms, _ := filepath.Glob(filepath.Join(root, "bin", "helm-*"))
+		Expect(helms).NotTo(BeEmpty())
+		bin, err := filepath.Abs(helms[0])
+		Expect(err).NotTo(HaveOccurred())
+		helm := func(args ...string) string {
+			cmd := exec.Command(bin, args...)
+			cmd.Dir = root
+			out, err := cmd.CombinedOutput()
+			Expect(err).NotTo(HaveOccurred(), "helm %s: %s", strings.Join(args, " "), out)
+			return string(out)
+		}
+		Expect(helm("lint", "dist/chart", "--strict")).To(ContainSubstring("1 chart(s) linted, 0 chart(s) failed"))
+
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "mdm-chart"}}
+		if err := k8sClient.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			Expect(err).NotTo(HaveOccurred())
+		}
+		rendered := helm("template", "kubemdm", "dist/chart", "--namespace", "mdm-chart",
+			"--set", "gateway.host=mdm.test.example,gateway.service.type=LoadBalancer,manager.image.tag=v9.9.9,manager.resources.limits.memory=1Gi")
+		Expect(rendered).To(ContainSubstring(`host: "mdm.test.example"`))
+		Expect(rendered).To(ContainSubstring("type: LoadBalancer"))
+		Expect(rendered).To(ContainSubstring("image: ghcr.io/kubemdm/kubemdm:v9.9.9"))
+		Expect(rendered).To(ContainSubstring("memory: 1Gi"))
+		Expect(rendered).To(ContainSubstring("cert-manager.io/inject-ca-from: mdm-chart/kubemdm-serving-cert"))
+		Expect(rendered).NotTo(ContainSubstring("kind: ServiceMonitor"))
+
+		var kept []string
+		for _, doc := range strings.Split(rendered, "\n---\n") {
+			if strings.Contains(doc, "\nkind: Issuer\n") || strings.Contains(doc, "\nkind: Certificate\n") {
+				continue // cert-manager's kinds: not installed here
+			}
+			kept = append(kept, doc)
+		}
+		k := newKubectl("default")
+		apply := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), "--kubeconfig", k.kubeconfig,
+			"apply", "--server-side", "--dry-run=server", "--force-conflicts", "--field-manager=chart-test", "-f", "-")
+		apply.Stdin = strings.NewReader(strings.Join(kept, "\n---\n"))
+		out, err = apply.CombinedOutput()
+		GinkgoWriter.Printf("%s\n", out)
+		Expect(err).NotTo(HaveOccurred(), "%s", out)
+		Expect(string(out)).To(ContainSubstring("deployment.apps/kubemdm-controller-manager serverside-applied (server dry run)"))
+
+		// Without cert-manager and metrics, their objects are left out;
+		// with the Prometheus Operator, its objects come, their alert
+		// templates intact.
+		bare := helm("template", "kubemdm", "dist/chart", "--namespace", "mdm-chart",
+			"--set", "certManager.enable=false,metrics.enable=false,prometheus.enable=true")
+		Expect(bare).NotTo(ContainSubstring("kind: Issuer"))
+		Expect(bare).NotTo(ContainSubstring("cert-manager.io/inject-ca-from"))
+		Expect(bare).To(ContainSubstring("--metrics-bind-address=0"))
+		Expect(bare).To(ContainSubstring("kind: PrometheusRule"))
+		Expect(bare).To(ContainSubstring("{{ $value | humanizePercentage }}"))
+	})
+})
