@@ -134,6 +134,46 @@ var _ = Describe("kubectl mdm", func() {
 	})
 })
 
+var _ = Describe("kubectl mdm verbs", func() {
+	ctx := context.Background()
+
+	It("runs every action verb to the end on simulated devices", func() {
+		f := newFleet(ctx)
+		for _, name := range []string{"vb-1", "vb-retire", "vb-unenroll", "vb-wipe"} {
+			f.enroll(ctx, name)
+			f.connect(name)
+		}
+		chromebooks := newPlatformFleet(ctx, mdmv1alpha1.PlatformChromeOS)
+		chromebooks.enroll(ctx, "vb-cb")
+		chromebooks.connect("vb-cb")
+		p := newPlugin(f.ns)
+		for _, args := range [][]string{
+			{"lock", "vb-1"}, {"unlock", "vb-1"}, {"restart", "vb-1"}, {"sync", "vb-1"},
+			{"message", "vb-1", "--title", "IT", "--body", "Hello"},
+			{"disable", "vb-1"}, {"reenable", "vb-1"},
+			{"retire", "vb-retire", "--confirm", "Retire"},
+			{"unenroll", "vb-unenroll", "--confirm", "Unenroll"},
+			{"wipe", "vb-wipe", "--confirm", "Wipe"},
+		} {
+			out, code := p.run(append(args, "--wait")...)
+			Expect(code).To(Equal(0), "kubectl mdm %s: %s", strings.Join(args, " "), out)
+			Expect(out).To(MatchRegexp(`(?m)^`+args[1]+`\s+Succeeded\s+0`), "kubectl mdm %s", strings.Join(args, " "))
+		}
+		m := f.devices["vb-1"].Observe()
+		Expect(m.Boots).To(Equal(1))
+		Expect(m.Messages).To(Equal([]string{"IT: Hello"}))
+		Expect(m.Disabled).To(BeFalse(), "disabled, then reenabled")
+		Expect(f.devices["vb-retire"].Observe().Released).To(BeTrue())
+		Expect(f.devices["vb-unenroll"].Observe().Released).To(BeTrue())
+		Expect(f.devices["vb-wipe"].Observe().Wiped).To(BeTrue())
+
+		cb := newPlugin(chromebooks.ns)
+		out, code := cb.run("deprovision", "vb-cb", "--reason", "RetiringDevice", "--confirm", "Deprovision", "--wait")
+		Expect(code).To(Equal(0), out)
+		Expect(chromebooks.devices["vb-cb"].Observe().Released).To(BeTrue())
+	})
+})
+
 var _ = Describe("kubectl mdm token", func() {
 	ctx := context.Background()
 
