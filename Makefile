@@ -189,7 +189,7 @@ docker-build: ## Build the manager image.
 # The gateway's public address (enrollment payloads, its certificate); the
 # default is config/default's gateway ConfigMap.
 GATEWAY_HOST ?=
-GATEWAY_PORT ?= 443
+GATEWAY_PORT ?=
 
 build-installer: manifests kustomize ## Write dist/install.yaml with CRDs, RBAC and the manager (GATEWAY_HOST, GATEWAY_PORT).
 	mkdir -p dist

@@ -289,3 +289,19 @@ func writeAtomic(path string, data []byte) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// Forget removes the agent's identity (key, certificate, CA and state) once
+// the gateway no longer manages the device, so that it can enroll again and
+// a service that starts only when enrolled stays stopped.
+func (s *State) Forget() error {
+	var errs []error
+	for _, f := range []string{certFile, keyFile, caFile, stateFile, pendingKeyFile} {
+		if err := os.Remove(filepath.Join(s.dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	s.mu.Lock()
+	s.Identity, s.Gateway = Identity{}, ""
+	s.mu.Unlock()
+	return errors.Join(errs...)
+}

@@ -49,7 +49,12 @@ type FleetMetrics struct {
 	Cache cache.Cache
 	// Interval between two counts of the gauges; 15s when zero.
 	Interval time.Duration
+
+	published map[deviceKey]bool
 }
+
+// deviceKey is a series of kubemdm_devices.
+type deviceKey struct{ phase, connected string }
 
 // NeedLeaderElection: one replica counts.
 func (m *FleetMetrics) NeedLeaderElection() bool { return true }
@@ -96,8 +101,7 @@ func (m *FleetMetrics) count(ctx context.Context) error {
 	if err := m.Cache.List(ctx, devices, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
-	type key struct{ phase, connected string }
-	counts := map[key]float64{}
+	counts := map[deviceKey]float64{}
 	for i := range devices.Items {
 		d := &devices.Items[i]
 		phase := string(d.Status.Phase)
@@ -108,11 +112,21 @@ func (m *FleetMetrics) count(ctx context.Context) error {
 		if conditions.IsTrue(d, mdmv1alpha1.DeviceConditionConnected) {
 			connected = "true"
 		}
-		counts[key{phase, connected}]++
+		counts[deviceKey{phase, connected}]++
 	}
-	devicesGauge.Reset()
+	// Set first, then drop the pairs that went: a scrape never sees the
+	// fleet at zero, which would restart an alert's for: clock.
 	for k, n := range counts {
 		devicesGauge.WithLabelValues(k.phase, k.connected).Set(n)
+	}
+	for k := range m.published {
+		if _, ok := counts[k]; !ok {
+			devicesGauge.DeleteLabelValues(k.phase, k.connected)
+		}
+	}
+	m.published = map[deviceKey]bool{}
+	for k := range counts {
+		m.published[k] = true
 	}
 	configs := &mdmv1alpha1.ConfigurationList{}
 	if err := m.Cache.List(ctx, configs, client.UnsafeDisableDeepCopy); err != nil {

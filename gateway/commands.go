@@ -142,9 +142,6 @@ func (s *Server) markDelivered(ctx context.Context, cmds []openCommand, device s
 			if errors.As(err, &overtaken) || errors.Is(err, errActionGone) {
 				err = errOvertaken
 			}
-			if err == nil {
-				observeDelivered(cmds[i].action, cmds[i].row, at)
-			}
 			out[i] = err
 		case <-ctx.Done():
 			out[i] = ctx.Err()

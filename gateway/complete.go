@@ -71,7 +71,6 @@ func (s *Server) CompleteCommand(ctx context.Context, req *connect.Request[agent
 		case err != nil:
 			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("recording the result: %w", err))
 		}
-		observeCompleted(action, row, update.phase, update.at)
 	case <-ctx.Done():
 		return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
 	}

@@ -43,7 +43,7 @@ var (
 	}, []string{"action"})
 	commandsCompleted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kubemdm_commands_completed_total",
-		Help: "Commands that ended on a device, by action and result (Succeeded, Failed, Canceled, Expired).",
+		Help: "Commands that ended on a device, by action and result (Succeeded, Failed, Canceled); expired ones are kubemdm_commands_expired_total.",
 	}, []string{"action", "result"})
 	// From a command's queuing: seconds to weeks, for a phone in a drawer.
 	commandBuckets     = prometheus.ExponentialBuckets(0.05, 4, 12)
@@ -109,21 +109,21 @@ func (metricsInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc
 	}
 }
 
-// observeDelivered counts a command recorded Delivered.
-func observeDelivered(a *mdmv1alpha1.DeviceAction, row *mdmv1alpha1.DeviceResult, at time.Time) {
+// observeRow counts a row the result writer moved to phase: delivered, or
+// completed with a result.
+func observeRow(a *mdmv1alpha1.DeviceAction, row *mdmv1alpha1.DeviceResult, phase mdmv1alpha1.DeviceCommandPhase, at time.Time) {
 	action := string(a.Spec.Action)
-	commandsDelivered.WithLabelValues(action).Inc()
-	if q := queuedAt(a, row); !q.IsZero() {
-		commandDelivered.WithLabelValues(action).Observe(at.Sub(q).Seconds())
+	q := queuedAt(a, row)
+	if phase == mdmv1alpha1.CommandDelivered {
+		commandsDelivered.WithLabelValues(action).Inc()
+		if !q.IsZero() {
+			commandDelivered.WithLabelValues(action).Observe(at.Sub(q).Seconds())
+		}
+		return
 	}
-}
-
-// observeCompleted counts a command's result, recorded.
-func observeCompleted(a *mdmv1alpha1.DeviceAction, row *mdmv1alpha1.DeviceResult, phase mdmv1alpha1.DeviceCommandPhase, at time.Time) {
-	action, result := string(a.Spec.Action), string(phase)
-	commandsCompleted.WithLabelValues(action, result).Inc()
-	if q := queuedAt(a, row); !q.IsZero() {
-		commandCompletedIn.WithLabelValues(action, result).Observe(at.Sub(q).Seconds())
+	commandsCompleted.WithLabelValues(action, string(phase)).Inc()
+	if !q.IsZero() {
+		commandCompletedIn.WithLabelValues(action, string(phase)).Observe(at.Sub(q).Seconds())
 	}
 }
 

@@ -212,7 +212,7 @@ func (w *resultWriter) flush(ctx context.Context, key types.NamespacedName, upda
 			}
 			return nil, err
 		}
-		ops := patchOps(action, updates)
+		ops, changes := patchOps(action, updates)
 		if len(ops) == 0 {
 			return action, nil
 		}
@@ -220,9 +220,17 @@ func (w *resultWriter) flush(ctx context.Context, key types.NamespacedName, upda
 		if err != nil {
 			return nil, err
 		}
+		spec, queued := action.Spec, action.Status.QueuedAt
 		err = w.client.Status().Patch(ctx, action, client.RawPatch(types.JSONPatchType, body))
 		switch {
 		case err == nil:
+			// Counted here, once per row this patch moved: a retried or
+			// repeated result changes nothing and counts nothing.
+			counted := &mdmv1alpha1.DeviceAction{Spec: spec}
+			counted.Status.QueuedAt = queued
+			for _, c := range changes {
+				observeRow(counted, &c.row, c.phase, c.at)
+			}
 			return action, nil
 		case apierrors.IsNotFound(err):
 			return nil, nil
@@ -276,7 +284,14 @@ type jsonPatchOp struct {
 // patchOps turns updates into JSON patch operations against the action as
 // read. An update that would move a row backwards is dropped: a result never
 // turns back into Delivered, and an Expired row stays Expired.
-func patchOps(action *mdmv1alpha1.DeviceAction, updates []rowUpdate) []jsonPatchOp {
+// rowChange is a row as read and the phase a patch moves it to.
+type rowChange struct {
+	row   mdmv1alpha1.DeviceResult
+	phase mdmv1alpha1.DeviceCommandPhase
+	at    time.Time
+}
+
+func patchOps(action *mdmv1alpha1.DeviceAction, updates []rowUpdate) ([]jsonPatchOp, []rowChange) {
 	latest := map[string]rowUpdate{}
 	var order []string
 	for _, u := range updates {
@@ -288,12 +303,14 @@ func patchOps(action *mdmv1alpha1.DeviceAction, updates []rowUpdate) []jsonPatch
 		}
 	}
 	var ops []jsonPatchOp
+	var changes []rowChange
 	for _, name := range order {
 		u := latest[name]
 		i, row := rowOf(action, name)
 		if row == nil || !row.Phase.Open() || rank(u.phase) <= rank(row.Phase) {
 			continue
 		}
+		changes = append(changes, rowChange{row: *row, phase: u.phase, at: u.at})
 		base := fmt.Sprintf("/status/devices/%d", i)
 		at := metav1.NewTime(u.at).ToUnstructured()
 		ops = append(ops,
@@ -315,7 +332,7 @@ func patchOps(action *mdmv1alpha1.DeviceAction, updates []rowUpdate) []jsonPatch
 			)
 		}
 	}
-	return ops
+	return ops, changes
 }
 
 // rank orders row phases along the way a command travels.

@@ -5,7 +5,7 @@
 set -euo pipefail
 kustomize=$1
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${GATEWAY_HOST:-}" ]; then
+if [ -z "${GATEWAY_HOST:-}" ] && [ -z "${GATEWAY_PORT:-}" ]; then
 	exec "$kustomize" build "$root/config/default"
 fi
 work=$(mktemp -d)
@@ -18,7 +18,7 @@ configMapGenerator:
     namespace: kubemdm-system
     behavior: merge
     literals:
-      - host=$GATEWAY_HOST
-      - port=${GATEWAY_PORT:-443}
+$( [ -n "${GATEWAY_HOST:-}" ] && echo "      - host=$GATEWAY_HOST" )
+$( [ -n "${GATEWAY_PORT:-}" ] && echo "      - port=$GATEWAY_PORT" )
 YAML
 "$kustomize" build "$work"

@@ -13,8 +13,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/yaml"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
@@ -84,6 +88,16 @@ func runAction(ctx context.Context, s *session, v actionVerb, f *actionFlags, de
 	if (len(devices) == 0) == (f.selector == "") {
 		return errors.New("name the devices, or give -l SELECTOR, not both")
 	}
+	switch f.output {
+	case "", "json", "yaml", "name":
+	default:
+		return fmt.Errorf("-o %q: use json, yaml or name", f.output)
+	}
+	// With -o, stdout holds the object alone; progress goes to stderr.
+	progressOut := out
+	if f.output != "" {
+		progressOut = errOut
+	}
 	spec := mdmv1alpha1.DeviceActionSpec{Action: v.action, Devices: devices, DryRun: f.dryRun}
 	if f.selector != "" {
 		sel, err := metav1.ParseToLabelSelector(f.selector)
@@ -114,6 +128,10 @@ func runAction(ctx context.Context, s *session, v actionVerb, f *actionFlags, de
 		// confirmed and which sends nothing.
 		spec.Confirm = string(v.action)
 	}
+	if f.dryRun {
+		// A dry run's answer is read at once; it need not stay.
+		spec.TTLSecondsAfterFinished = ptr.To[int32](600)
+	}
 	a := &mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{Namespace: s.namespace, GenerateName: v.name + "-"}, Spec: spec}
 	if err := s.client.Create(ctx, a, client.FieldOwner(fieldManager)); err != nil {
 		return err
@@ -127,23 +145,27 @@ func runAction(ctx context.Context, s *session, v actionVerb, f *actionFlags, de
 		if err != nil {
 			return err
 		}
+		table := progressOut
 		if f.output != "" {
-			return printObject(out, done, f.output)
+			if err := printObject(out, s, done, f.output); err != nil {
+				return err
+			}
+			table = io.Discard
 		}
-		return printEligibility(out, done)
+		return printEligibility(table, done)
 	case f.wait:
-		done, err := follow(ctx, s, a.Name, f.timeout, out)
+		done, err := follow(ctx, s, a.Name, f.timeout, progressOut)
 		if err != nil {
 			return err
 		}
 		if f.output != "" {
-			if err := printObject(out, done, f.output); err != nil {
+			if err := printObject(out, s, done, f.output); err != nil {
 				return err
 			}
 		}
 		return finishedWell(done)
 	case f.output != "":
-		return printObject(out, a, f.output)
+		return printObject(out, s, a, f.output)
 	}
 	return nil
 }
@@ -189,17 +211,39 @@ func printEligibility(out io.Writer, a *mdmv1alpha1.DeviceAction) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	if len(a.Status.Devices) == 0 {
+		// Refused as a whole (too many devices, a selector matching none).
+		return &exitError{1, fmt.Errorf("deviceaction %s ended %s: %s", a.Name, a.Status.Phase, readyMessage(a))}
+	}
 	if ineligible > 0 {
 		return &exitError{1, fmt.Errorf("%d of %d devices cannot run %s", ineligible, len(a.Status.Devices), a.Spec.Action)}
 	}
 	return nil
 }
 
-// printObject writes obj as json, yaml or its name.
-func printObject(out io.Writer, obj client.Object, format string) error {
+// readyMessage is what the action's Ready condition says.
+func readyMessage(a *mdmv1alpha1.DeviceAction) string {
+	for _, c := range a.Status.Conditions {
+		if c.Type == mdmv1alpha1.ConditionReady {
+			return c.Message
+		}
+	}
+	return "no devices"
+}
+
+// printObject writes obj as json, yaml (with its apiVersion and kind, so
+// it can be applied again) or kubectl's resource/name.
+func printObject(out io.Writer, s *session, obj runtime.Object, format string) error {
+	if err := setKinds(s, obj); err != nil {
+		return err
+	}
 	switch format {
 	case "name":
-		_, err := fmt.Fprintf(out, "%s\n", obj.GetName())
+		m, err := meta.Accessor(obj)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(out, "%s.%s/%s\n", strings.ToLower(obj.GetObjectKind().GroupVersionKind().Kind), mdmv1alpha1.GroupVersion.Group, m.GetName())
 		return err
 	case "json":
 		b, err := json.MarshalIndent(obj, "", "    ")
@@ -217,4 +261,20 @@ func printObject(out io.Writer, obj client.Object, format string) error {
 		return err
 	}
 	return fmt.Errorf("-o %q: use json, yaml or name", format)
+}
+
+// setKinds fills in apiVersion and kind, which the typed client leaves
+// empty, on an object and on a list's items.
+func setKinds(s *session, obj runtime.Object) error {
+	gvk, err := apiutil.GVKForObject(obj, s.client.Scheme())
+	if err != nil {
+		return err
+	}
+	obj.GetObjectKind().SetGroupVersionKind(gvk)
+	if list, ok := obj.(*mdmv1alpha1.DeviceList); ok {
+		for i := range list.Items {
+			list.Items[i].SetGroupVersionKind(mdmv1alpha1.GroupVersion.WithKind("Device"))
+		}
+	}
+	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -12,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/conditions"
@@ -100,6 +98,9 @@ next:
 		matched = append(matched, d)
 	}
 	list.Items = matched
+	if q.output == "json" || q.output == "yaml" {
+		return printObject(cmd.OutOrStdout(), s, list, q.output)
+	}
 	return printDevices(cmd.OutOrStdout(), list, q.output, now)
 }
 
@@ -129,20 +130,6 @@ func parseDuration(s string) (time.Duration, error) {
 
 func printDevices(out io.Writer, list *mdmv1alpha1.DeviceList, format string, now time.Time) error {
 	switch format {
-	case "json":
-		b, err := json.MarshalIndent(list, "", "    ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(out, "%s\n", b)
-		return err
-	case "yaml":
-		b, err := yaml.Marshal(list)
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(b)
-		return err
 	case "name":
 		for _, d := range list.Items {
 			fmt.Fprintf(out, "device.mdm.kubemdm.io/%s\n", d.Name)

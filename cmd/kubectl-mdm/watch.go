@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
@@ -22,7 +23,12 @@ func newWatchCommand(s *session) *cobra.Command {
 		Short: "Follow a DeviceAction until it finishes: a progress bar and each device's outcome",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := follow(cmd.Context(), s, args[0], timeout, cmd.OutOrStdout())
+			// As -o name prints it, or as kubectl names it.
+			name := args[0]
+			for _, prefix := range []string{"deviceaction.mdm.kubemdm.io/", "deviceaction/", "deviceactions/"} {
+				name = strings.TrimPrefix(name, prefix)
+			}
+			a, err := follow(cmd.Context(), s, name, timeout, cmd.OutOrStdout())
 			if err != nil {
 				return err
 			}
@@ -47,11 +53,21 @@ func follow(ctx context.Context, s *session, name string, timeout time.Duration,
 	seen := map[string]mdmv1alpha1.DeviceCommandPhase{}
 	a := &mdmv1alpha1.DeviceAction{}
 	for {
-		if err := s.client.Get(ctx, client.ObjectKey{Namespace: s.namespace, Name: name}, a); err != nil {
-			return nil, err
+		err := s.client.Get(ctx, client.ObjectKey{Namespace: s.namespace, Name: name}, a)
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("deviceaction %s was deleted before it finished", name)
+		case err != nil && ctx.Err() == nil:
+			// An apiserver that went away for a moment: ask again.
+			fmt.Fprintf(os.Stderr, "reading deviceaction %s: %v\n", name, err)
+			time.Sleep(time.Second)
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("deviceaction %s has not finished: %w", name, ctx.Err())
 		}
 		if tty {
-			fmt.Fprintf(out, "\r%s", progress(a))
+			// \033[K clears what a longer line left.
+			fmt.Fprintf(out, "\r%s\033[K", progress(a))
 		} else {
 			for _, r := range a.Status.Devices {
 				if seen[r.Name] != r.Phase {

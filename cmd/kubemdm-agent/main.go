@@ -81,7 +81,7 @@ func main() {
 			}
 		}
 		if *gateway == "" {
-			return errors.New("--gateway is required until the agent has enrolled")
+			return errors.New("--gateway is required: the agent has not enrolled, or enrolled before it saved its gateway (give --gateway, in /etc/default/kubemdm-agent for the service)")
 		}
 		if enrollOnly && *token == "" {
 			return errors.New("enroll needs --token (or $KUBEMDM_TOKEN)")
@@ -145,8 +145,13 @@ func main() {
 	if err != nil {
 		log.Error(err, "Agent stopped")
 		if errors.Is(err, agent.ErrReleased) {
-			// The service unit does not restart a device the gateway
-			// no longer manages.
+			// The device may enroll again; until it does, the service
+			// unit neither restarts it nor starts it at boot.
+			if state, lerr := agent.LoadState(*stateDir); lerr == nil && *simulate == 0 {
+				if ferr := state.Forget(); ferr != nil {
+					log.Error(ferr, "Forgetting the identity")
+				}
+			}
 			os.Exit(exitReleased)
 		}
 		os.Exit(1)

@@ -26,6 +26,12 @@ const (
 	phServiceType = "__GATEWAY_SERVICE_TYPE__"
 	phResources   = "__RESOURCES__"
 	phMetricsBind = "__METRICS_BIND__"
+	phGatewaySum  = "__GATEWAY_CHECKSUM__"
+	phServicePort = "__GATEWAY_SERVICE_PORT__"
+	// phInject and phCABundle stand for lines that exist with, or
+	// without, cert-manager.
+	phInject   = "__CERT_MANAGER_INJECT__"
+	phCABundle = "__CA_BUNDLE__"
 )
 
 var actions = strings.NewReplacer(
@@ -35,6 +41,9 @@ var actions = strings.NewReplacer(
 	phPort, "{{ .Values.gateway.port | quote }}",
 	phServiceType, "{{ .Values.gateway.service.type }}",
 	phMetricsBind, `{{ if .Values.metrics.enable }}:8443{{ else }}0{{ end }}`,
+	// A new address restarts the manager, which reads it at start.
+	phGatewaySum, `{{ printf "%s:%v" .Values.gateway.host .Values.gateway.port | sha256sum | trunc 16 | quote }}`,
+	phServicePort, "{{ .Values.gateway.port }}",
 )
 
 func main() {
@@ -74,11 +83,15 @@ func write(dir string, rendered []byte) error {
 		}
 		objects = append(objects, obj)
 	}
+	written := map[string]bool{}
 	for _, obj := range objects {
 		if kind(obj) == "Namespace" {
 			continue // Helm installs into the release's namespace
 		}
-		sub, file, guard := place(obj)
+		sub, file, guard, err := place(obj)
+		if err != nil {
+			return err
+		}
 		raw, err := yaml.Marshal(obj)
 		if err != nil {
 			return err
@@ -95,6 +108,10 @@ func write(dir string, rendered []byte) error {
 			text = "{{- if " + guard + " }}\n" + text + "{{- end }}\n"
 		}
 		path := filepath.Join(dir, sub, file)
+		if written[path] {
+			return fmt.Errorf("two objects would be written to %s", path)
+		}
+		written[path] = true
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return err
 		}
@@ -108,22 +125,25 @@ func write(dir string, rendered []byte) error {
 
 // place sets an object's values and says where it goes and on which value
 // it depends.
-func place(obj map[string]any) (dir, file, guard string) {
+func place(obj map[string]any) (dir, file, guard string, err error) {
 	k, n := kind(obj), name(obj)
 	file = strings.ToLower(k) + "-" + strings.TrimPrefix(n, "kubemdm-") + ".yaml"
 	switch k {
 	case "CustomResourceDefinition":
 		annotate(obj, "helm.sh/resource-policy", "keep")
-		return "crd", strings.TrimSuffix(n, ".mdm.kubemdm.io") + ".yaml", ".Values.crd.enable"
+		return "crd", strings.TrimSuffix(n, ".mdm.kubemdm.io") + ".yaml", ".Values.crd.enable", nil
 	case "Issuer", "Certificate":
-		return "certmanager", file, ".Values.certManager.enable"
+		return "certmanager", file, ".Values.certManager.enable", nil
 	case "ServiceMonitor", "PrometheusRule":
-		return "prometheus", file, ".Values.prometheus.enable"
+		return "prometheus", file, ".Values.prometheus.enable", nil
 	case "ConfigMap":
+		if !strings.HasPrefix(n, "gateway-") {
+			return "", "", "", fmt.Errorf("ConfigMap %s: only the gateway's is known to the chart", n)
+		}
 		set(obj, "kubemdm-gateway", "metadata", "name")
 		set(obj, phHost, "data", "host")
 		set(obj, phPort, "data", "port")
-		return "gateway", "configmap-gateway.yaml", ""
+		return "gateway", "configmap-gateway.yaml", "", nil
 	case "Deployment":
 		containers := dig(obj, "spec", "template", "spec", "containers").([]any)
 		c := containers[0].(map[string]any)
@@ -135,38 +155,52 @@ func place(obj map[string]any) (dir, file, guard string) {
 				args[i] = "--metrics-bind-address=" + phMetricsBind
 			}
 		}
-		return "manager", file, ""
+		set(obj, phGatewaySum, "spec", "template", "metadata", "annotations", "kubemdm.io/gateway-address")
+		return "manager", file, "", nil
 	case "Service":
 		switch {
 		case strings.Contains(n, "metrics"):
-			return "metrics", file, ".Values.metrics.enable"
+			return "metrics", file, ".Values.metrics.enable", nil
 		case strings.Contains(n, "gateway"):
 			set(obj, phServiceType, "spec", "type")
-			return "gateway", file, ""
+			ports := dig(obj, "spec", "ports").([]any)
+			ports[0].(map[string]any)["port"] = phServicePort
+			return "gateway", file, "", nil
 		}
-		return "webhook", file, ""
+		return "webhook", file, "", nil
 	case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration":
-		return "webhook", file, ""
+		// cert-manager injects the CA; without it, the value gives it.
+		if annotations, ok := dig(obj, "metadata", "annotations").(map[string]any); ok {
+			delete(annotations, "cert-manager.io/inject-ca-from")
+			annotations[phInject] = "x"
+		}
+		for _, w := range dig(obj, "webhooks").([]any) {
+			set(w.(map[string]any), "x", "clientConfig", phCABundle)
+		}
+		return "webhook", file, "", nil
+	case "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount":
+		return "rbac", file, "", nil
 	}
-	return "rbac", file, ""
+	return "", "", "", fmt.Errorf("%s %s: the chart does not know where this kind goes", k, n)
 }
 
 // templateLines turns the lines that hold a value's structure into
-// template actions: the manager's resources, and the cert-manager
-// annotation, which exists only with cert-manager.
+// template actions: the manager's resources, and the lines that exist only
+// with cert-manager (its annotation) or only without it (the caBundle).
 func templateLines(text string) string {
 	var out bytes.Buffer
 	lines := strings.Split(text, "\n")
-	for i := 0; i < len(lines); i++ {
-		line := lines[i]
-		indent := len(line) - len(strings.TrimLeft(line, " "))
-		switch {
-		case strings.TrimSpace(line) == "resources: "+phResources:
-			fmt.Fprintf(&out, "%sresources:\n%s{{- toYaml .Values.manager.resources | nindent %d }}\n", line[:indent], line[:indent], indent+2)
+	for i, line := range lines {
+		indent := line[:len(line)-len(strings.TrimLeft(line, " "))]
+		switch strings.TrimSpace(line) {
+		case "resources: " + phResources:
+			fmt.Fprintf(&out, "%sresources:\n%s{{- toYaml .Values.manager.resources | nindent %d }}\n", indent, indent, len(indent)+2)
 			continue
-		case strings.TrimSpace(line) == "annotations:" && i+1 < len(lines) && strings.Contains(lines[i+1], "cert-manager.io/inject-ca-from"):
-			fmt.Fprintf(&out, "{{- if .Values.certManager.enable }}\n%s\n%s\n{{- end }}\n", line, lines[i+1])
-			i++
+		case phInject + ": x":
+			fmt.Fprintf(&out, "{{- if .Values.certManager.enable }}\n%scert-manager.io/inject-ca-from: %s/kubemdm-serving-cert\n{{- end }}\n", indent, phNamespace)
+			continue
+		case phCABundle + ": x":
+			fmt.Fprintf(&out, "{{- if not .Values.certManager.enable }}\n%scaBundle: {{ required \"webhook.caBundle is needed without cert-manager\" .Values.webhook.caBundle }}\n{{- end }}\n", indent)
 			continue
 		}
 		out.WriteString(line)

@@ -109,6 +109,10 @@ var _ = Describe("the Helm chart", func() {
 		Expect(rendered).To(ContainSubstring("memory: 1Gi"))
 		Expect(rendered).To(ContainSubstring("cert-manager.io/inject-ca-from: mdm-chart/kubemdm-serving-cert"))
 		Expect(rendered).NotTo(ContainSubstring("kind: ServiceMonitor"))
+		Expect(rendered).NotTo(ContainSubstring("caBundle"))
+		Expect(rendered).To(ContainSubstring("kubemdm.io/gateway-address:"), "a new address restarts the manager")
+		withPort := helm("template", "kubemdm", "dist/chart", "--set", "gateway.port=7443")
+		Expect(withPort).To(MatchRegexp(`(?m)^\s+port: 7443$`), "the gateway Service listens on the public port")
 
 		var kept []string
 		for _, doc := range strings.Split(rendered, "\n---\n") {
@@ -129,8 +133,14 @@ var _ = Describe("the Helm chart", func() {
 		// Without cert-manager and metrics, their objects are left out;
 		// with the Prometheus Operator, its objects come, their alert
 		// templates intact.
+		noCA := exec.Command(bin, "template", "kubemdm", "dist/chart", "--set", "certManager.enable=false")
+		noCA.Dir = root
+		out, err = noCA.CombinedOutput()
+		Expect(err).To(HaveOccurred(), "without cert-manager the webhooks' CA must be given")
+		Expect(string(out)).To(ContainSubstring("webhook.caBundle is needed without cert-manager"))
 		bare := helm("template", "kubemdm", "dist/chart", "--namespace", "mdm-chart",
-			"--set", "certManager.enable=false,metrics.enable=false,prometheus.enable=true")
+			"--set", "certManager.enable=false,webhook.caBundle=Q0E=,metrics.enable=false,prometheus.enable=true")
+		Expect(bare).To(ContainSubstring("caBundle: Q0E="))
 		Expect(bare).NotTo(ContainSubstring("kind: Issuer"))
 		Expect(bare).NotTo(ContainSubstring("cert-manager.io/inject-ca-from"))
 		Expect(bare).To(ContainSubstring("--metrics-bind-address=0"))
