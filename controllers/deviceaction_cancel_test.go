@@ -32,6 +32,13 @@ func enrolledDevices(ctx context.Context, ns string, names ...string) {
 			d.Status.Phase = mdmv1alpha1.DeviceEnrolled
 			g.Expect(k8sClient.Status().Patch(ctx, d, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))).To(Succeed())
 		}).Should(Succeed())
+		// The Device controller marks it Enrolled once the manager's cache
+		// shows the phase; the DeviceAction controller reads that cache,
+		// so an action created before could still find it Registered.
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
+			g.Expect(meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.DeviceConditionEnrolled)).To(BeTrue())
+		}).Should(Succeed())
 	}
 }
 

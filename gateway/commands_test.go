@@ -351,12 +351,12 @@ var _ = Describe("Configuration, reports and certificates", func() {
 		// Counted as requests, not resourceVersions: the apiserver keeps the
 		// resourceVersion of a write that changes nothing, but the request
 		// still costs it.
-		before := managerWrites.Load()
+		before := namespaceWrites(ns)
 		for range 50 {
 			_, err = c.ReportStatus(ctx, connect.NewRequest(&agentv1.ReportStatusRequest{Facts: facts}))
 			Expect(err).NotTo(HaveOccurred())
 		}
-		Expect(managerWrites.Load()-before).To(BeZero(), "50 repeated reports sent writes to the apiserver")
+		Expect(namespaceWrites(ns)-before).To(BeZero(), "50 repeated reports sent writes to the apiserver")
 		Consistently(func(g Gomega) string {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
 			return device.ResourceVersion

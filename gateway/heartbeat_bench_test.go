@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +17,27 @@ import (
 	"github.com/kubemdm/kubemdm/internal/testenv"
 )
 
+// writesIn counts the manager's writes by namespace: a test that wants none
+// of its own is not failed by another test's devices settling meanwhile.
+var writesIn sync.Map // namespace → *atomic.Int64
+
+// countWrite counts one write of o.
+func countWrite(total *atomic.Int64, o any) {
+	total.Add(1)
+	if n, ok := o.(interface{ GetNamespace() string }); ok && n.GetNamespace() != "" {
+		c, _ := writesIn.LoadOrStore(n.GetNamespace(), &atomic.Int64{})
+		c.(*atomic.Int64).Add(1)
+	}
+}
+
+// namespaceWrites is how many writes the manager sent for objects in ns.
+func namespaceWrites(ns string) int64 {
+	if c, ok := writesIn.Load(ns); ok {
+		return c.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
 // writeCounter counts the manager's writes to the apiserver.
 type writeCounter struct {
 	client.Client
@@ -23,17 +45,17 @@ type writeCounter struct {
 }
 
 func (w writeCounter) Create(ctx context.Context, o client.Object, opts ...client.CreateOption) error {
-	w.writes.Add(1)
+	countWrite(w.writes, o)
 	return w.Client.Create(ctx, o, opts...)
 }
 
 func (w writeCounter) Patch(ctx context.Context, o client.Object, p client.Patch, opts ...client.PatchOption) error {
-	w.writes.Add(1)
+	countWrite(w.writes, o)
 	return w.Client.Patch(ctx, o, p, opts...)
 }
 
 func (w writeCounter) Update(ctx context.Context, o client.Object, opts ...client.UpdateOption) error {
-	w.writes.Add(1)
+	countWrite(w.writes, o)
 	return w.Client.Update(ctx, o, opts...)
 }
 
@@ -47,17 +69,17 @@ type statusCounter struct {
 }
 
 func (s statusCounter) Patch(ctx context.Context, o client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
-	s.writes.Add(1)
+	countWrite(s.writes, o)
 	return s.SubResourceWriter.Patch(ctx, o, p, opts...)
 }
 
 func (s statusCounter) Update(ctx context.Context, o client.Object, opts ...client.SubResourceUpdateOption) error {
-	s.writes.Add(1)
+	countWrite(s.writes, o)
 	return s.SubResourceWriter.Update(ctx, o, opts...)
 }
 
 func (s statusCounter) Apply(ctx context.Context, o runtime.ApplyConfiguration, opts ...client.SubResourceApplyOption) error {
-	s.writes.Add(1)
+	countWrite(s.writes, o)
 	return s.SubResourceWriter.Apply(ctx, o, opts...)
 }
 
