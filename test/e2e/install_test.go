@@ -19,24 +19,14 @@ var _ = Describe("the installer", func() {
 	ctx := context.Background()
 
 	It("takes the gateway's address from one setting and is accepted by the apiserver in a server-side dry run", func() {
-		root := filepath.Join("..", "..")
-		make := exec.Command("make", "--no-print-directory", "kustomize")
-		make.Dir = root
-		out, err := make.CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), "%s", out)
-		kustomize, _ := filepath.Glob(filepath.Join(root, "bin", "kustomize-*"))
-		Expect(kustomize).NotTo(BeEmpty())
-		abs, err := filepath.Abs(kustomize[0])
-		Expect(err).NotTo(HaveOccurred())
-		render := exec.Command("bash", "hack/kustomize-default.sh", abs)
-		render.Dir = root
+		render := exec.Command("bash", "hack/kustomize-default.sh", pinnedTool("kustomize"))
+		render.Dir = repoRoot
 		render.Env = append(os.Environ(), "GATEWAY_HOST=mdm.test.example", "GATEWAY_PORT=8443")
 		manifests, err := render.Output()
 		Expect(err).NotTo(HaveOccurred())
 
 		// The address reaches the manager's flags through the ConfigMap.
 		var host, port, deployment string
-		var kept []string
 		for _, doc := range strings.Split(string(manifests), "\n---\n") {
 			var obj struct {
 				Kind string            `json:"kind"`
@@ -48,30 +38,16 @@ var _ = Describe("the installer", func() {
 				host, port = obj.Data["host"], obj.Data["port"]
 			case "Deployment":
 				deployment = doc
-			case "Issuer", "Certificate":
-				// cert-manager's kinds: not installed here.
-				continue
 			}
-			kept = append(kept, doc)
 		}
 		Expect(host).To(Equal("mdm.test.example"))
 		Expect(port).To(Equal("8443"))
 		Expect(deployment).To(ContainSubstring("--enrollment-host=$(GATEWAY_HOST):$(GATEWAY_PORT)"))
 		Expect(deployment).To(ContainSubstring("--gateway-tls-hosts=$(GATEWAY_HOST)"))
 
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubemdm-system"}}
-		if err := k8sClient.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-			Expect(err).NotTo(HaveOccurred())
-		}
-		k := newKubectl("default")
-		apply := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), "--kubeconfig", k.kubeconfig,
-			"apply", "--server-side", "--dry-run=server", "--force-conflicts", "--field-manager=installer-test", "-f", "-")
-		apply.Stdin = strings.NewReader(strings.Join(kept, "\n---\n"))
-		out, err = apply.CombinedOutput()
-		GinkgoWriter.Printf("%s\n", out)
-		Expect(err).NotTo(HaveOccurred(), "%s", out)
-		Expect(string(out)).To(ContainSubstring("deployment.apps/kubemdm-controller-manager serverside-applied (server dry run)"))
-		Expect(string(out)).To(ContainSubstring("customresourcedefinition.apiextensions.k8s.io/configurations.mdm.kubemdm.io serverside-applied (server dry run)"))
+		out := serverDryRun(ctx, "kubemdm-system", string(manifests))
+		Expect(out).To(ContainSubstring("deployment.apps/kubemdm-controller-manager serverside-applied (server dry run)"))
+		Expect(out).To(ContainSubstring("customresourcedefinition.apiextensions.k8s.io/configurations.mdm.kubemdm.io serverside-applied (server dry run)"))
 	})
 })
 
@@ -79,28 +55,16 @@ var _ = Describe("the Helm chart", func() {
 	ctx := context.Background()
 
 	It("lints, renders with its values, and is accepted by the apiserver in a server-side dry run", func() {
-		root := filepath.Join("..", "..")
-		make := exec.Command("make", "--no-print-directory", "helm")
-		make.Dir = root
-		out, err := make.CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), "%s", out)
-		helms, _ := filepath.Glob(filepath.Join(root, "bin", "helm-*"))
-		Expect(helms).NotTo(BeEmpty())
-		bin, err := filepath.Abs(helms[0])
-		Expect(err).NotTo(HaveOccurred())
+		bin := pinnedTool("helm")
 		helm := func(args ...string) string {
 			cmd := exec.Command(bin, args...)
-			cmd.Dir = root
+			cmd.Dir = repoRoot
 			out, err := cmd.CombinedOutput()
 			Expect(err).NotTo(HaveOccurred(), "helm %s: %s", strings.Join(args, " "), out)
 			return string(out)
 		}
 		Expect(helm("lint", "dist/chart", "--strict")).To(ContainSubstring("1 chart(s) linted, 0 chart(s) failed"))
 
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "mdm-chart"}}
-		if err := k8sClient.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-			Expect(err).NotTo(HaveOccurred())
-		}
 		rendered := helm("template", "kubemdm", "dist/chart", "--namespace", "mdm-chart",
 			"--set", "gateway.host=mdm.test.example,gateway.service.type=LoadBalancer,manager.image.tag=v9.9.9,manager.resources.limits.memory=1Gi")
 		Expect(rendered).To(ContainSubstring(`host: "mdm.test.example"`))
@@ -114,28 +78,14 @@ var _ = Describe("the Helm chart", func() {
 		withPort := helm("template", "kubemdm", "dist/chart", "--set", "gateway.port=7443")
 		Expect(withPort).To(MatchRegexp(`(?m)^\s+port: 7443$`), "the gateway Service listens on the public port")
 
-		var kept []string
-		for _, doc := range strings.Split(rendered, "\n---\n") {
-			if strings.Contains(doc, "\nkind: Issuer\n") || strings.Contains(doc, "\nkind: Certificate\n") {
-				continue // cert-manager's kinds: not installed here
-			}
-			kept = append(kept, doc)
-		}
-		k := newKubectl("default")
-		apply := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), "--kubeconfig", k.kubeconfig,
-			"apply", "--server-side", "--dry-run=server", "--force-conflicts", "--field-manager=chart-test", "-f", "-")
-		apply.Stdin = strings.NewReader(strings.Join(kept, "\n---\n"))
-		out, err = apply.CombinedOutput()
-		GinkgoWriter.Printf("%s\n", out)
-		Expect(err).NotTo(HaveOccurred(), "%s", out)
-		Expect(string(out)).To(ContainSubstring("deployment.apps/kubemdm-controller-manager serverside-applied (server dry run)"))
+		Expect(serverDryRun(ctx, "mdm-chart", rendered)).To(ContainSubstring("deployment.apps/kubemdm-controller-manager serverside-applied (server dry run)"))
 
 		// Without cert-manager and metrics, their objects are left out;
 		// with the Prometheus Operator, its objects come, their alert
 		// templates intact.
 		noCA := exec.Command(bin, "template", "kubemdm", "dist/chart", "--set", "certManager.enable=false")
-		noCA.Dir = root
-		out, err = noCA.CombinedOutput()
+		noCA.Dir = repoRoot
+		out, err := noCA.CombinedOutput()
 		Expect(err).To(HaveOccurred(), "without cert-manager the webhooks' CA must be given")
 		Expect(string(out)).To(ContainSubstring("webhook.caBundle is needed without cert-manager"))
 		bare := helm("template", "kubemdm", "dist/chart", "--namespace", "mdm-chart",
@@ -148,3 +98,46 @@ var _ = Describe("the Helm chart", func() {
 		Expect(bare).To(ContainSubstring("{{ $value | humanizePercentage }}"))
 	})
 })
+
+// repoRoot is the checkout, from this package.
+var repoRoot = filepath.Join("..", "..")
+
+// pinnedTool is the absolute path of a tool the Makefile pins into bin/,
+// installing it first if needed.
+func pinnedTool(name string) string {
+	GinkgoHelper()
+	install := exec.Command("make", "--no-print-directory", name)
+	install.Dir = repoRoot
+	out, err := install.CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "%s", out)
+	found, _ := filepath.Glob(filepath.Join(repoRoot, "bin", name+"-*"))
+	Expect(found).NotTo(BeEmpty())
+	abs, err := filepath.Abs(found[0])
+	Expect(err).NotTo(HaveOccurred())
+	return abs
+}
+
+// serverDryRun has the apiserver validate rendered manifests, installed in
+// namespace, by a server-side apply dry run, and returns kubectl's answer.
+// cert-manager's kinds are left out: it is not installed here.
+func serverDryRun(ctx context.Context, namespace, rendered string) string {
+	GinkgoHelper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if err := k8sClient.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		Expect(err).NotTo(HaveOccurred())
+	}
+	var kept []string
+	for _, doc := range strings.Split(rendered, "\n---\n") {
+		if strings.Contains(doc, "\nkind: Issuer\n") || strings.Contains(doc, "\nkind: Certificate\n") {
+			continue
+		}
+		kept = append(kept, doc)
+	}
+	apply := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), "--kubeconfig", newKubectl("default").kubeconfig,
+		"apply", "--server-side", "--dry-run=server", "--force-conflicts", "--field-manager=install-test", "-f", "-")
+	apply.Stdin = strings.NewReader(strings.Join(kept, "\n---\n"))
+	out, err := apply.CombinedOutput()
+	GinkgoWriter.Printf("%s\n", out)
+	Expect(err).NotTo(HaveOccurred(), "%s", out)
+	return string(out)
+}

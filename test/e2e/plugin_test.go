@@ -33,7 +33,7 @@ type plugin struct {
 func newPlugin(ns string) *plugin {
 	bin := GinkgoT().TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(bin, "kubectl-mdm"), "./cmd/kubectl-mdm")
-	build.Dir = filepath.Join("..", "..")
+	build.Dir = repoRoot
 	out, err := build.CombinedOutput()
 	Expect(err).NotTo(HaveOccurred(), "%s", out)
 	return &plugin{k: newKubectl(ns), bin: bin}
