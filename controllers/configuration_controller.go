@@ -3,8 +3,10 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -34,7 +36,15 @@ type ConfigurationReconciler struct {
 	// Payloads is the cache of labelled Secrets and ConfigMaps
 	// (configset.NewPayloadCache).
 	Payloads cache.Cache
+
+	counts countGate
 }
+
+// configurationCountInterval is how often at most a Configuration's device
+// counts and rollout are recomputed: a push to a fleet changes a row on
+// every Device within seconds, and each change would otherwise list the
+// targeted Devices and write the counts again.
+const configurationCountInterval = time.Second
 
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=configurations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=configurations/status,verbs=get;update;patch
@@ -45,6 +55,9 @@ type ConfigurationReconciler struct {
 func (r *ConfigurationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	cfg := &mdmv1alpha1.Configuration{}
 	if err := r.Get(ctx, req.NamespacedName, cfg); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.counts.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	patcher := patch.NewHelper(cfg)
@@ -58,7 +71,7 @@ func (r *ConfigurationReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if _, payloadErr := configset.IsPayloadError(err); err != nil && !payloadErr {
 		return ctrl.Result{}, err
 	}
-	previous := cfg.Status.Revision
+	previous, observed := cfg.Status.Revision, cfg.Status.ObservedGeneration
 	settleConfiguration(cfg, revision, err)
 	if err == nil {
 		startRollout(cfg, previous)
@@ -66,6 +79,14 @@ func (r *ConfigurationReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 			return ctrl.Result{}, err
 		}
 	}
+	// A new spec or revision is counted at once; Device changes are
+	// gathered for a moment, then counted together.
+	if cfg.Status.Revision == previous && cfg.Status.ObservedGeneration == observed {
+		if wait := r.counts.wait(req.NamespacedName, time.Now(), configurationCountInterval); wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
+	}
+	r.counts.mark(req.NamespacedName, time.Now())
 	devices, err := targetedDevices(ctx, r.Client, cfg)
 	if err != nil {
 		return ctrl.Result{}, err

@@ -46,7 +46,7 @@ type EnrollmentTokenReconciler struct {
 	// WifiSecretRetry overrides defaultWifiSecretRetry when positive.
 	WifiSecretRetry time.Duration
 
-	counts countWrites
+	counts countGate
 }
 
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=enrollmenttokens,verbs=get;list;watch;update;patch

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,38 +30,6 @@ func enrolledWith(o client.Object) []string {
 	return nil
 }
 
-// countWrites remembers when each token's count was last changed by this
-// process. It is only a rate limit: the count itself is always recomputed
-// from the Devices, so a restart can neither lose nor double it.
-type countWrites struct {
-	mu      sync.Mutex
-	written map[types.NamespacedName]time.Time
-}
-
-func (c *countWrites) since(key types.NamespacedName, now time.Time) time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t, ok := c.written[key]; ok {
-		return now.Sub(t)
-	}
-	return countInterval
-}
-
-func (c *countWrites) mark(key types.NamespacedName, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.written == nil {
-		c.written = map[types.NamespacedName]time.Time{}
-	}
-	c.written[key] = now
-}
-
-func (c *countWrites) forget(key types.NamespacedName) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.written, key)
-}
-
 // enrolledDevices lists the Devices that enrolled with token, read-only.
 func (r *EnrollmentTokenReconciler) enrolledDevices(ctx context.Context, token *mdmv1alpha1.EnrollmentToken) ([]mdmv1alpha1.Device, error) {
 	devices := &mdmv1alpha1.DeviceList{}
@@ -87,8 +54,8 @@ func (r *EnrollmentTokenReconciler) count(ctx context.Context, token *mdmv1alpha
 	// reconciles the token, and listing its Devices each time would cost
 	// O(devices) per enrollment.
 	key, now := client.ObjectKeyFromObject(token), r.now()
-	if since := r.counts.since(key, now); since < countInterval {
-		return countInterval - since, nil
+	if wait := r.counts.wait(key, now, countInterval); wait > 0 {
+		return wait, nil
 	}
 	devices, err := r.enrolledDevices(ctx, token)
 	if err != nil {
