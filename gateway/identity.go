@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"connectrpc.com/connect"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -56,18 +57,47 @@ func (s *Server) authenticateWithCert(ctx context.Context) (*mdmv1alpha1.Device,
 	if res.err != nil {
 		return nil, nil, connect.NewError(connect.CodeUnauthenticated, res.err)
 	}
-	device := &mdmv1alpha1.Device{}
-	if err := s.cache.Get(ctx, res.id.Key(), device); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("device %s no longer exists", res.id))
-		}
-		return nil, nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("reading device: %w", err))
-	}
-	if device.UID != res.id.UID {
-		return nil, nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("certificate belongs to an earlier device named %s", res.id))
+	device, err := s.cachedDevice(ctx, res.id, res.cert)
+	if err != nil {
+		return nil, nil, err
 	}
 	if !device.Status.Phase.Managed() {
 		return nil, nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("device %s is %s and no longer managed", res.id, device.Status.Phase))
 	}
 	return device, res.cert, nil
+}
+
+// freshWait is how long a call with a certificate issued a moment ago waits
+// for the cache to show its Device. A device calls Subscribe right after
+// Enroll; during an enrollment storm the informer may be a second behind the
+// create, and refusing the call would send the agent into backoff.
+const freshWait = 5 * time.Second
+
+// cachedDevice reads the certificate's Device from the cache, waiting for
+// it while the certificate is fresh. An older certificate whose Device is
+// missing or replaced is refused at once.
+func (s *Server) cachedDevice(ctx context.Context, id pki.DeviceIdentity, cert *x509.Certificate) (*mdmv1alpha1.Device, error) {
+	fresh := s.now().Sub(cert.NotBefore) < pki.ClockSkew+time.Minute
+	deadline := time.Now().Add(freshWait)
+	for {
+		device := &mdmv1alpha1.Device{}
+		err := s.cache.Get(ctx, id.Key(), device)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("reading device: %w", err))
+		}
+		if err == nil && device.UID == id.UID {
+			return device, nil
+		}
+		if !fresh || time.Now().After(deadline) {
+			if err != nil {
+				return nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("device %s no longer exists", id))
+			}
+			return nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("certificate belongs to an earlier device named %s", id))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

@@ -139,6 +139,10 @@ func ParseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
 	return csr, nil
 }
 
+// ClockSkew is how far back a device certificate's validity starts, so that
+// a device whose clock runs behind accepts it at once.
+const ClockSkew = 5 * time.Minute
+
 // SignDevice issues a client certificate naming the device for the CSR's key.
 // Only the key is taken from the CSR: the subject and names come from the
 // identity, so a device cannot ask for someone else's name.
@@ -152,7 +156,7 @@ func (ca *CA) SignDevice(csr *x509.CertificateRequest, id DeviceIdentity, lifeti
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: id.Name, OrganizationalUnit: []string{id.Namespace}, Organization: []string{"kubemdm device"}},
 		URIs:         []*url.URL{id.URI()},
-		NotBefore:    now.Add(-5 * time.Minute),
+		NotBefore:    now.Add(-ClockSkew),
 		NotAfter:     minTime(now.Add(lifetime), ca.Cert.NotAfter),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
