@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"net"
 	"os"
 	"os/exec"
@@ -76,8 +77,13 @@ func start(ctx context.Context, p Profile, log io.Writer) (*Harness, error) {
 	}
 
 	ctrllog.SetLogger(logr.Discard())
+	shadow, err := shadowDeviceCRD()
+	if err != nil {
+		return nil, err
+	}
 	h.env = &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "config", "crd", "bases")},
+		CRDs:                  []*apiextensionsv1.CustomResourceDefinition{shadow},
 		ErrorIfCRDPathMissing: true,
 	}
 	cfg, err := h.env.Start()
