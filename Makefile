@@ -135,6 +135,7 @@ fuzz: ## Run the fuzz targets briefly (FUZZTIME each).
 	go test ./gateway -run '^$$' -fuzz FuzzDevice -fuzztime $(FUZZTIME)
 	go test ./gateway -run '^$$' -fuzz FuzzSubscribeFraming -fuzztime $(FUZZTIME)
 	go test ./internal/enrollment -run '^$$' -fuzz FuzzWellFormed -fuzztime $(FUZZTIME)
+	go test ./internal/enrollment -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME)
 	go test ./internal/pki -run '^$$' -fuzz FuzzParseCSR -fuzztime $(FUZZTIME)
 
 .PHONY: bench

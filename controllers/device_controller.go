@@ -3,11 +3,13 @@ package controllers
 import (
 	"cmp"
 	"context"
+	"crypto/ecdsa"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -24,6 +26,7 @@ import (
 	"github.com/kubemdm/kubemdm/controllers/compliance"
 	"github.com/kubemdm/kubemdm/internal/conditions"
 	"github.com/kubemdm/kubemdm/internal/configset"
+	"github.com/kubemdm/kubemdm/internal/enrollment"
 	"github.com/kubemdm/kubemdm/internal/lifecycle"
 	"github.com/kubemdm/kubemdm/internal/patch"
 )
@@ -52,6 +55,10 @@ const (
 	DeviceReasonWaitingForDevice = "WaitingForDevice"
 )
 
+// DeviceReasonEnrollmentRecordRejected is the reason of the Warning event
+// on a Device whose enrollment record does not verify.
+const DeviceReasonEnrollmentRecordRejected = "EnrollmentRecordRejected"
+
 // DeviceReconciler keeps a Device's phase and its Enrolled and Ready
 // conditions. The gateway writes what the agent reports (facts, lastSeen,
 // Connected) under its own field managers.
@@ -68,6 +75,10 @@ type DeviceReconciler struct {
 	// revision before it is NonCompliant for it; zero means
 	// compliance.DefaultApplyGrace.
 	ApplyGrace time.Duration
+	// DeviceCAKey verifies the enrollment records the gateway signs on the
+	// Devices it creates (mdmv1alpha1.AnnotationEnrollment). Without it a
+	// record is never taken, and those Devices wait for a phase.
+	DeviceCAKey *ecdsa.PublicKey
 }
 
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=devices,verbs=get;list;watch;create;update;patch
@@ -86,6 +97,7 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	patcher := patch.NewHelper(device)
 	defer func() { patcher.Finish(ctx, r.Client, device, &res, &retErr) }()
 
+	r.adoptEnrollment(ctx, device)
 	if wait := enrollmentUnderWay(device, time.Now()); wait > 0 {
 		// The gateway writes this Device's phase in a moment; a status
 		// written now would only be overwritten.
@@ -110,6 +122,30 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	res.RequeueAfter = r.settle(device, rules, time.Now())
 	device.Status.ObservedGeneration = device.Generation
 	return res, nil
+}
+
+// adoptEnrollment copies the enrollment record the gateway signed on a
+// Device it created into the status: phase, enrolledAt, token and key go
+// out with this pass's one status write, and the enrollment costs the
+// apiserver no write of its own. A record that does not verify is
+// ignored: anyone who may create Devices can write an annotation.
+func (r *DeviceReconciler) adoptEnrollment(ctx context.Context, d *mdmv1alpha1.Device) {
+	value, ok := d.Annotations[mdmv1alpha1.AnnotationEnrollment]
+	if !ok || d.Status.Phase != "" || !d.DeletionTimestamp.IsZero() {
+		return
+	}
+	rec, err := enrollment.Verify(value, r.DeviceCAKey, d.Namespace, d.Name, d.CreationTimestamp.Time)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Info("Ignoring the Device's enrollment record", "reason", err.Error())
+		if r.Recorder != nil {
+			r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, DeviceReasonEnrollmentRecordRejected, "Enroll",
+				"The %s annotation was not taken: %v", mdmv1alpha1.AnnotationEnrollment, err)
+		}
+		return
+	}
+	phase, _ := lifecycle.Next(d, lifecycle.Enrolled)
+	at := metav1.NewTime(rec.At)
+	d.Status.Phase, d.Status.EnrolledAt, d.Status.EnrollmentToken, d.Status.EnrollmentKey = phase, &at, rec.Token, rec.Key
 }
 
 // enrollingGrace is how long a Device an enrollment created may go without

@@ -1,6 +1,9 @@
 package controllers_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"bytes"
 	"context"
 	"io"
@@ -39,6 +42,15 @@ var (
 	// what never appears in them.
 	logs   = &syncBuffer{}
 	cancel context.CancelFunc
+	// deviceCAKey stands for the gateway's device CA, which signs the
+	// enrollment records the Device controller takes.
+	deviceCAKey = func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		return k
+	}()
 )
 
 type syncBuffer struct {
@@ -107,7 +119,7 @@ var _ = BeforeSuite(func() {
 
 	// A short deletion timeout, so that the timeout spec need not wait an hour.
 	Expect((&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
-		DeletionTimeout: 3 * time.Second}).SetupWithManager(mgr)).To(Succeed())
+		DeletionTimeout: 3 * time.Second, DeviceCAKey: &deviceCAKey.PublicKey}).SetupWithManager(mgr)).To(Succeed())
 	// Device status writes fail on demand (deviceStatusFaults), and a
 	// deleted action waits only briefly for devices that hold its command.
 	Expect((&controllers.DeviceActionReconciler{Client: faultyClient{mgr.GetClient()}, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("deviceaction-controller"),

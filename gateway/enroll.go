@@ -87,7 +87,8 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 	if err := s.claim(ctx, token); err != nil {
 		return nil, err
 	}
-	device, retry, err := s.findOrCreateDevice(ctx, token, info, digest)
+	now := s.now()
+	device, retry, recorded, err := s.findOrCreateDevice(ctx, token, info, digest, now)
 	if err != nil {
 		s.releaseOneTime(ctx, token)
 		return nil, err
@@ -101,10 +102,10 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 		s.releaseOneTime(ctx, token)
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
-	now := s.now()
 	// The Device first: once it records the key, a retry is answered from
 	// it, so a token not yet marked spent is never claimed by another one.
-	if err := s.markEnrolled(ctx, device, token.Name, digest, now); err != nil {
+	// A Device created with the signed record holds it already.
+	if err := s.markEnrolledUnlessRecorded(ctx, device, recorded, token.Name, digest, now); err != nil {
 		// The write may have landed though its answer did not: then the
 		// token is this Device's, and its controller settles it from it.
 		fresh := &mdmv1alpha1.Device{}
@@ -259,9 +260,34 @@ const EnrollRetryWindow = 10 * time.Minute
 // sameEnrollment reports whether d is the Device this token enrolled with
 // this key, recently.
 func (s *Server) sameEnrollment(d *mdmv1alpha1.Device, token *mdmv1alpha1.EnrollmentToken, digest string) bool {
-	return d.Status.EnrollmentKey == digest && d.Status.EnrollmentToken == token.Name && d.Spec.Platform == token.Spec.Platform &&
-		d.Status.Phase.Managed() && !lifecycle.Claimable(d) &&
-		d.Status.EnrolledAt != nil && s.now().Sub(d.Status.EnrolledAt.Time) < EnrollRetryWindow
+	e, ok := s.enrollmentOf(d)
+	return ok && e.Key == digest && e.Token == token.Name && d.Spec.Platform == token.Spec.Platform &&
+		d.Status.Phase.Managed() && s.now().Sub(e.At) < EnrollRetryWindow
+}
+
+// enrollmentOf is the enrollment a Device records: in its status once
+// enrolled, or, until the Device controller copies it there, in the record
+// the gateway signed on the Device it created.
+func (s *Server) enrollmentOf(d *mdmv1alpha1.Device) (enrollment.Record, bool) {
+	if !lifecycle.Claimable(d) {
+		if d.Status.EnrolledAt == nil {
+			return enrollment.Record{}, false
+		}
+		return enrollment.Record{Token: d.Status.EnrollmentToken, Key: d.Status.EnrollmentKey, At: d.Status.EnrolledAt.Time}, true
+	}
+	value, ok := d.Annotations[mdmv1alpha1.AnnotationEnrollment]
+	if !ok || d.Status.Phase != "" {
+		return enrollment.Record{}, false
+	}
+	rec, err := enrollment.Verify(value, s.deviceCA.PublicKey(), d.Namespace, d.Name, d.CreationTimestamp.Time)
+	return rec, err == nil
+}
+
+// claimable reports whether an enrolling agent may take d: a Device that
+// never enrolled, and that no enrollment created a moment ago.
+func claimable(d *mdmv1alpha1.Device) bool {
+	_, recorded := d.Annotations[mdmv1alpha1.AnnotationEnrollment]
+	return lifecycle.Claimable(d) && !(recorded && d.Status.Phase == "")
 }
 
 // keyName is the name of a Device whose agent has no serial number: derived
@@ -354,13 +380,16 @@ func (s *Server) recordEnrollment(ctx context.Context, token *mdmv1alpha1.Enroll
 }
 
 // findOrCreateDevice claims the pre-registered Device with the agent's
-// serial number, or creates a Device from the token's template.
-func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.EnrollmentToken, info *agentv1.DeviceInfo, digest string) (*mdmv1alpha1.Device, bool, error) {
+// serial number, or creates a Device from the token's template. A Device
+// created under a name known beforehand carries the signed enrollment
+// record (recorded), so that the enrollment needs no status write of its
+// own; the Device controller copies the record into the status.
+func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.EnrollmentToken, info *agentv1.DeviceInfo, digest string, now time.Time) (_ *mdmv1alpha1.Device, retry, recorded bool, _ error) {
 	serial := info.GetSerialNumber()
 	if serial != "" {
 		list := &mdmv1alpha1.DeviceList{}
 		if err := s.cache.List(ctx, list, client.InNamespace(token.Namespace), client.MatchingFields{IndexSerialNumber: serial}); err != nil {
-			return nil, false, connect.NewError(connect.CodeUnavailable, fmt.Errorf("looking up serial number: %w", err))
+			return nil, false, false, connect.NewError(connect.CodeUnavailable, fmt.Errorf("looking up serial number: %w", err))
 		}
 		for i := range list.Items {
 			d := &list.Items[i]
@@ -370,21 +399,29 @@ func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.Enro
 			// Only a Device that never enrolled can be claimed. A Device
 			// that was enrolled keeps its identity; re-enrolling needs a new
 			// Device object, whose new UID voids every old certificate.
-			if !lifecycle.Claimable(d) {
+			if !claimable(d) {
 				// The cache may not show yet the enrollment this is a
 				// retry of: the apiserver says.
 				if again, err := s.enrolledBefore(ctx, s.apiReader, token, info, digest); err == nil && again != nil {
-					return again, true, nil
+					return again, true, false, nil
 				}
-				return nil, false, connect.NewError(connect.CodeAlreadyExists,
-					fmt.Errorf("device %s with serial number %s was already enrolled (phase %s); delete it to enroll the hardware again", d.Name, serial, d.Status.Phase))
+				return nil, false, false, connect.NewError(connect.CodeAlreadyExists,
+					fmt.Errorf("device %s with serial number %s was already enrolled (phase %s); delete it to enroll the hardware again", d.Name, serial, phaseText(d)))
 			}
-			return d, false, nil
+			return d, false, false, nil
 		}
 	}
 	device := newDeviceFromTemplate(token, serial)
 	if serial == "" {
 		device.Name, device.GenerateName = keyName(token.Spec.Platform, digest), ""
+	}
+	recorded = device.Name != ""
+	if recorded {
+		value, err := enrollment.Record{Token: token.Name, Key: digest, At: now}.Sign(s.deviceCA.Key, device.Namespace, device.Name)
+		if err != nil {
+			return nil, false, false, connect.NewError(connect.CodeInternal, err)
+		}
+		device.Annotations = map[string]string{mdmv1alpha1.AnnotationEnrollment: value}
 	}
 	err := s.cache.Create(ctx, device, client.FieldOwner(enrollManager))
 	if apierrors.IsAlreadyExists(err) {
@@ -392,27 +429,38 @@ func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.Enro
 		// this key, which created it, and perhaps enrolled it: read it.
 		existing := &mdmv1alpha1.Device{}
 		if err := s.apiReader.Get(ctx, client.ObjectKeyFromObject(device), existing); err != nil {
-			return nil, false, connect.NewError(connect.CodeUnavailable, fmt.Errorf("reading device: %w", err))
+			return nil, false, false, connect.NewError(connect.CodeUnavailable, fmt.Errorf("reading device: %w", err))
 		}
 		mine := existing.Spec.Platform == token.Spec.Platform && existing.Spec.SerialNumber == serial
 		switch {
 		case mine && s.sameEnrollment(existing, token, digest):
-			return existing, true, nil
-		case mine && lifecycle.Claimable(existing):
-			return existing, false, nil
-		case serial == "":
-			return nil, false, connect.NewError(connect.CodeAlreadyExists,
-				fmt.Errorf("device %s for this key was already enrolled (phase %s)", existing.Name, existing.Status.Phase))
+			return existing, true, false, nil
+		case mine && claimable(existing):
+			return existing, false, false, nil
+		case mine || serial == "":
+			return nil, false, false, connect.NewError(connect.CodeAlreadyExists,
+				fmt.Errorf("device %s for this hardware was already enrolled (phase %s); delete it to enroll the hardware again", existing.Name, phaseText(existing)))
 		}
 		// The serial-derived name is taken by a Device with another serial.
+		// Its name is the apiserver's to choose, so no record is signed for
+		// it: the enrollment writes its status.
 		device = newDeviceFromTemplate(token, serial)
-		device.Name, device.GenerateName = "", generateNamePrefix(token.Spec.Platform)
+		device.Name, device.GenerateName, recorded = "", generateNamePrefix(token.Spec.Platform), false
 		err = s.cache.Create(ctx, device, client.FieldOwner(enrollManager))
 	}
 	if err != nil {
-		return nil, false, connect.NewError(connect.CodeUnavailable, fmt.Errorf("creating device: %w", err))
+		return nil, false, false, connect.NewError(connect.CodeUnavailable, fmt.Errorf("creating device: %w", err))
 	}
-	return device, false, nil
+	return device, false, recorded, nil
+}
+
+// phaseText is a Device's phase for a message; an enrollment the Device
+// controller has yet to copy into the status is one.
+func phaseText(d *mdmv1alpha1.Device) string {
+	if _, recorded := d.Annotations[mdmv1alpha1.AnnotationEnrollment]; recorded && d.Status.Phase == "" {
+		return "enrolling"
+	}
+	return string(d.Status.Phase)
 }
 
 func newDeviceFromTemplate(token *mdmv1alpha1.EnrollmentToken, serial string) *mdmv1alpha1.Device {
@@ -461,6 +509,15 @@ func deviceNameFromSerial(serial string) string {
 
 func generateNamePrefix(p mdmv1alpha1.Platform) string {
 	return strings.ToLower(string(p)) + "-"
+}
+
+// markEnrolledUnlessRecorded writes the enrollment into the status of a
+// Device that does not carry it as a signed record.
+func (s *Server) markEnrolledUnlessRecorded(ctx context.Context, device *mdmv1alpha1.Device, recorded bool, token, digest string, now time.Time) error {
+	if recorded {
+		return nil
+	}
+	return s.markEnrolled(ctx, device, token, digest, now)
 }
 
 // markEnrolled writes the enrollment into the Device's status in one write:

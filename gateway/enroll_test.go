@@ -68,8 +68,11 @@ var _ = Describe("Enrollment", func() {
 		Expect(device.Spec.SerialNumber).To(Equal("SN-0001"))
 		Expect(device.Spec.Attributes).To(HaveKeyWithValue("costCenter", "42"))
 		Expect(device.Spec.Configurations).To(ConsistOf(mdmv1alpha1.ConfigurationAssignment{Name: "baseline", Priority: ptr.To[int32](10)}))
-		Expect(device.Status.Phase).To(Equal(mdmv1alpha1.DeviceEnrolled))
-		Expect(device.Status.EnrollmentToken).To(Equal("one"))
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
+			g.Expect(device.Status.Phase).To(Equal(mdmv1alpha1.DeviceEnrolled))
+			g.Expect(device.Status.EnrollmentToken).To(Equal("one"))
+		}).Should(Succeed())
 		// The facts come with the agent's first report, once it connects.
 		Expect(device.Status.DeviceInfo).To(BeNil())
 
@@ -98,6 +101,34 @@ var _ = Describe("Enrollment", func() {
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
 			g.Expect(meta.IsStatusConditionFalse(device.Status.Conditions, mdmv1alpha1.DeviceConditionConnected)).To(BeTrue())
 		}).Should(Succeed())
+	})
+
+	It("writes a new Device once for its enrollment: the create carries the signed record, which the Device controller puts in the status", func() {
+		token := linuxToken(ns, "record", true)
+		value, pin := issuedToken(ctx, token)
+		writes := watchDeviceWrites(ctx, ns, "sn-record")
+		a, _ := newAgent(value, pin, "SN-RECORD")
+		Expect(a.Enroll(ctx)).To(Succeed())
+
+		device := &mdmv1alpha1.Device{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "sn-record"}, device)).To(Succeed())
+		rec, err := enrollment.Verify(device.Annotations[mdmv1alpha1.AnnotationEnrollment], env.DeviceCA.PublicKey(),
+			ns, device.Name, device.CreationTimestamp.Time)
+		Expect(err).NotTo(HaveOccurred(), "the Device carries the enrollment, signed by the device CA")
+		Expect(rec.Token).To(Equal("record"))
+		Expect(rec.Key).To(HavePrefix("sha256:"))
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
+			g.Expect(device.Status.Phase).To(Equal(mdmv1alpha1.DeviceEnrolled))
+			g.Expect(device.Status.EnrollmentToken).To(Equal("record"))
+			g.Expect(device.Status.EnrollmentKey).To(Equal(rec.Key))
+			g.Expect(device.Status.EnrolledAt).NotTo(BeNil())
+			g.Expect(device.Status.EnrolledAt.Time.Equal(rec.At)).To(BeTrue())
+			g.Expect(meta.IsStatusConditionTrue(device.Status.Conditions, mdmv1alpha1.DeviceConditionEnrolled)).To(BeTrue())
+			g.Expect(meta.IsStatusConditionTrue(device.Status.Conditions, mdmv1alpha1.ConditionReady)).To(BeTrue())
+		}).Should(Succeed())
+		Consistently(writes, 2*time.Second).Should(Equal(2),
+			"the Device's create and the controller's status write; the enrollment writes no status of its own")
 	})
 
 	It("claims a pre-registered Device with the same serial number and leaves its spec alone", func() {
@@ -290,6 +321,20 @@ func watchWrites(ctx context.Context, obj client.Object) func() int {
 			n.Add(1)
 		}
 	}, client.InNamespace(obj.GetNamespace()), client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", obj.GetName())})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(stop)
+	return func() int { return int(n.Load()) }
+}
+
+// watchDeviceWrites counts the writes the apiserver makes to the Device
+// ns/name, its create included, from now on.
+func watchDeviceWrites(ctx context.Context, ns, name string) func() int {
+	var n atomic.Int32
+	stop, err := testenv.Watch(ctx, env.Config, env.Scheme, &mdmv1alpha1.DeviceList{}, func(ev watch.Event) {
+		if ev.Type == watch.Added || ev.Type == watch.Modified {
+			n.Add(1)
+		}
+	}, client.InNamespace(ns), client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", name)})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(stop)
 	return func() int { return int(n.Load()) }

@@ -52,6 +52,14 @@ const AnnotationForceDelete = "mdm.kubemdm.io/force-delete"
 // moves lastEvaluated past this time.
 const AnnotationComplianceRequested = "mdm.kubemdm.io/compliance-requested"
 
+// AnnotationEnrollment on a Device the gateway created for an enrolling
+// agent records that enrollment (token, key and time), signed by the device
+// CA. The Device controller copies it into status.phase, enrolledAt,
+// enrollmentToken and enrollmentKey in its first status write, so the
+// enrollment itself writes the Device once, not twice. A record that does
+// not verify, or that is older than the Device, is ignored.
+const AnnotationEnrollment = "mdm.kubemdm.io/enrollment"
+
 // ComplianceRequestSkew is how far ahead a compliance request may be dated,
 // for clocks that disagree; the webhook refuses one further ahead.
 const ComplianceRequestSkew = time.Minute

@@ -170,14 +170,16 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	// The gateway signs device certificates and enrollment records with
+	// the device CA; the Device controller verifies the records with it.
+	deviceCA, err := pki.EnsureCA(ctx, mgr.GetAPIReader(), mgr.GetClient(),
+		types.NamespacedName{Namespace: o.namespace, Name: o.deviceCASecret}, "kubemdm device CA")
+	if err != nil {
+		return err
+	}
 	if o.enableGateway {
 		if err := gateway.ValidateReplicaName(o.gatewayReplica); err != nil {
 			return fmt.Errorf("%w (set --gateway-replica)", err)
-		}
-		deviceCA, err := pki.EnsureCA(ctx, mgr.GetAPIReader(), mgr.GetClient(),
-			types.NamespacedName{Namespace: o.namespace, Name: o.deviceCASecret}, "kubemdm device CA")
-		if err != nil {
-			return err
 		}
 		if _, err := gateway.Setup(ctx, mgr, deviceCA, gateway.Options{
 			Payloads:            payloads,
@@ -209,7 +211,8 @@ func run(o options) error {
 			return fmt.Errorf("setting up EnrollmentToken controller: %w", err)
 		}
 		if err := (&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
-			DeletionTimeout: o.deletionTimeout, SeenWindow: o.seenWindow, ApplyGrace: o.applyGrace}).SetupWithManager(mgr); err != nil {
+			DeletionTimeout: o.deletionTimeout, SeenWindow: o.seenWindow, ApplyGrace: o.applyGrace,
+			DeviceCAKey: deviceCA.PublicKey()}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up Device controller: %w", err)
 		}
 		if err := (&controllers.ConfigurationReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),

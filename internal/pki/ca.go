@@ -85,6 +85,13 @@ func ParseCertificatePEM(certPEM []byte) (*x509.Certificate, error) {
 	return x509.ParseCertificate(block.Bytes)
 }
 
+// PublicKey is the CA's key, which verifies what it signed; nil for a CA
+// whose key is not ECDSA.
+func (ca *CA) PublicKey() *ecdsa.PublicKey {
+	pub, _ := ca.Cert.PublicKey.(*ecdsa.PublicKey)
+	return pub
+}
+
 // Pool is a certificate pool holding the CA.
 func (ca *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()
