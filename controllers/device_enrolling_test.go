@@ -36,3 +36,33 @@ func TestEnrollmentUnderWay(t *testing.T) {
 		})
 	}
 }
+
+func TestUnsettledWait(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	action := func(age time.Duration) *mdmv1alpha1.DeviceAction {
+		return &mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(now.Add(-age))}}
+	}
+	withPhase := func(phase mdmv1alpha1.DevicePhase) target {
+		return target{name: "d", device: &mdmv1alpha1.Device{Status: mdmv1alpha1.DeviceStatus{Phase: phase}}}
+	}
+	deleted := withPhase("")
+	deleted.device.DeletionTimestamp = &metav1.Time{Time: now}
+	for _, tc := range []struct {
+		name    string
+		action  *mdmv1alpha1.DeviceAction
+		targets []target
+		wait    bool
+	}{
+		{"a target its controller has yet to settle", action(time.Second), []target{withPhase(mdmv1alpha1.DeviceEnrolled), withPhase("")}, true},
+		{"every target settled", action(time.Second), []target{withPhase(mdmv1alpha1.DeviceEnrolled), withPhase(mdmv1alpha1.DeviceRegistered)}, false},
+		{"a missing target is judged at once", action(time.Second), []target{{name: "gone"}}, false},
+		{"a deleted target is judged at once", action(time.Second), []target{deleted}, false},
+		{"waited long enough", action(unsettledGrace), []target{withPhase("")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := unsettledWait(tc.action, tc.targets, now) > 0; got != tc.wait {
+				t.Errorf("waits = %t, want %t", got, tc.wait)
+			}
+		})
+	}
+}

@@ -96,8 +96,8 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			r.cancelBeforeStart(action)
 			return ctrl.Result{}, nil
 		}
-		if err := r.start(ctx, action); err != nil {
-			return ctrl.Result{}, err
+		if wait, err := r.start(ctx, action); err != nil || wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, err
 		}
 		if countPhase(action.Status.Devices, mdmv1alpha1.CommandPending) > 0 {
 			// The rows are written before any device is changed for them;
@@ -113,11 +113,19 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 // start resolves the targets and checks each against the eligibility table.
 // It only records rows: an eligible device's row is Queued, or Pending when
 // queueing changes the device, which follow does once the rows are stored.
-func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.DeviceAction) error {
+// An action waits, briefly, for target Devices their controller has yet to
+// give a phase: a Device an enrollment created a moment ago is enrolled,
+// and judging it before its controller settled it would find it ineligible.
+func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.DeviceAction) (time.Duration, error) {
 	now := metav1.NewTime(r.now())
+	targets, err := r.targets(ctx, action)
+	if err == nil {
+		if wait := unsettledWait(action, targets, now.Time); wait > 0 {
+			return wait, nil
+		}
+	}
 	queuedAt := metav1.NewMicroTime(now.Time)
 	action.Status.StartTime, action.Status.QueuedAt = &now, &queuedAt
-	targets, err := r.targets(ctx, action)
 	if err != nil {
 		var tooMany *tooManyTargetsError
 		if errors.As(err, &tooMany) {
@@ -126,9 +134,9 @@ func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.
 			action.Status.Summary = &mdmv1alpha1.ActionSummary{}
 			conditions.MarkStalled(action, "TooManyTargets", tooMany.Error())
 			action.Status.ObservedGeneration = action.Generation
-			return reconcile.TerminalError(err)
+			return 0, reconcile.TerminalError(err)
 		}
-		return err
+		return 0, err
 	}
 	// Rows in name order, whatever order spec.devices or the cache gave, so
 	// that people find a device in kubectl output.
@@ -158,7 +166,25 @@ func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.
 	}
 	action.Status.Devices = rows
 	action.Status.Phase = mdmv1alpha1.ActionRunning
-	return nil
+	return 0, nil
+}
+
+// unsettledGrace bounds how long an action waits for its targets to get a
+// phase; past it, a Device still without one is judged as it is.
+const unsettledGrace = 10 * time.Second
+
+// unsettledWait is how long to wait before starting, because a target
+// Device has no phase yet.
+func unsettledWait(action *mdmv1alpha1.DeviceAction, targets []target, now time.Time) time.Duration {
+	if now.Sub(action.CreationTimestamp.Time) >= unsettledGrace {
+		return 0
+	}
+	for _, t := range targets {
+		if t.device != nil && t.device.Status.Phase == "" && t.device.DeletionTimestamp.IsZero() {
+			return 200 * time.Millisecond
+		}
+	}
+	return 0
 }
 
 // queuePending makes, for each Pending row, the change queueing does to its

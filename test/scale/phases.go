@@ -8,6 +8,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -302,11 +304,7 @@ func (h *Harness) act(ctx context.Context, ns string, action mdmv1alpha1.ActionT
 	if err := h.client.Create(ctx, a); err != nil {
 		return nil, err
 	}
-	err := poll(ctx, 10*time.Minute, func() (bool, error) {
-		err := h.client.Get(ctx, client.ObjectKeyFromObject(a), a)
-		return err == nil && a.Status.Phase.Finished(), err
-	})
-	if err != nil {
+	if err := h.awaitFinished(ctx, a, 10*time.Minute); err != nil {
 		return a, fmt.Errorf("%s %s: %w", action, a.Name, err)
 	}
 	if s := a.Status.Summary; a.Status.Phase != mdmv1alpha1.ActionSucceeded || s == nil || s.Succeeded != s.Total {
@@ -341,4 +339,46 @@ func timeline(a *mdmv1alpha1.DeviceAction, began time.Time) string {
 		finished = a.Status.CompletionTime.Time
 	}
 	return fmt.Sprintf("queued %s, last delivered %s, last completed %s, finished %s", since(queued), since(delivered), since(completed), since(finished))
+}
+
+// awaitFinished waits until the action has finished and leaves it in a.
+// It follows a watch rather than reading the action again and again: a
+// thousand-row action is a large object, and reading it twenty times a
+// second would load the apiserver under measurement. A slow read once a
+// second backs the watch up, should it end.
+func (h *Harness) awaitFinished(ctx context.Context, a *mdmv1alpha1.DeviceAction, timeout time.Duration) error {
+	finished := make(chan *mdmv1alpha1.DeviceAction, 1)
+	stop, err := testenv.Watch(ctx, h.cfg, h.scheme, &mdmv1alpha1.DeviceActionList{}, func(ev watch.Event) {
+		if got, ok := ev.Object.(*mdmv1alpha1.DeviceAction); ok && got.Status.Phase.Finished() {
+			select {
+			case finished <- got:
+			default:
+			}
+		}
+	}, client.InNamespace(a.Namespace), client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", a.Name)})
+	if err != nil {
+		return err
+	}
+	defer stop()
+	deadline := time.After(timeout)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case got := <-finished:
+			got.DeepCopyInto(a)
+			return nil
+		case <-tick.C:
+			if err := h.client.Get(ctx, client.ObjectKeyFromObject(a), a); err != nil {
+				return err
+			}
+			if a.Status.Phase.Finished() {
+				return nil
+			}
+		case <-deadline:
+			return fmt.Errorf("not finished within %s (phase %q)", timeout, a.Status.Phase)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
