@@ -1,11 +1,11 @@
 package controllers_test
 
 import (
+	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"bytes"
-	"context"
 	"io"
 	"path/filepath"
 	"sync"
