@@ -46,6 +46,11 @@ type ConfigurationReconciler struct {
 // targeted Devices and write the counts again.
 const configurationCountInterval = time.Second
 
+// rolloutCountInterval replaces it while a staged rollout is under way:
+// each batch is admitted once the one before reported, and a second per
+// batch would make a rollout of ten batches ten seconds slower.
+const rolloutCountInterval = 100 * time.Millisecond
+
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=configurations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=configurations/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch
@@ -82,7 +87,11 @@ func (r *ConfigurationReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	// A new spec or revision is counted at once; Device changes are
 	// gathered for a moment, then counted together.
 	if cfg.Status.Revision == previous && cfg.Status.ObservedGeneration == observed {
-		if wait := r.counts.wait(req.NamespacedName, time.Now(), configurationCountInterval); wait > 0 {
+		every := configurationCountInterval
+		if cfg.Status.Rollout != nil {
+			every = rolloutCountInterval
+		}
+		if wait := r.counts.wait(req.NamespacedName, time.Now(), every); wait > 0 {
 			return ctrl.Result{RequeueAfter: wait}, nil
 		}
 	}
