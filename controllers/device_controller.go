@@ -130,8 +130,8 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 // apiserver no write of its own. A record that does not verify is
 // ignored: anyone who may create Devices can write an annotation.
 func (r *DeviceReconciler) adoptEnrollment(ctx context.Context, d *mdmv1alpha1.Device) {
-	value, ok := d.Annotations[mdmv1alpha1.AnnotationEnrollment]
-	if !ok || d.Status.Phase != "" || !d.DeletionTimestamp.IsZero() {
+	value, ok := enrollment.PendingRecord(d)
+	if !ok || !d.DeletionTimestamp.IsZero() {
 		return
 	}
 	rec, err := enrollment.Verify(value, r.DeviceCAKey, d.Namespace, d.Name, d.CreationTimestamp.Time)

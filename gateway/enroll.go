@@ -275,8 +275,8 @@ func (s *Server) enrollmentOf(d *mdmv1alpha1.Device) (enrollment.Record, bool) {
 		}
 		return enrollment.Record{Token: d.Status.EnrollmentToken, Key: d.Status.EnrollmentKey, At: d.Status.EnrolledAt.Time}, true
 	}
-	value, ok := d.Annotations[mdmv1alpha1.AnnotationEnrollment]
-	if !ok || d.Status.Phase != "" {
+	value, ok := enrollment.PendingRecord(d)
+	if !ok {
 		return enrollment.Record{}, false
 	}
 	rec, err := enrollment.Verify(value, s.deviceCA.PublicKey(), d.Namespace, d.Name, d.CreationTimestamp.Time)
@@ -286,8 +286,8 @@ func (s *Server) enrollmentOf(d *mdmv1alpha1.Device) (enrollment.Record, bool) {
 // claimable reports whether an enrolling agent may take d: a Device that
 // never enrolled, and that no enrollment created a moment ago.
 func claimable(d *mdmv1alpha1.Device) bool {
-	_, recorded := d.Annotations[mdmv1alpha1.AnnotationEnrollment]
-	return lifecycle.Claimable(d) && !(recorded && d.Status.Phase == "")
+	_, pending := enrollment.PendingRecord(d)
+	return lifecycle.Claimable(d) && !pending
 }
 
 // keyName is the name of a Device whose agent has no serial number: derived
@@ -457,7 +457,7 @@ func (s *Server) findOrCreateDevice(ctx context.Context, token *mdmv1alpha1.Enro
 // phaseText is a Device's phase for a message; an enrollment the Device
 // controller has yet to copy into the status is one.
 func phaseText(d *mdmv1alpha1.Device) string {
-	if _, recorded := d.Annotations[mdmv1alpha1.AnnotationEnrollment]; recorded && d.Status.Phase == "" {
+	if _, pending := enrollment.PendingRecord(d); pending {
 		return "enrolling"
 	}
 	return string(d.Status.Phase)

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 )
 
 // Record is an enrollment as the gateway signs it on the Device it creates
@@ -23,6 +25,14 @@ type Record struct {
 	// Signature is the device CA's ECDSA signature over the record and the
 	// Device's namespace and name.
 	Signature []byte `json:"signature"`
+}
+
+// PendingRecord is the record a Device carries while its controller has yet
+// to copy it into the status: the Device has no phase and holds the
+// annotation. Whether the record verifies is Verify's to say.
+func PendingRecord(d *mdmv1alpha1.Device) (string, bool) {
+	value, ok := d.Annotations[mdmv1alpha1.AnnotationEnrollment]
+	return value, ok && d.Status.Phase == ""
 }
 
 // maxRecord bounds what Verify parses: a record is about 300 bytes.
