@@ -14,6 +14,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
@@ -24,11 +25,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/controllers"
+	"github.com/kubemdm/kubemdm/internal/testenv"
 )
 
 const enrollmentHost = "gateway.test.example:8443"
@@ -70,6 +71,8 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+var logWriter = testenv.SetLogger(zapcore.InfoLevel)
+
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "Controllers Suite")
@@ -78,7 +81,7 @@ func TestControllers(t *testing.T) {
 var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(15 * time.Second)
 	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
-	ctrl.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, logs)), zap.UseDevMode(true)))
+	logWriter.Set(io.MultiWriter(GinkgoWriter, logs))
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(mdmv1alpha1.AddToScheme(scheme)).To(Succeed())
 

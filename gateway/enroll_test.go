@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,7 +128,7 @@ var _ = Describe("Enrollment", func() {
 			g.Expect(meta.IsStatusConditionTrue(device.Status.Conditions, mdmv1alpha1.DeviceConditionEnrolled)).To(BeTrue())
 			g.Expect(meta.IsStatusConditionTrue(device.Status.Conditions, mdmv1alpha1.ConditionReady)).To(BeTrue())
 		}).Should(Succeed())
-		Consistently(writes, 2*time.Second).Should(Equal(2),
+		Consistently(writes, 2*time.Second).Should(HaveLen(2),
 			"the Device's create and the controller's status write; the enrollment writes no status of its own")
 	})
 
@@ -326,16 +327,44 @@ func watchWrites(ctx context.Context, obj client.Object) func() int {
 	return func() int { return int(n.Load()) }
 }
 
-// watchDeviceWrites counts the writes the apiserver makes to the Device
-// ns/name, its create included, from now on.
-func watchDeviceWrites(ctx context.Context, ns, name string) func() int {
-	var n atomic.Int32
+// watchDeviceWrites lists the writes the apiserver makes to the Device
+// ns/name, its create included, from now on: each as its event, the
+// manager that wrote last and the phase, so that a failure says who wrote.
+func watchDeviceWrites(ctx context.Context, ns, name string) func() []string {
+	var mu sync.Mutex
+	var writes []string
+	seen := map[string]bool{}
 	stop, err := testenv.Watch(ctx, env.Config, env.Scheme, &mdmv1alpha1.DeviceList{}, func(ev watch.Event) {
-		if ev.Type == watch.Added || ev.Type == watch.Modified {
-			n.Add(1)
+		d, ok := ev.Object.(*mdmv1alpha1.Device)
+		if !ok || (ev.Type != watch.Added && ev.Type != watch.Modified) {
+			return
 		}
+		mu.Lock()
+		defer mu.Unlock()
+		// A write is a resourceVersion: an event seen again is not one.
+		if seen[d.ResourceVersion] {
+			return
+		}
+		seen[d.ResourceVersion] = true
+		writes = append(writes, fmt.Sprintf("%s rv=%s by %s, phase %q", ev.Type, d.ResourceVersion, lastManager(d), d.Status.Phase))
 	}, client.InNamespace(ns), client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", name)})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(stop)
-	return func() int { return int(n.Load()) }
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(writes)
+	}
+}
+
+// lastManager names the field manager whose entry changed last, with its
+// operation and subresource.
+func lastManager(d *mdmv1alpha1.Device) string {
+	var last metav1.ManagedFieldsEntry
+	for _, m := range d.ManagedFields {
+		if last.Time == nil || (m.Time != nil && !m.Time.Before(last.Time)) {
+			last = m
+		}
+	}
+	return fmt.Sprintf("%s (%s %s)", last.Manager, last.Operation, last.Subresource)
 }

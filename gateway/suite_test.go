@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/kubemdm/kubemdm/agent"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
@@ -53,6 +52,8 @@ var (
 	k8sClient     client.Client
 )
 
+var logWriter = testenv.SetLogger(zapcore.Level(-3))
+
 func TestGateway(t *testing.T) {
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "Gateway Suite")
@@ -65,7 +66,7 @@ var _ = BeforeSuite(func() {
 	// at V(1) at most; beyond are client-go's request traces),
 	// also goes to suiteLog, so that a test can say what never appears in
 	// a log.
-	ctrl.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, &suiteLog)), zap.UseDevMode(true), zap.Level(zapcore.Level(-3))))
+	logWriter.Set(io.MultiWriter(GinkgoWriter, &suiteLog))
 	var err error
 	env, err = testenv.Start(testenv.Options{Wrap: func(c client.Client) client.Client { return writeCounter{c, &managerWrites} },
 		ApplyGrace: applyGrace})

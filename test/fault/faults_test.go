@@ -3,6 +3,7 @@ package fault
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,6 +136,18 @@ var _ = Describe("An agent killed between executing and reporting", func() {
 		Expect(err).NotTo(HaveOccurred())
 		return bytes.Count(raw, []byte(string(a.UID)+" "))
 	}
+	// started waits until the agent has journaled that it began the
+	// command. Delivered is written before the command is sent, so a row
+	// that says Delivered does not yet mean the agent holds it.
+	started := func(stateDir string, a *mdmv1alpha1.DeviceAction) {
+		Eventually(func(g Gomega) {
+			raw, err := os.ReadFile(filepath.Join(stateDir, "proc-00000", "state.json"))
+			g.Expect(err).NotTo(HaveOccurred())
+			var st agent.State
+			g.Expect(json.Unmarshal(raw, &st)).To(Succeed())
+			g.Expect(st.Started).To(HaveKey(string(a.UID)))
+		}).Should(Succeed(), "the agent began the command")
+	}
 	type agentFault struct {
 		ns, addr, stateDir string
 		lb                 *testenv.Balancer
@@ -183,6 +196,7 @@ var _ = Describe("An agent killed between executing and reporting", func() {
 	It("reports the result it journaled and does not run the command again", func(ctx SpecContext) {
 		t := setup(ctx)
 		a := lock(ctx, t.ns, "lock-then-kill")
+		started(t.stateDir, a)
 		By("kill -9 of the manager, so that the result cannot be reported")
 		t.manager.Kill()
 		Eventually(func() int { return executions(t.stateDir, a) }).Should(Equal(1), "the device ran the command")
@@ -202,8 +216,8 @@ var _ = Describe("An agent killed between executing and reporting", func() {
 	It("reports a command it was killed in the middle of as aborted and does not run it again", func(ctx SpecContext) {
 		t := setup(ctx)
 		a := lock(ctx, t.ns, "lock-killed-midway")
+		started(t.stateDir, a)
 		By("kill -9 of the agent while the command runs")
-		time.Sleep(500 * time.Millisecond)
 		t.agent.Kill()
 		Expect(executions(t.stateDir, a)).To(BeZero(), "killed before the command finished")
 		t.run()
