@@ -75,8 +75,12 @@ func newFleet(ctx context.Context, gateway string, n int) *fleet {
 		name := fmt.Sprintf("dev-%05d", i)
 		state, err := agent.LoadState(filepath.Join(dir, name))
 		Expect(err).NotTo(HaveOccurred())
+		// Commands take up to 1.9s, so that a fault lands while some run.
+		// An agent reconnects only once its running command ended, so the
+		// longest must stay well within a killed replica's Lease and grace
+		// (5s): a device still busy then is rightly shown disconnected.
 		dev := &agent.Simulated{Serial: name, PlatformName: "Linux", Model: "Sim", OSVersion: "1.0",
-			Delay: time.Duration(i%20) * 250 * time.Millisecond}
+			Delay: time.Duration(i%20) * 100 * time.Millisecond}
 		agents[i] = agent.New(agent.Options{Gateway: gateway, Token: tokens[i/devicesPerToken], Trust: agent.Trust{CABundle: ca},
 			Heartbeat: time.Hour, MaxBackoff: time.Second}, state, dev, logr.Discard())
 		f.names = append(f.names, name)
