@@ -371,7 +371,8 @@ var _ = Describe("Configuration rollout", func() {
 		})
 
 		// The rollout goes a device at a time and stops at the failure:
-		// the devices after it keep revision 1.
+		// the devices after it keep revision 1. Up to ten batches, each
+		// waiting for the one before: a minute on a loaded machine.
 		Eventually(func(g Gomega) {
 			c := get(g)
 			stalled := meta.FindStatusCondition(c.Status.Conditions, mdmv1alpha1.ConditionStalled)
@@ -380,7 +381,7 @@ var _ = Describe("Configuration rollout", func() {
 			g.Expect(c.Status.Rollout).NotTo(BeNil())
 			g.Expect(c.Status.Rollout.Failed).To(Equal(int32(1)))
 			g.Expect(c.Status.Rollout.PreviousRevision).To(Equal(first))
-		}).WithTimeout(30 * time.Second).Should(Succeed())
+		}).WithTimeout(time.Minute).Should(Succeed())
 		ro := cfg.Status.Rollout
 		Expect(ro.Admitted).To(Equal(ro.Updated + ro.Failed))
 		Consistently(func(g Gomega) int32 { return get(g).Status.Rollout.Admitted }, "1s").Should(Equal(ro.Admitted), "no batch after the failure")
@@ -407,7 +408,7 @@ var _ = Describe("Configuration rollout", func() {
 			g.Expect(c.Status.Rollout).To(BeNil())
 			g.Expect(c.Status.Devices).To(HaveValue(HaveField("Applied", int32(10))))
 			g.Expect(meta.IsStatusConditionTrue(c.Status.Conditions, mdmv1alpha1.ConditionReady)).To(BeTrue())
-		}).WithTimeout(30 * time.Second).Should(Succeed())
+		}).WithTimeout(time.Minute).Should(Succeed())
 		for name, dev := range devs {
 			Expect(dev.Observe().Settings).To(HaveLen(1), name)
 		}

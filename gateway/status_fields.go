@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -65,10 +66,17 @@ func gatewayStatus(d *mdmv1alpha1.Device, part map[string]any, fields ...[]strin
 	return out, nil
 }
 
-// ownsLegacyReport reports whether legacyReportManager still owns fields of d.
+// ownsLegacyReport reports whether legacyReportManager still owns status
+// fields of d. Released, it keeps an entry that owns none.
 func ownsLegacyReport(d *mdmv1alpha1.Device) bool {
 	for _, m := range d.ManagedFields {
-		if m.Manager == legacyReportManager && m.Subresource == "status" {
+		if m.Manager != legacyReportManager || m.Subresource != "status" || m.FieldsV1 == nil {
+			continue
+		}
+		var owned struct {
+			Status map[string]any `json:"f:status"`
+		}
+		if json.Unmarshal(m.FieldsV1.Raw, &owned) != nil || len(owned.Status) > 0 {
 			return true
 		}
 	}
