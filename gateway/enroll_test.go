@@ -134,7 +134,7 @@ var _ = Describe("Enrollment", func() {
 			"the Device's create and the controller's status write; the enrollment writes no status of its own")
 	})
 
-	It("writes the stream opening and the agent's first report as one write", func() {
+	It("writes a Device that enrolls and connects three times: its create, the opening with the first report, and the controller's status", func() {
 		token := linuxToken(ns, "opening", true)
 		value, pin := issuedToken(ctx, token)
 		writes := watchDeviceWrites(ctx, ns, "sn-opening")
@@ -152,6 +152,13 @@ var _ = Describe("Enrollment", func() {
 		}).Should(Succeed())
 		Consistently(func() []string { return gatewayStatusWrites(writes()) }, 2*time.Second).Should(HaveLen(1),
 			"all writes: %v", writes())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
+			g.Expect(device.Status.Phase).To(Equal(mdmv1alpha1.DeviceEnrolled))
+			g.Expect(meta.IsStatusConditionTrue(device.Status.Conditions, mdmv1alpha1.ConditionReady)).To(BeTrue())
+		}).Should(Succeed())
+		Consistently(writes, 2*time.Second).Should(HaveLen(3),
+			"the controller copies the enrollment with the conditions the connection settles, in one write")
 	})
 
 	It("claims a pre-registered Device with the same serial number and leaves its spec alone", func() {
