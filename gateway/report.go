@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"maps"
 	"math/big"
 	"time"
 	"unicode/utf8"
@@ -22,6 +21,9 @@ import (
 	"github.com/kubemdm/kubemdm/internal/lifecycle"
 	"github.com/kubemdm/kubemdm/internal/patch"
 )
+
+// reportManager is the field manager of the facts agents report.
+const reportManager = "kubemdm-gateway-report"
 
 // ReportStatus records what the device observed. Facts are written only when
 // they differ from what Device.status already says; the call itself is a
@@ -66,32 +68,9 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 			return nil, connect.NewError(connect.CodeUnavailable, err)
 		}
 	}
-	// A stream opening not written yet goes out with the facts.
-	opening, carried := s.presence.takeOpening(key, device.UID)
-	if !factsChanged(device, want) && !carried {
-		return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
-	}
-	var written *mdmv1alpha1.Device
-	err = s.presence.applyGuarded(ctx, key, device.UID, nil, func(d *mdmv1alpha1.Device) (map[string]any, error) {
-		written = d
-		if !carried {
-			return gatewayStatus(d, want, reportFields)
-		}
-		part := maps.Clone(want)
-		maps.Copy(part, s.presence.openStatus(d, opening))
-		return gatewayStatus(d, part, reportFields, connectionFields)
-	})
-	if carried {
-		s.presence.finish(opening, err)
-	}
-	if err != nil {
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("writing device facts: %w", err))
-	}
-	if ownsLegacyReport(written) {
-		// The facts' former manager lets go of them, so that one the
-		// device stops reporting goes away.
-		if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, legacyReportManager, map[string]any{}); err != nil {
-			s.log.Error(err, "Releasing the facts of the former report manager", "device", key)
+	if factsChanged(device, want) {
+		if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, reportManager, want); err != nil {
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("writing device facts: %w", err))
 		}
 	}
 	return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
@@ -171,7 +150,7 @@ func validateFacts(f *agentv1.Facts) error {
 	return nil
 }
 
-// reportedStatus is the status a report applies: the facts plus
+// reportedStatus is the status the report manager applies: the facts plus
 // the identity certificate the device presented.
 func reportedStatus(f *agentv1.Facts, identity *x509.Certificate) *mdmv1alpha1.DeviceStatus {
 	st := &mdmv1alpha1.DeviceStatus{}

@@ -40,13 +40,12 @@ func deviceStatus(key types.NamespacedName, uid types.UID, resourceVersion strin
 // ApplyDeviceStatusAt is ApplyDeviceStatus guarded by the resourceVersion d
 // was read at: it fails with a conflict when the Device changed since, so a
 // decision taken on a stale read (a phase moved from a cached one) never
-// lands. d's resourceVersion and managedFields are moved to the written
-// ones.
+// lands. d's resourceVersion is moved to the written one.
 func ApplyDeviceStatusAt(ctx context.Context, c client.Client, d *mdmv1alpha1.Device, manager string, status map[string]any) error {
 	u := deviceStatus(client.ObjectKeyFromObject(d), d.UID, d.ResourceVersion, status)
 	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(manager), client.ForceOwnership); err != nil {
 		return err
 	}
-	d.ResourceVersion, d.ManagedFields = u.GetResourceVersion(), u.GetManagedFields()
+	d.ResourceVersion = u.GetResourceVersion()
 	return nil
 }
