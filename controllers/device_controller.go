@@ -128,10 +128,13 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 // Device it created into the status: phase, enrolledAt, token and key go
 // out with this pass's one status write, and the enrollment costs the
 // apiserver no write of its own. A record that does not verify is
-// ignored: anyone who may create Devices can write an annotation.
+// ignored: anyone who may create Devices can write an annotation. A Device
+// deleted before its record was copied is adopted too: it is enrolled, and
+// its deletion policy must run on the device rather than release it as
+// never enrolled.
 func (r *DeviceReconciler) adoptEnrollment(ctx context.Context, d *mdmv1alpha1.Device) {
 	value, ok := enrollment.PendingRecord(d)
-	if !ok || !d.DeletionTimestamp.IsZero() {
+	if !ok {
 		return
 	}
 	rec, err := enrollment.Verify(value, r.DeviceCAKey, d.Namespace, d.Name, d.CreationTimestamp.Time)

@@ -1,12 +1,17 @@
 package controllers
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/enrollment"
 )
 
 func TestEnrollmentUnderWay(t *testing.T) {
@@ -64,5 +69,25 @@ func TestUnsettledWait(t *testing.T) {
 				t.Errorf("waits = %t, want %t", got, tc.wait)
 			}
 		})
+	}
+}
+
+func TestAdoptEnrollmentOfDeletedDevice(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	value, err := enrollment.Record{Token: "fleet", Key: "sha256:00", At: created}.Sign(key, "ns", "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "dev", CreationTimestamp: metav1.NewTime(created),
+		DeletionTimestamp: &metav1.Time{Time: created.Add(time.Second)}, Annotations: map[string]string{mdmv1alpha1.AnnotationEnrollment: value}}}
+	(&DeviceReconciler{DeviceCAKey: &key.PublicKey}).adoptEnrollment(context.Background(), d)
+	// Deleted before its controller copied the record, it is still an
+	// enrolled device, whose deletion policy runs on it.
+	if d.Status.Phase != mdmv1alpha1.DeviceEnrolled || d.Status.EnrollmentToken != "fleet" {
+		t.Errorf("phase %q, token %q; want Enrolled by fleet", d.Status.Phase, d.Status.EnrollmentToken)
 	}
 }

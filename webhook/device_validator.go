@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/enrollment"
 )
 
 // DeviceValidator guards the deletion of a managed Device. Its finalizer
@@ -92,9 +93,14 @@ func (v *DeviceValidator) ValidateDelete(ctx context.Context, d *mdmv1alpha1.Dev
 }
 
 // deletionAction is the action deleting the Device will run, or "" when it
-// releases the device without touching it.
+// releases the device without touching it. A Device whose enrollment record
+// its controller has yet to copy is enrolled. The record is not verified
+// here: a forged one only makes deleting the Device ask for more.
 func deletionAction(d *mdmv1alpha1.Device) mdmv1alpha1.ActionType {
 	phase := d.Status.Phase
+	if _, pending := enrollment.PendingRecord(d); pending {
+		phase = mdmv1alpha1.DeviceEnrolled
+	}
 	if phase == "" || phase == mdmv1alpha1.DeviceRegistered || !phase.Managed() ||
 		d.Annotations[mdmv1alpha1.AnnotationForceDelete] == "true" {
 		return ""
