@@ -3,7 +3,6 @@ package fault
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,13 +139,12 @@ var _ = Describe("An agent killed between executing and reporting", func() {
 	// command. Delivered is written before the command is sent, so a row
 	// that says Delivered does not yet mean the agent holds it.
 	started := func(stateDir string, a *mdmv1alpha1.DeviceAction) {
-		Eventually(func(g Gomega) {
-			raw, err := os.ReadFile(filepath.Join(stateDir, "proc-00000", "state.json"))
+		Eventually(func(g Gomega) bool {
+			st, err := agent.LoadState(filepath.Join(stateDir, "proc-00000"))
 			g.Expect(err).NotTo(HaveOccurred())
-			var st agent.State
-			g.Expect(json.Unmarshal(raw, &st)).To(Succeed())
-			g.Expect(st.Started).To(HaveKey(string(a.UID)))
-		}).Should(Succeed(), "the agent began the command")
+			_, ok := st.StartedOnly(string(a.UID))
+			return ok
+		}).Should(BeTrue(), "the agent began the command")
 	}
 	type agentFault struct {
 		ns, addr, stateDir string
