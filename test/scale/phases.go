@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -341,6 +342,21 @@ func timeline(a *mdmv1alpha1.DeviceAction, began time.Time) string {
 	return fmt.Sprintf("queued %s, last delivered %s, last completed %s, finished %s", since(queued), since(delivered), since(completed), since(finished))
 }
 
+// progressStep is one write of an action as its watch shows it: when, how
+// many rows were delivered and completed, and its phase.
+func progressStep(a *mdmv1alpha1.DeviceAction, at time.Duration) string {
+	var delivered, completed int
+	for _, row := range a.Status.Devices {
+		if row.DeliveredAt != nil {
+			delivered++
+		}
+		if row.CompletedAt != nil {
+			completed++
+		}
+	}
+	return fmt.Sprintf("%s rows=%d delivered=%d completed=%d %s", at.Round(time.Millisecond), len(a.Status.Devices), delivered, completed, a.Status.Phase)
+}
+
 // awaitFinished waits until the action has finished and leaves it in a.
 // It follows a watch rather than reading the action again and again: a
 // thousand-row action is a large object, and reading it twenty times a
@@ -348,8 +364,22 @@ func timeline(a *mdmv1alpha1.DeviceAction, began time.Time) string {
 // second backs the watch up, should it end.
 func (h *Harness) awaitFinished(ctx context.Context, a *mdmv1alpha1.DeviceAction, timeout time.Duration) error {
 	finished := make(chan *mdmv1alpha1.DeviceAction, 1)
+	// Each write the watch shows, to the millisecond (the rows record
+	// seconds): where the action's time goes.
+	var (
+		mu    sync.Mutex
+		steps []string
+	)
+	began := time.Now()
 	stop, err := testenv.Watch(ctx, h.cfg, h.scheme, &mdmv1alpha1.DeviceActionList{}, func(ev watch.Event) {
-		if got, ok := ev.Object.(*mdmv1alpha1.DeviceAction); ok && got.Status.Phase.Finished() {
+		got, ok := ev.Object.(*mdmv1alpha1.DeviceAction)
+		if !ok {
+			return
+		}
+		mu.Lock()
+		steps = append(steps, progressStep(got, time.Since(began)))
+		mu.Unlock()
+		if got.Status.Phase.Finished() {
 			select {
 			case finished <- got:
 			default:
@@ -359,7 +389,12 @@ func (h *Harness) awaitFinished(ctx context.Context, a *mdmv1alpha1.DeviceAction
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer func() {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		h.logf("%s %s writes seen: %s", a.Spec.Action, a.Name, strings.Join(steps, "; "))
+	}()
 	deadline := time.After(timeout)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
