@@ -386,10 +386,12 @@ type DeviceActionStatus struct {
 	// +optional
 	Summary *ActionSummary `json:"summary,omitempty"`
 
-	// devices holds one row per target device.
+	// devices holds one row per target device, each named once. The list
+	// is atomic rather than a map keyed by name: the apiserver would
+	// otherwise track every row's fields in managedFields (larger than
+	// the rows themselves) and pay for it on each write (ADR 12).
 	// +optional
-	// +listType=map
-	// +listMapKey=name
+	// +listType=atomic
 	Devices []DeviceResult `json:"devices,omitempty"`
 }
 
