@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemdm/kubemdm/agent"
+	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 )
 
@@ -108,6 +110,17 @@ func (f *fleet) heartbeats() uint64 {
 	var n uint64
 	for _, a := range f.devices.Agents {
 		n += a.Heartbeats()
+	}
+	return n
+}
+
+// received counts the devices holding a configuration named name.
+func (f *fleet) received(name string) int {
+	n := 0
+	for _, d := range f.devices.Devices {
+		if slices.ContainsFunc(d.Config().GetConfigurations(), func(c *agentv1.Configuration) bool { return c.GetName() == name }) {
+			n++
+		}
 	}
 	return n
 }

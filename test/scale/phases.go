@@ -2,7 +2,9 @@ package scale
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -239,15 +241,53 @@ func (h *Harness) configure(ctx context.Context, f *fleet, r *Results) error {
 			Settings: mdmv1alpha1.ConfigurationSettings{
 				Passcode: &mdmv1alpha1.PasscodeSettings{MinLength: ptr.To[int32](6)},
 				Files:    []mdmv1alpha1.FileSetting{{Path: "/etc/motd", Content: &content}}}}}
+	// Where the push's time goes: when the Configuration got its
+	// revision, when the devices received it and their Devices show it
+	// applied (by tenths), and when the Configuration counted them.
+	reported, err := h.countDevices(ctx, f.ns, func(d *mdmv1alpha1.Device) bool {
+		return slices.ContainsFunc(d.Status.Configurations, func(c mdmv1alpha1.DeviceConfigurationStatus) bool {
+			return c.Name == cfg.Name && c.State == mdmv1alpha1.ConfigurationApplied
+		})
+	})
+	if err != nil {
+		return err
+	}
+	defer reported.stop()
 	began := time.Now()
 	if err := h.client.Create(ctx, cfg); err != nil {
 		return err
 	}
 	want := int32(h.profile.Devices)
+	var steps []string
+	lastCount, received, shown := int32(-1), 0, 0
+	revised := false
+	tenths := func(at time.Duration, what string, n int, next *int) {
+		for ; *next < 10 && n*10 >= (*next+1)*int(want); *next++ {
+			steps = append(steps, fmt.Sprintf("%s %s=%d0%%", at, what, *next+1))
+		}
+	}
 	err = poll(ctx, time.Minute+time.Duration(want)*20*time.Millisecond, func() (bool, error) {
+		at := time.Since(began).Round(time.Millisecond)
+		tenths(at, "received", f.received(cfg.Name), &received)
+		if received == 10 && r.Configure.Delivered == 0 {
+			r.Configure.Delivered = time.Since(began)
+		}
+		tenths(at, "shown", reported.value(), &shown)
 		err := h.client.Get(ctx, client.ObjectKeyFromObject(cfg), cfg)
+		if err == nil && !revised && cfg.Status.Revision != "" {
+			revised = true
+			steps = append(steps, fmt.Sprintf("%s revision", at))
+		}
+		if c := cfg.Status.Devices; err == nil && c != nil && c.Applied != lastCount {
+			lastCount = c.Applied
+			steps = append(steps, fmt.Sprintf("%s counted=%d", at, c.Applied))
+		}
 		return err == nil && cfg.Status.Devices != nil && cfg.Status.Devices.Applied == want, err
 	})
+	h.logf("Configuration push seen: %s", strings.Join(steps, "; "))
+	if err == nil && r.Configure.Delivered == 0 {
+		err = fmt.Errorf("counted applied on every device, yet %d of %d simulated devices hold it", f.received(cfg.Name), want)
+	}
 	if err != nil {
 		return fmt.Errorf("the Configuration counts %+v of %d devices: %w", cfg.Status.Devices, want, err)
 	}
@@ -257,7 +297,31 @@ func (h *Harness) configure(ctx context.Context, f *fleet, r *Results) error {
 		return err
 	}
 	h.logf("Configuration applied on %d devices in %s, writes %s", want, r.Configure.Time.Round(time.Millisecond), r.Configure.Writes)
+	h.logDeviceSize(ctx, f.ns)
 	return nil
+}
+
+// logDeviceSize logs what one Device of the fleet weighs as stored, and
+// the part each field manager's tracking takes: every write and watch
+// event carries it all.
+func (h *Harness) logDeviceSize(ctx context.Context, ns string) {
+	list := &mdmv1alpha1.DeviceList{}
+	if err := h.client.List(ctx, list, client.InNamespace(ns), client.Limit(1)); err != nil || len(list.Items) == 0 {
+		h.logf("No Device to weigh: %v", err)
+		return
+	}
+	d := &list.Items[0]
+	size := func(v any) int {
+		b, _ := json.Marshal(v)
+		return len(b)
+	}
+	var managers []string
+	for _, m := range d.ManagedFields {
+		managers = append(managers, fmt.Sprintf("%s/%s %dB", m.Manager, m.Subresource, size(m.FieldsV1)))
+	}
+	h.logf("A Device weighs %dB: spec %dB, status %dB (conditions %dB, configurations %dB), managedFields %dB (%s)",
+		size(d), size(d.Spec), size(d.Status), size(d.Status.Conditions), size(d.Status.Configurations),
+		size(d.ManagedFields), strings.Join(managers, ", "))
 }
 
 // reconnect kills the manager with SIGKILL, starts it again, and sends

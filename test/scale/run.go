@@ -70,8 +70,12 @@ type Results struct {
 		Writes  Writes
 	}
 	Configure struct {
-		// Time is from the create of a Configuration selecting the fleet
-		// until it counts every device applied.
+		// Delivered is from the create of a Configuration selecting the
+		// fleet until every simulated device holds it.
+		Delivered time.Duration
+		// Time is from the same create until the Configuration counts
+		// every device applied: each device's report written to its
+		// Device, and counted.
 		Time   time.Duration
 		Writes Writes
 	}
