@@ -58,6 +58,13 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 	if err != nil {
 		return nil, err
 	}
+	// Past the checks that cost nothing: what follows writes to the
+	// apiserver, which a fleet enrolling at once must not flood.
+	leave, err := s.enrolling.enter(ctx, enrollQueueWait, errEnrollmentsBusy)
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	log := s.log.WithValues("enrollmentToken", klog.KObj(token))
 	digest := keyDigest(csr)
 

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -69,17 +70,24 @@ func (s *Server) authenticateWithCert(ctx context.Context) (*mdmv1alpha1.Device,
 
 // freshWait is how long a call with a certificate issued a moment ago waits
 // for the cache to show its Device. A device calls Subscribe right after
-// Enroll; during an enrollment storm the informer may be a second behind the
-// create, and refusing the call would send the agent into backoff.
-const freshWait = 5 * time.Second
+// Enroll; during an enrollment storm the informer falls seconds behind the
+// creates (10,000 devices enrolling at once put it past 5s), and refusing
+// the call would send the agent into a backoff of up to half a minute.
+const defaultFreshWait = 30 * time.Second
 
 // cachedDevice reads the certificate's Device from the cache, waiting for
 // it while the certificate is fresh. An older certificate whose Device is
 // missing or replaced is refused at once.
 func (s *Server) cachedDevice(ctx context.Context, id pki.DeviceIdentity, cert *x509.Certificate) (*mdmv1alpha1.Device, error) {
 	fresh := s.now().Sub(cert.NotBefore) < pki.ClockSkew+time.Minute
-	deadline := time.Now().Add(freshWait)
+	var deadline <-chan time.Time
 	for {
+		var arrived <-chan struct{}
+		if fresh {
+			ch, stop := s.arrivals.wait(id.UID)
+			defer stop()
+			arrived = ch
+		}
 		device := &mdmv1alpha1.Device{}
 		err := s.cache.Get(ctx, id.Key(), device)
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -88,16 +96,25 @@ func (s *Server) cachedDevice(ctx context.Context, id pki.DeviceIdentity, cert *
 		if err == nil && device.UID == id.UID {
 			return device, nil
 		}
-		if !fresh || time.Now().After(deadline) {
+		if !fresh {
 			if err != nil {
 				return nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("device %s no longer exists", id))
 			}
 			return nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("certificate belongs to an earlier device named %s", id))
 		}
+		if deadline == nil {
+			t := time.NewTimer(cmp.Or(s.freshWait, defaultFreshWait))
+			defer t.Stop()
+			deadline = t.C
+		}
 		select {
 		case <-ctx.Done():
 			return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
+		case <-deadline:
+			// The certificate was issued for this Device a moment ago:
+			// the gateway is behind, not the device wrong.
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("the gateway has yet to see device %s; try again", id))
+		case <-arrived:
 		}
 	}
 }

@@ -18,17 +18,18 @@ import (
 	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
-// laggingCache shows its Device only after a number of reads, as an
-// informer shows a create some time after it.
+// laggingCache shows its Device only once shown, as an informer shows a
+// create some time after it.
 type laggingCache struct {
 	client.Client
 	device *mdmv1alpha1.Device
-	hidden int64
+	hidden atomic.Bool
 	reads  atomic.Int64
 }
 
 func (c *laggingCache) Get(_ context.Context, key client.ObjectKey, o client.Object, _ ...client.GetOption) error {
-	if c.reads.Add(1) <= c.hidden || c.device == nil {
+	c.reads.Add(1)
+	if c.hidden.Load() || c.device == nil {
 		return apierrors.NewNotFound(schema.GroupResource{Group: mdmv1alpha1.GroupVersion.Group, Resource: "devices"}, key.Name)
 	}
 	c.device.DeepCopyInto(o.(*mdmv1alpha1.Device))
@@ -44,20 +45,32 @@ func TestCachedDeviceWaitsForAFreshCertificate(t *testing.T) {
 		name     string
 		issued   time.Duration // before now
 		device   *mdmv1alpha1.Device
-		hidden   int64
+		hidden   bool
+		arrives  bool         // the informer adds the hidden Device after a moment
 		wantCode connect.Code // 0: found
 		maxReads int64
 	}{
-		{name: "fresh certificate, cache behind the create", issued: time.Second, device: device, hidden: 3, maxReads: 4},
+		{name: "fresh certificate, cache behind the create: woken by its arrival", issued: time.Second, device: device,
+			hidden: true, arrives: true, maxReads: 2},
 		{name: "fresh certificate, cache in step", issued: time.Second, device: device, maxReads: 1},
-		{name: "old certificate, Device gone: refused at once", issued: time.Hour, hidden: 1 << 30,
+		{name: "fresh certificate, Device never seen: try again later", issued: time.Second, device: device, hidden: true,
+			wantCode: connect.CodeUnavailable, maxReads: 1},
+		{name: "old certificate, Device gone: refused at once", issued: time.Hour, hidden: true,
 			wantCode: connect.CodeUnauthenticated, maxReads: 1},
 		{name: "old certificate, Device replaced: refused at once", issued: time.Hour, device: replaced,
 			wantCode: connect.CodeUnauthenticated, maxReads: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cache := &laggingCache{device: tc.device, hidden: tc.hidden}
-			s := &Server{cache: cache, now: func() time.Time { return now }}
+			cache := &laggingCache{device: tc.device}
+			cache.hidden.Store(tc.hidden)
+			s := &Server{cache: cache, arrivals: newArrivals(), freshWait: 300 * time.Millisecond, now: func() time.Time { return now }}
+			if tc.arrives {
+				go func() {
+					time.Sleep(50 * time.Millisecond)
+					cache.hidden.Store(false)
+					s.arrivals.arrived(id.UID)
+				}()
+			}
 			cert := &x509.Certificate{NotBefore: now.Add(-pki.ClockSkew - tc.issued)}
 			got, err := s.cachedDevice(context.Background(), id, cert)
 			switch {
@@ -69,7 +82,10 @@ func TestCachedDeviceWaitsForAFreshCertificate(t *testing.T) {
 				t.Fatalf("error %v, want code %s", err, tc.wantCode)
 			}
 			if n := cache.reads.Load(); n > tc.maxReads {
-				t.Errorf("%d cache reads, want at most %d", n, tc.maxReads)
+				t.Errorf("%d cache reads, want at most %d: a waiting call reads again only when its Device arrives", n, tc.maxReads)
+			}
+			if n := len(s.arrivals.waiting); n != 0 {
+				t.Errorf("%d Devices still waited for after the call returned", n)
 			}
 		})
 	}
@@ -77,7 +93,9 @@ func TestCachedDeviceWaitsForAFreshCertificate(t *testing.T) {
 
 func TestCachedDeviceWaitEndsWithTheCall(t *testing.T) {
 	now := time.Now()
-	s := &Server{cache: &laggingCache{hidden: 1 << 30}, now: time.Now}
+	cache := &laggingCache{}
+	cache.hidden.Store(true)
+	s := &Server{cache: cache, arrivals: newArrivals(), now: time.Now}
 	id := pki.DeviceIdentity{Namespace: "ns", Name: "d", UID: types.UID("uid-1")}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()

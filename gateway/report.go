@@ -54,6 +54,13 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
+	// What follows may write to the apiserver, which a fleet reporting at
+	// once (a configuration pushed to all of it) must not flood.
+	leave, err := s.reporting.enter(ctx, reportQueueWait, errReportsBusy)
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	// The phase shows whether the device enforces Disabled, however it
 	// was asked to (Git, or a Disable action). The lifecycle table moves
 	// it only between Enrolled and Disabled, and writes only a change.

@@ -52,6 +52,14 @@ type Options struct {
 	// Payloads is the cache of the Secrets and ConfigMaps labelled for
 	// devices (configset.NewPayloadCache); Setup makes one when nil.
 	Payloads client.Reader
+	// MaxConcurrentEnrollments bounds the enrollments this replica runs at
+	// once; the others wait their turn. DefaultMaxConcurrentEnrollments
+	// when zero.
+	MaxConcurrentEnrollments int
+	// MaxConcurrentReports bounds the agents' reports this replica writes
+	// to their Devices at once; the others wait their turn.
+	// DefaultMaxConcurrentReports when zero.
+	MaxConcurrentReports int
 }
 
 // Server is the device-facing gateway. It runs on every manager replica
@@ -71,6 +79,11 @@ type Server struct {
 	sweeper   *sweeper
 	results   *resultWriter
 	hub       *hub
+	arrivals  *arrivals
+	enrolling *admission
+	reporting *admission
+	// freshWait overrides defaultFreshWait in tests.
+	freshWait time.Duration
 	payloads  client.Reader
 	now       func() time.Time
 
@@ -96,6 +109,9 @@ func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder ev
 	s.sweeper = newSweeper(lease, s.presence, listedConnections{c}, log.WithName("sweeper"), s.opts.HandoverGrace, s.now)
 	s.results = newResultWriter(c, apiReader, log.WithName("results"))
 	s.hub = newHub()
+	s.arrivals = newArrivals()
+	s.enrolling = newAdmission(cmp.Or(opts.MaxConcurrentEnrollments, DefaultMaxConcurrentEnrollments))
+	s.reporting = newAdmission(cmp.Or(opts.MaxConcurrentReports, DefaultMaxConcurrentReports))
 	return s
 }
 
@@ -167,9 +183,12 @@ func (s *Server) Start(ctx context.Context) error {
 	serveCtx, endStreams := context.WithCancel(context.WithoutCancel(ctx))
 	defer endStreams()
 	srv := &http.Server{
-		Handler:           s.Handler(),
-		TLSConfig:         s.TLSConfig(),
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:   s.Handler(),
+		TLSConfig: s.TLSConfig(),
+		// Also the TLS handshake's deadline. An enrollment storm queues
+		// thousands of handshakes at once, and one dropped after most of
+		// its work only comes back to do it again.
+		ReadHeaderTimeout: 30 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return serveCtx },
 		// Pings find a stream whose device vanished without a FIN (a
 		// dropped NAT entry, a phone that changed networks), so that its

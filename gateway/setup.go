@@ -109,6 +109,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, deviceCA *pki.CA, opts Options
 		s.sweeper.conns = conns
 	}
 	if _, err := devices.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { s.arrivals.arrived(o.(*mdmv1alpha1.Device).UID) },
 		UpdateFunc: func(_, o any) { s.onDeviceChange(o.(*mdmv1alpha1.Device)) },
 		DeleteFunc: s.onDeviceDelete,
 	}); err != nil {

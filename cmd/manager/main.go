@@ -74,6 +74,8 @@ type options struct {
 	gatewayReplica      string
 	handoverGrace       time.Duration
 	leaseDuration       time.Duration
+	maxEnrollments      int
+	maxReports          int
 }
 
 func main() {
@@ -104,6 +106,8 @@ func main() {
 	flag.StringVar(&o.gatewayReplica, "gateway-replica", envOr("POD_NAME", hostLabel()), "Name of this gateway replica, unique among the running ones; its Lease is kubemdm-gateway-<name> in --namespace.")
 	flag.DurationVar(&o.handoverGrace, "gateway-handover-grace", gateway.DefaultHandoverGrace, "How long a device whose stream closed (or whose gateway replica stopped) has to reconnect before it is shown disconnected.")
 	flag.DurationVar(&o.leaseDuration, "gateway-lease-duration", gateway.DefaultLeaseDuration, "How long a gateway replica's Lease holds without renewal; the other replicas then mark its devices disconnected.")
+	flag.IntVar(&o.maxEnrollments, "gateway-max-concurrent-enrollments", gateway.DefaultMaxConcurrentEnrollments, "How many enrollments one gateway replica runs at once; during a storm the others wait their turn rather than flood the apiserver.")
+	flag.IntVar(&o.maxReports, "gateway-max-concurrent-reports", gateway.DefaultMaxConcurrentReports, "How many agents' reports one gateway replica writes to their Devices at once; when a whole fleet reports, the others wait their turn rather than flood the apiserver.")
 	flag.DurationVar(&o.seenWindow, "compliance-seen-window", compliance.DefaultSeenWindow, "A device whose agent was not seen for this long is NonCompliant.")
 	flag.DurationVar(&o.applyGrace, "compliance-apply-grace", compliance.DefaultApplyGrace, "A device that has not applied a configuration revision this long after it became due is NonCompliant.")
 	zapOpts := zap.Options{Development: false}
@@ -119,6 +123,9 @@ func main() {
 
 func run(o options) error {
 	log := ctrl.Log.WithName("setup")
+	if o.maxEnrollments < 1 || o.maxReports < 1 {
+		return fmt.Errorf("--gateway-max-concurrent-enrollments and --gateway-max-concurrent-reports must be at least 1, not %d and %d", o.maxEnrollments, o.maxReports)
+	}
 	if o.concurrency < 1 {
 		return fmt.Errorf("--max-concurrent-reconciles must be at least 1, not %d", o.concurrency)
 	}
@@ -182,15 +189,17 @@ func run(o options) error {
 			return fmt.Errorf("%w (set --gateway-replica)", err)
 		}
 		if _, err := gateway.Setup(ctx, mgr, deviceCA, gateway.Options{
-			Payloads:            payloads,
-			BindAddress:         o.gatewayAddr,
-			CertificateLifetime: o.certificateLifetime,
-			StatusFlushInterval: o.statusFlushInterval,
-			Serving:             serving,
-			Replica:             o.gatewayReplica,
-			LeaseNamespace:      o.namespace,
-			HandoverGrace:       o.handoverGrace,
-			LeaseDuration:       o.leaseDuration,
+			Payloads:                 payloads,
+			BindAddress:              o.gatewayAddr,
+			CertificateLifetime:      o.certificateLifetime,
+			StatusFlushInterval:      o.statusFlushInterval,
+			Serving:                  serving,
+			Replica:                  o.gatewayReplica,
+			LeaseNamespace:           o.namespace,
+			HandoverGrace:            o.handoverGrace,
+			LeaseDuration:            o.leaseDuration,
+			MaxConcurrentEnrollments: o.maxEnrollments,
+			MaxConcurrentReports:     o.maxReports,
 		}); err != nil {
 			return fmt.Errorf("setting up gateway: %w", err)
 		}

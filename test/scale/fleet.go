@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -80,7 +81,7 @@ func (h *Harness) newFleet(ns, token string, ca []byte, n int) (*fleet, error) {
 		Options: agent.Options{Gateway: h.gatewayAddr, Token: token, Trust: agent.Trust{CABundle: ca},
 			Heartbeat: h.profile.Heartbeat},
 		StateDir: dir, Size: n, Platform: "Linux", Prefix: "SCALE",
-	}, logr.Discard())
+	}, h.agentLog)
 	if err != nil {
 		return nil, err
 	}
@@ -137,17 +138,28 @@ func liveBytes() int64 {
 
 // deviceCounter follows the Devices of a namespace through an informer,
 // which lists again and watches again whenever its watch ends, and counts
-// those a condition holds for.
+// those a condition holds for, and those each of its stages holds for.
 type deviceCounter struct {
-	mu    sync.Mutex
-	match map[string]bool
-	count int
-	when  func(*mdmv1alpha1.Device) bool
-	stop  func()
+	mu     sync.Mutex
+	stages []*deviceStage
+	stop   func()
 }
 
-func (h *Harness) countDevices(ctx context.Context, ns string, when func(*mdmv1alpha1.Device) bool) (*deviceCounter, error) {
-	c := &deviceCounter{match: map[string]bool{}, when: when}
+// deviceStage is one condition a deviceCounter counts Devices by.
+type deviceStage struct {
+	name  string
+	when  func(*mdmv1alpha1.Device) bool
+	match map[string]bool
+	count int
+	// tenths is how many tenths of a whole the count has passed.
+	tenths int
+}
+
+func (h *Harness) countDevices(ctx context.Context, ns string, when func(*mdmv1alpha1.Device) bool, stages ...deviceStage) (*deviceCounter, error) {
+	c := &deviceCounter{stages: []*deviceStage{{when: when, match: map[string]bool{}}}}
+	for _, s := range stages {
+		c.stages = append(c.stages, &deviceStage{name: s.name, when: s.when, match: map[string]bool{}})
+	}
 	informers, err := cache.New(h.cfg, cache.Options{Scheme: h.scheme, DefaultNamespaces: map[string]cache.Config{ns: {}},
 		DefaultTransform: cache.TransformStripManagedFields()})
 	if err != nil {
@@ -170,13 +182,15 @@ func (h *Harness) countDevices(ctx context.Context, ns string, when func(*mdmv1a
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		now := !deleted && c.when(d)
-		if now != c.match[d.Name] {
-			c.match[d.Name] = now
-			if now {
-				c.count++
-			} else {
-				c.count--
+		for _, s := range c.stages {
+			now := !deleted && s.when(d)
+			if now != s.match[d.Name] {
+				s.match[d.Name] = now
+				if now {
+					s.count++
+				} else {
+					s.count--
+				}
 			}
 		}
 	}
@@ -200,7 +214,21 @@ func (h *Harness) countDevices(ctx context.Context, ns string, when func(*mdmv1a
 func (c *deviceCounter) value() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.count
+	return c.stages[0].count
+}
+
+// passed returns, for each stage, the tenths of whole its count passed
+// since the last call, named and timed at.
+func (c *deviceCounter) passed(whole int, at time.Duration) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, s := range c.stages[1:] {
+		for ; s.tenths < 10 && s.count*10 >= (s.tenths+1)*whole; s.tenths++ {
+			out = append(out, fmt.Sprintf("%s %s=%d0%%", at.Round(time.Millisecond), s.name, s.tenths+1))
+		}
+	}
+	return out
 }
 
 // await waits until want Devices match, and returns when they did.
@@ -208,7 +236,7 @@ func (c *deviceCounter) await(ctx context.Context, want int, timeout time.Durati
 	err := poll(ctx, timeout, func() (bool, error) { return c.value() >= want, nil })
 	c.mu.Lock()
 	var missing []string
-	for name, ok := range c.match {
+	for name, ok := range c.stages[0].match {
 		if !ok && len(missing) < 5 {
 			missing = append(missing, name)
 		}
@@ -242,4 +270,24 @@ func poll(ctx context.Context, timeout time.Duration, done func() (bool, error))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// agentLogger writes the simulated agents' logs, reconnects and their
+// errors included, to SCALE_AGENT_LOG when it names a file: what a storm
+// looked like from the devices.
+func agentLogger(path string) (logr.Logger, func(), error) {
+	if path == "" {
+		return logr.Discard(), func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return logr.Discard(), nil, err
+	}
+	var mu sync.Mutex
+	log := funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(f, "%s %s %s\n", time.Now().Format(time.StampMilli), prefix, args)
+	}, funcr.Options{Verbosity: 1})
+	return log, func() { _ = f.Close() }, nil
 }

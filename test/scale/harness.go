@@ -54,6 +54,9 @@ type Harness struct {
 	gatewayAddr string
 	// beforeFleet is this process's live memory before the fleet existed.
 	beforeFleet int64
+	// agentLog takes the simulated agents' logs (SCALE_AGENT_LOG).
+	agentLog      logr.Logger
+	closeAgentLog func()
 }
 
 // start builds the manager, starts a control plane and the manager, and
@@ -67,6 +70,10 @@ func start(ctx context.Context, p Profile, log io.Writer) (*Harness, error) {
 		return nil, err
 	}
 	if err := mdmv1alpha1.AddToScheme(h.scheme); err != nil {
+		return nil, err
+	}
+	var err error
+	if h.agentLog, h.closeAgentLog, err = agentLogger(os.Getenv("SCALE_AGENT_LOG")); err != nil {
 		return nil, err
 	}
 	h.managerBin = filepath.Join(h.dir, "manager")
@@ -187,6 +194,9 @@ func (h *Harness) startManager(ctx context.Context) error {
 
 // stop kills the manager and stops the control plane.
 func (h *Harness) stop() {
+	if h.closeAgentLog != nil {
+		h.closeAgentLog()
+	}
 	if h.manager != nil {
 		h.manager.Kill()
 	}

@@ -135,7 +135,16 @@ func (h *Harness) enrollment(ctx context.Context, r *Results) (*fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	ready, err := h.countDevices(ctx, ns, enrolledAndConnected)
+	// Where the storm's time goes: when the Devices were created, shown
+	// Enrolled by their controller and Connected by the gateway, by tenths.
+	ready, err := h.countDevices(ctx, ns, enrolledAndConnected,
+		deviceStage{name: "created", when: func(*mdmv1alpha1.Device) bool { return true }},
+		deviceStage{name: "enrolled", when: func(d *mdmv1alpha1.Device) bool {
+			return meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.DeviceConditionEnrolled)
+		}},
+		deviceStage{name: "connected", when: func(d *mdmv1alpha1.Device) bool {
+			return meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected)
+		}})
 	if err != nil {
 		return f, err
 	}
@@ -146,7 +155,29 @@ func (h *Harness) enrollment(ctx context.Context, r *Results) (*fleet, error) {
 	}
 	began := time.Now()
 	f.run()
-	done, err := ready.await(ctx, n, time.Minute+time.Duration(n)*20*time.Millisecond)
+	var steps []string
+	progress := time.NewTicker(100 * time.Millisecond)
+	stopProgress := make(chan struct{})
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		for {
+			select {
+			case <-progress.C:
+				steps = append(steps, ready.passed(n, time.Since(began))...)
+			case <-stopProgress:
+				return
+			}
+		}
+	}()
+	// 10,000 devices take four to five minutes on two cores: about four
+	// Device writes each, at what the apiserver sustains beside the TLS
+	// of the fleet.
+	done, err := ready.await(ctx, n, time.Minute+time.Duration(n)*50*time.Millisecond)
+	progress.Stop()
+	close(stopProgress)
+	<-progressDone
+	h.logf("Enrollment storm seen: %s", strings.Join(append(steps, ready.passed(n, time.Since(began))...), "; "))
 	if err != nil {
 		return f, err
 	}
