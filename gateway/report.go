@@ -42,6 +42,17 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 	if err := validateFacts(facts); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	// What follows may write to the apiserver, which a fleet reporting at
+	// once (a configuration pushed to all of it) must not flood. The turn
+	// may take a while: the status is judged on the Device as it is then.
+	leave, err := s.reporting.enter(ctx, reportQueueWait, errReportsBusy)
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
+	if fresh := (&mdmv1alpha1.Device{}); s.cache.Get(ctx, key, fresh) == nil && fresh.UID == device.UID {
+		device = fresh
+	}
 	st := reportedStatus(facts, cert)
 	if st.Configurations, err = s.configurationRows(ctx, device, facts.GetConfigurations()); err != nil {
 		return nil, connect.NewError(connect.CodeUnavailable, err)
@@ -54,13 +65,6 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
-	// What follows may write to the apiserver, which a fleet reporting at
-	// once (a configuration pushed to all of it) must not flood.
-	leave, err := s.reporting.enter(ctx, reportQueueWait, errReportsBusy)
-	if err != nil {
-		return nil, err
-	}
-	defer leave()
 	// The phase shows whether the device enforces Disabled, however it
 	// was asked to (Git, or a Disable action). The lifecycle table moves
 	// it only between Enrolled and Disabled, and writes only a change.
