@@ -84,7 +84,10 @@ func TestCachedDeviceWaitsForAFreshCertificate(t *testing.T) {
 			if n := cache.reads.Load(); n > tc.maxReads {
 				t.Errorf("%d cache reads, want at most %d: a waiting call reads again only when its Device arrives", n, tc.maxReads)
 			}
-			if n := len(s.arrivals.waiting); n != 0 {
+			s.arrivals.mu.Lock()
+			n := len(s.arrivals.waiting)
+			s.arrivals.mu.Unlock()
+			if n != 0 {
 				t.Errorf("%d Devices still waited for after the call returned", n)
 			}
 		})

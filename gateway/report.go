@@ -20,6 +20,7 @@ import (
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/lifecycle"
 	"github.com/kubemdm/kubemdm/internal/patch"
+	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
 // reportManager is the field manager of the facts agents report.
@@ -50,8 +51,11 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 		return nil, err
 	}
 	defer leave()
-	if fresh := (&mdmv1alpha1.Device{}); s.cache.Get(ctx, key, fresh) == nil && fresh.UID == device.UID {
-		device = fresh
+	if device, err = s.cachedDevice(ctx, pki.DeviceIdentity{Namespace: key.Namespace, Name: key.Name, UID: device.UID}, cert); err != nil {
+		return nil, err
+	}
+	if !device.Status.Phase.Managed() {
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("device %s is %s and no longer managed", key, device.Status.Phase))
 	}
 	st := reportedStatus(facts, cert)
 	if st.Configurations, err = s.configurationRows(ctx, device, facts.GetConfigurations()); err != nil {

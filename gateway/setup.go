@@ -109,8 +109,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, deviceCA *pki.CA, opts Options
 		s.sweeper.conns = conns
 	}
 	if _, err := devices.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { s.arrivals.arrived(o.(*mdmv1alpha1.Device).UID) },
-		UpdateFunc: func(_, o any) { s.onDeviceChange(o.(*mdmv1alpha1.Device)) },
+		AddFunc: func(o any) { s.arrivals.arrived(o.(*mdmv1alpha1.Device).UID) },
+		UpdateFunc: func(_, o any) {
+			d := o.(*mdmv1alpha1.Device)
+			// A Device recreated under its name across a relist comes as
+			// an update with a new UID.
+			s.arrivals.arrived(d.UID)
+			s.onDeviceChange(d)
+		},
 		DeleteFunc: s.onDeviceDelete,
 	}); err != nil {
 		return nil, err
