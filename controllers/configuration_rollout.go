@@ -156,11 +156,9 @@ func progressRollout(cfg *mdmv1alpha1.Configuration, devices []mdmv1alpha1.Devic
 	slices.SortFunc(order, func(a, b rolloutDevice) int { return strings.Compare(a.hash, b.hash) })
 	admitted, inflight := 0, 0
 	ro.Updated, ro.Failed = 0, 0
-	for _, d := range order {
-		if d.hash >= ro.AdmittedBelow {
-			continue
-		}
-		admitted++
+	// tally counts an admitted device as updated, failed, or still taking
+	// the revision.
+	tally := func(d rolloutDevice) {
 		switch {
 		case d.row != nil && d.row.State == mdmv1alpha1.ConfigurationFailed:
 			ro.Failed++
@@ -168,6 +166,12 @@ func progressRollout(cfg *mdmv1alpha1.Configuration, devices []mdmv1alpha1.Devic
 			ro.Updated++
 		case d.connected:
 			inflight++
+		}
+	}
+	for _, d := range order {
+		if d.hash < ro.AdmittedBelow {
+			admitted++
+			tally(d)
 		}
 	}
 	batch := batchSize(cfg.Spec.Rollout, len(order))
@@ -185,6 +189,11 @@ func progressRollout(cfg *mdmv1alpha1.Configuration, devices []mdmv1alpha1.Devic
 			fmt.Sprintf("spec.rollout.pause holds revision %s at %d of %d devices", ro.Revision, admitted, len(order)))
 	case inflight == 0 && room > 0 && admitted < len(order):
 		next := min(admitted+room, len(order))
+		// The batch admitted now is taking the revision: the last one
+		// must report it before the rollout can end.
+		for _, d := range order[admitted:next] {
+			tally(d)
+		}
 		admitted, ro.AdmittedBelow = next, configset.AdmitAll
 		if next < len(order) {
 			ro.AdmittedBelow = order[next].hash

@@ -1,11 +1,18 @@
 package controllers
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/conditions"
+	"github.com/kubemdm/kubemdm/internal/configset"
 )
 
 // TestStaleRevisions: the newest revisions are kept, and so are the
@@ -39,6 +46,60 @@ func TestStaleRevisions(t *testing.T) {
 			slices.Sort(got)
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("stale %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRolloutWaitsForItsLastBatch drives a staged rollout the way the
+// controller and the devices do, one reconcile after another: whichever
+// device fails the revision, and however late it is admitted, the rollout
+// pauses on it instead of ending.
+func TestRolloutWaitsForItsLastBatch(t *testing.T) {
+	const devices, revision = 6, "r2"
+	order := make([]mdmv1alpha1.Device, devices)
+	for i := range order {
+		order[i] = mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("d%d", i), UID: types.UID(fmt.Sprintf("uid-%d", i))},
+			Status: mdmv1alpha1.DeviceStatus{Phase: mdmv1alpha1.DeviceEnrolled,
+				Conditions: []metav1.Condition{{Type: mdmv1alpha1.DeviceConditionConnected, Status: metav1.ConditionTrue}}}}
+	}
+	slices.SortFunc(order, func(a, b mdmv1alpha1.Device) int {
+		return strings.Compare(configset.RolloutHash(a.UID, revision), configset.RolloutHash(b.UID, revision))
+	})
+	for failing := range devices {
+		t.Run(fmt.Sprintf("failing device %d of %d", failing+1, devices), func(t *testing.T) {
+			fleet := slices.Clone(order)
+			for i := range fleet {
+				fleet[i].Status.Configurations = nil
+			}
+			cfg := &mdmv1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Name: "app"},
+				Spec:   mdmv1alpha1.ConfigurationSpec{Rollout: &mdmv1alpha1.RolloutSpec{}},
+				Status: mdmv1alpha1.ConfigurationStatus{Revision: revision}}
+			startRollout(cfg, "r1")
+			for step := 0; step < 2*devices && cfg.Status.Rollout != nil && !conditions.IsTrue(cfg, mdmv1alpha1.ConditionStalled); step++ {
+				progressRollout(cfg, fleet)
+				// Each admitted device reports the revision before the
+				// next reconcile.
+				for i := range fleet {
+					d := &fleet[i]
+					if !configset.Admitted(cfg, d.UID) || len(d.Status.Configurations) > 0 {
+						continue
+					}
+					state := mdmv1alpha1.ConfigurationApplied
+					if i == failing {
+						state = mdmv1alpha1.ConfigurationFailed
+					}
+					d.Status.Configurations = []mdmv1alpha1.DeviceConfigurationStatus{{Name: "app", Revision: revision, State: state}}
+				}
+			}
+			if cfg.Status.Rollout == nil {
+				t.Fatalf("the rollout ended with device %d failing the revision", failing+1)
+			}
+			if !conditions.IsTrue(cfg, mdmv1alpha1.ConditionStalled) {
+				t.Fatalf("the rollout did not pause: %+v", cfg.Status.Rollout)
+			}
+			if ro := cfg.Status.Rollout; ro.Failed != 1 || ro.Updated != int32(failing) || ro.Admitted != int32(failing+1) {
+				t.Errorf("rollout %+v, want %d updated, 1 failed, %d admitted", ro, failing, failing+1)
 			}
 		})
 	}

@@ -328,6 +328,20 @@ func revisionOf(ctx context.Context, cfg *mdmv1alpha1.Configuration) string {
 	return got.Status.Revision
 }
 
+// rolloutRows says where each Device of a namespace stands, for a failure
+// message.
+func rolloutRows(ctx context.Context, ns string) string {
+	list := &mdmv1alpha1.DeviceList{}
+	if err := k8sClient.List(ctx, list, client.InNamespace(ns)); err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, d := range list.Items {
+		fmt.Fprintf(&b, "\n%s %s connected=%v rows=%+v", d.Name, d.UID, meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected), d.Status.Configurations)
+	}
+	return b.String()
+}
+
 var _ = Describe("Configuration rollout", func() {
 	ctx := context.Background()
 
@@ -376,7 +390,7 @@ var _ = Describe("Configuration rollout", func() {
 		Eventually(func(g Gomega) {
 			c := get(g)
 			stalled := meta.FindStatusCondition(c.Status.Conditions, mdmv1alpha1.ConditionStalled)
-			g.Expect(stalled).NotTo(BeNil())
+			g.Expect(stalled).NotTo(BeNil(), "rollout %+v, conditions %+v, devices %s", c.Status.Rollout, c.Status.Conditions, rolloutRows(ctx, ns))
 			g.Expect(stalled.Reason).To(Equal(mdmv1alpha1.ConfigurationReasonRolloutPaused))
 			g.Expect(c.Status.Rollout).NotTo(BeNil())
 			g.Expect(c.Status.Rollout.Failed).To(Equal(int32(1)))
