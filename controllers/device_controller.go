@@ -97,6 +97,13 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	patcher := patch.NewHelper(device)
 	defer func() { patcher.Finish(ctx, r.Client, device, &res, &retErr) }()
 
+	if wait := connectionDue(device, time.Now()); wait > 0 {
+		// The agent connects a moment after it enrolled: its connection
+		// and first report bring this Device back, and the enrollment
+		// goes into the status with the conditions they settle, in one
+		// write instead of two.
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	r.adoptEnrollment(ctx, device)
 	if wait := enrollmentUnderWay(device, time.Now()); wait > 0 {
 		// The gateway writes this Device's phase in a moment; a status
@@ -149,6 +156,21 @@ func (r *DeviceReconciler) adoptEnrollment(ctx context.Context, d *mdmv1alpha1.D
 	phase, _ := lifecycle.Next(d, lifecycle.Enrolled)
 	at := metav1.NewTime(rec.At)
 	d.Status.Phase, d.Status.EnrolledAt, d.Status.EnrollmentToken, d.Status.EnrollmentKey = phase, &at, rec.Token, rec.Key
+}
+
+// connectionWait is how long the enrollment record of a Device an
+// enrollment created waits for the agent's first connection before the
+// controller copies it into the status on its own.
+const connectionWait = 5 * time.Second
+
+// connectionDue returns how long to leave a Device whose enrollment record
+// awaits its controller, until its agent is shown connected.
+func connectionDue(d *mdmv1alpha1.Device, now time.Time) time.Duration {
+	if _, pending := enrollment.PendingRecord(d); !pending || !d.DeletionTimestamp.IsZero() ||
+		conditions.IsTrue(d, mdmv1alpha1.DeviceConditionConnected) {
+		return 0
+	}
+	return max(d.CreationTimestamp.Add(connectionWait).Sub(now), 0)
 }
 
 // enrollingGrace is how long a Device an enrollment created may go without

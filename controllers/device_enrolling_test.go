@@ -42,6 +42,41 @@ func TestEnrollmentUnderWay(t *testing.T) {
 	}
 }
 
+func TestConnectionDue(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	device := func(age time.Duration, record bool, phase mdmv1alpha1.DevicePhase, connected bool) *mdmv1alpha1.Device {
+		d := &mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(now.Add(-age))},
+			Status: mdmv1alpha1.DeviceStatus{Phase: phase}}
+		if record {
+			d.Annotations = map[string]string{mdmv1alpha1.AnnotationEnrollment: "{}"}
+		}
+		if connected {
+			d.Status.Conditions = []metav1.Condition{{Type: mdmv1alpha1.DeviceConditionConnected, Status: metav1.ConditionTrue}}
+		}
+		return d
+	}
+	deleted := device(time.Second, true, "", false)
+	deleted.DeletionTimestamp = &metav1.Time{Time: now}
+	for _, tc := range []struct {
+		name string
+		d    *mdmv1alpha1.Device
+		want time.Duration
+	}{
+		{"enrolled a moment ago, agent not connected yet", device(time.Second, true, "", false), connectionWait - time.Second},
+		{"agent connected", device(time.Second, true, "", true), 0},
+		{"agent never connected", device(connectionWait, true, "", false), 0},
+		{"record copied already", device(time.Second, true, mdmv1alpha1.DeviceEnrolled, false), 0},
+		{"no record", device(time.Second, false, "", false), 0},
+		{"being deleted", deleted, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := connectionDue(tc.d, now); got != tc.want {
+				t.Errorf("connectionDue = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestUnsettledWait(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	action := func(age time.Duration) *mdmv1alpha1.DeviceAction {

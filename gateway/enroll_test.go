@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -130,6 +132,54 @@ var _ = Describe("Enrollment", func() {
 		}).Should(Succeed())
 		Consistently(writes, 2*time.Second).Should(HaveLen(2),
 			"the Device's create and the controller's status write; the enrollment writes no status of its own")
+	})
+
+	It("writes a Device that enrolls and connects three times: its create, the opening with the first report, and the controller's status", func() {
+		token := linuxToken(ns, "opening", true)
+		value, pin := issuedToken(ctx, token)
+		writes := watchDeviceWrites(ctx, ns, "sn-opening")
+		a, _ := newAgent(value, pin, "SN-OPENING")
+		stop := run(a)
+		defer stop()
+		device := &mdmv1alpha1.Device{}
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "sn-opening"}, device)).To(Succeed())
+			g.Expect(meta.IsStatusConditionTrue(device.Status.Conditions, mdmv1alpha1.DeviceConditionConnected)).To(BeTrue())
+			g.Expect(device.Status.Connection).NotTo(BeNil())
+			g.Expect(device.Status.LastSeen).NotTo(BeNil())
+			g.Expect(device.Status.DeviceInfo).NotTo(BeNil())
+			g.Expect(device.Status.AppliedConfigGeneration).To(Equal(device.Generation))
+		}).Should(Succeed())
+		Consistently(func() []string { return gatewayStatusWrites(writes()) }, 2*time.Second).Should(HaveLen(1),
+			"all writes: %v", writes())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
+			g.Expect(device.Status.Phase).To(Equal(mdmv1alpha1.DeviceEnrolled))
+			g.Expect(meta.IsStatusConditionTrue(device.Status.Conditions, mdmv1alpha1.ConditionReady)).To(BeTrue())
+		}).Should(Succeed())
+		Consistently(writes, 2*time.Second).Should(HaveLen(3),
+			"the controller copies the enrollment with the conditions the connection settles, in one write")
+	})
+
+	It("shows Disabled a device that reports it before its enrollment record is copied", func() {
+		value, pin := issuedToken(ctx, linuxToken(ns, "disabled-early", true))
+		a, dev := newAgent(value, pin, "SN-EARLY")
+		Expect(a.Enroll(ctx)).To(Succeed())
+		// Disabled while the controller waits for the agent's connection
+		// to copy the record: the agent's first report says Disabled.
+		device := &mdmv1alpha1.Device{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "sn-early"}, device)).To(Succeed())
+		Expect(device.Status.Phase).To(BeEmpty(), "the record is still pending")
+		device.Spec.State = mdmv1alpha1.DeviceStateDisabled
+		Expect(k8sClient.Update(ctx, device)).To(Succeed())
+		stop := run(a)
+		defer stop()
+		Eventually(dev.Disabled).Should(BeTrue())
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(device), device)).To(Succeed())
+			g.Expect(device.Status.EnrolledAt).NotTo(BeNil())
+			g.Expect(device.Status.Phase).To(Equal(mdmv1alpha1.DeviceDisabled))
+		}).WithTimeout(20 * time.Second).Should(Succeed())
 	})
 
 	It("claims a pre-registered Device with the same serial number and leaves its spec alone", func() {
@@ -328,12 +378,14 @@ func watchWrites(ctx context.Context, obj client.Object) func() int {
 }
 
 // watchDeviceWrites lists the writes the apiserver makes to the Device
-// ns/name, its create included, from now on: each as its event, the
-// manager that wrote last and the phase, so that a failure says who wrote.
+// ns/name, its create included, from now on: each as its event, the field
+// managers whose entry it changed and the phase, so that a failure says who
+// wrote.
 func watchDeviceWrites(ctx context.Context, ns, name string) func() []string {
 	var mu sync.Mutex
 	var writes []string
 	seen := map[string]bool{}
+	prev := &mdmv1alpha1.Device{}
 	stop, err := testenv.Watch(ctx, env.Config, env.Scheme, &mdmv1alpha1.DeviceList{}, func(ev watch.Event) {
 		d, ok := ev.Object.(*mdmv1alpha1.Device)
 		if !ok || (ev.Type != watch.Added && ev.Type != watch.Modified) {
@@ -346,7 +398,8 @@ func watchDeviceWrites(ctx context.Context, ns, name string) func() []string {
 			return
 		}
 		seen[d.ResourceVersion] = true
-		writes = append(writes, fmt.Sprintf("%s rv=%s by %s, phase %q", ev.Type, d.ResourceVersion, lastManager(d), d.Status.Phase))
+		writes = append(writes, fmt.Sprintf("%s rv=%s by %v, phase %q", ev.Type, d.ResourceVersion, writers(prev, d), d.Status.Phase))
+		prev = d
 	}, client.InNamespace(ns), client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", name)})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(stop)
@@ -357,14 +410,29 @@ func watchDeviceWrites(ctx context.Context, ns, name string) func() []string {
 	}
 }
 
-// lastManager names the field manager whose entry changed last, with its
-// operation and subresource.
-func lastManager(d *mdmv1alpha1.Device) string {
-	var last metav1.ManagedFieldsEntry
-	for _, m := range d.ManagedFields {
-		if last.Time == nil || (m.Time != nil && !m.Time.Before(last.Time)) {
-			last = m
+// writers names the field managers whose entry changed from before to
+// after: new, or with other fields or another time.
+func writers(before, after *mdmv1alpha1.Device) []string {
+	var out []string
+	for _, m := range after.ManagedFields {
+		i := slices.IndexFunc(before.ManagedFields, func(b metav1.ManagedFieldsEntry) bool {
+			return b.Manager == m.Manager && b.Operation == m.Operation && b.Subresource == m.Subresource
+		})
+		if i < 0 || !equality.Semantic.DeepEqual(before.ManagedFields[i], m) {
+			out = append(out, fmt.Sprintf("%s/%s/%s", m.Manager, m.Operation, m.Subresource))
 		}
 	}
-	return fmt.Sprintf("%s (%s %s)", last.Manager, last.Operation, last.Subresource)
+	return out
+}
+
+// gatewayStatusWrites are the writes among writes that the gateway's
+// connection and report managers made.
+func gatewayStatusWrites(writes []string) []string {
+	var out []string
+	for _, w := range writes {
+		if strings.Contains(w, "kubemdm-gateway-presence/") || strings.Contains(w, "kubemdm-gateway-report/") {
+			out = append(out, w)
+		}
+	}
+	return out
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -18,12 +17,6 @@ import (
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/patch"
 )
-
-// presenceManager is the field manager of lastSeen, connection and the
-// Connected condition, the same on every replica. Server-side apply lets it
-// own just those fields, so it never conflicts with the controllers writing
-// the rest of the status.
-const presenceManager = "kubemdm-gateway-presence"
 
 // Reasons of the Connected condition.
 const (
@@ -80,6 +73,10 @@ type presenceEntry struct {
 	// flushedSeen and flushedAt are the lastSeen last written, and when.
 	flushedSeen time.Time
 	flushedAt   time.Time
+	// reportBy is, for a stream that opened with a configuration sent,
+	// how long its opening waits for the agent's report of it, which
+	// then carries the opening in the same write.
+	reportBy time.Time
 }
 
 func newPresence(c client.Client, reader client.Reader, log logr.Logger, replica string, interval, grace time.Duration, now func() time.Time) *presence {
@@ -107,9 +104,23 @@ func (p *presence) seen(key types.NamespacedName, uid types.UID) {
 	p.entry(key, uid).lastSeen = p.now()
 }
 
-// connected records a stream opening; the first one is written at once.
-func (p *presence) connected(key types.NamespacedName, uid types.UID) {
+// openingReportWait is how long a stream opening that sent the agent a
+// configuration waits for the agent's report of it: the report is written
+// anyway, and carries the opening with it. An agent that has not reported
+// by then is shown connected without it.
+const openingReportWait = 5 * time.Second
+
+// connected records a stream opening; the first one is written at once or,
+// when reportDue, with the agent's report, within openingReportWait.
+func (p *presence) connected(key types.NamespacedName, uid types.UID, reportDue bool) {
 	p.change(key, uid, +1)
+	if reportDue {
+		p.mu.Lock()
+		if e := p.devices[key]; e != nil && e.uid == uid {
+			e.reportBy = e.changedAt.Add(openingReportWait)
+		}
+		p.mu.Unlock()
+	}
 }
 
 // disconnected records a stream closing; the last one is written after the
@@ -130,6 +141,7 @@ func (p *presence) change(key types.NamespacedName, uid types.UID, delta int) {
 	before := e.streams > 0
 	e.streams += delta
 	e.lastSeen = p.now()
+	e.reportBy = time.Time{}
 	switch after := e.streams > 0; {
 	case after == before:
 	case p.stopping && !after:
@@ -273,47 +285,73 @@ func (p *presence) due() []presenceWrite {
 	now := p.now()
 	var out []presenceWrite
 	for key, e := range p.devices {
-		if e.handedOver && e.streams <= 0 {
-			continue
+		if w, ok := p.dueLocked(key, e, now, false); ok {
+			out = append(out, w)
 		}
-		connected := e.streams > 0
-		_, changed := p.dirty[key]
-		if changed && e.stored != nil && *e.stored == connected {
-			// Back before its disconnect was written. It may have passed
-			// through another replica meanwhile, so a device back here
-			// is claimed again; one gone again is nothing new.
-			delete(p.dirty, key)
-			changed = false
-			if connected {
-				e.stored = nil
-			}
-		}
-		if changed && !connected && now.Sub(e.changedAt) < p.grace {
-			continue
-		}
-		// A device that holds its stream is seen now: its lastSeen is
-		// written when the stream opens and closes, never in between. Only
-		// a polling device's is refreshed, once per interval.
-		stale := !connected && e.lastSeen.After(e.flushedSeen) && now.Sub(e.flushedAt) >= p.interval
-		claim := connected && e.stored == nil
-		if !changed && !stale && !claim {
-			continue
-		}
-		w := presenceWrite{key: key, uid: e.uid, connected: connected, changed: changed,
-			lastSeen: e.lastSeen, changedAt: e.storedChange}
-		if changed || e.stored == nil {
-			w.changedAt = e.changedAt
-			if w.changedAt.IsZero() {
-				w.changedAt = e.lastSeen
-			}
-			e.storedChange = w.changedAt
-		}
-		e.stored = &w.connected
-		out = append(out, w)
-		delete(p.dirty, key)
-		e.flushedSeen, e.flushedAt = e.lastSeen, now
 	}
 	return out
+}
+
+// takeOpening hands a stream opening still to be written to the report
+// about to be written for the device, which carries it; finish tells how
+// that write went.
+func (p *presence) takeOpening(key types.NamespacedName, uid types.UID) (presenceWrite, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.devices[key]
+	if e == nil || e.uid != uid || e.streams <= 0 {
+		return presenceWrite{}, false
+	}
+	return p.dueLocked(key, e, p.now(), true)
+}
+
+// dueLocked returns the write due for a device, if any, and records it as
+// stored. An opening waiting for its report is not due yet, unless the
+// report is what asks.
+func (p *presence) dueLocked(key types.NamespacedName, e *presenceEntry, now time.Time, report bool) (presenceWrite, bool) {
+	if e.handedOver && e.streams <= 0 {
+		return presenceWrite{}, false
+	}
+	connected := e.streams > 0
+	_, changed := p.dirty[key]
+	if changed && e.stored != nil && *e.stored == connected {
+		// Back before its disconnect was written. It may have passed
+		// through another replica meanwhile, so a device back here
+		// is claimed again; one gone again is nothing new.
+		delete(p.dirty, key)
+		changed = false
+		if connected {
+			e.stored = nil
+		}
+	}
+	if changed && !connected && now.Sub(e.changedAt) < p.grace {
+		return presenceWrite{}, false
+	}
+	if connected && !report && now.Before(e.reportBy) {
+		return presenceWrite{}, false
+	}
+	// A device that holds its stream is seen now: its lastSeen is
+	// written when the stream opens and closes, never in between. Only
+	// a polling device's is refreshed, once per interval.
+	stale := !connected && e.lastSeen.After(e.flushedSeen) && now.Sub(e.flushedAt) >= p.interval
+	claim := connected && e.stored == nil
+	if !changed && !stale && !claim {
+		return presenceWrite{}, false
+	}
+	w := presenceWrite{key: key, uid: e.uid, connected: connected, changed: changed,
+		lastSeen: e.lastSeen, changedAt: e.storedChange}
+	if changed || e.stored == nil {
+		w.changedAt = e.changedAt
+		if w.changedAt.IsZero() {
+			w.changedAt = e.lastSeen
+		}
+		e.storedChange = w.changedAt
+	}
+	e.stored = &w.connected
+	e.reportBy = time.Time{}
+	delete(p.dirty, key)
+	e.flushedSeen, e.flushedAt = e.lastSeen, now
+	return w, true
 }
 
 // written forgets a device whose last stream closed, once that is stored and
@@ -352,34 +390,29 @@ func (p *presence) requeue(key types.NamespacedName) {
 	}
 }
 
-// write stores a presence change. An open stream is written unconditionally:
-// the newest connection wins wherever it is. Anything else is written only
-// while the Device still names this replica (or none), guarded by the
-// resourceVersion it was read at, so that a replica the device left never
-// overwrites the one it moved to.
+// write stores a presence change. An open stream is written whatever the
+// Device says: the newest connection wins wherever it is. Anything else is
+// written only while the Device still names this replica (or none), so that
+// a replica the device left never overwrites the one it moved to.
 func (p *presence) write(ctx context.Context, w presenceWrite) error {
 	if w.connected {
-		status := presenceStatus(&mdmv1alpha1.DeviceConnection{Gateway: p.replica}, w.lastSeen, w.changedAt,
-			reasonStreamOpen, "The agent holds a stream to gateway replica "+p.replica)
-		// A device shown connected already (it came back, or moved from
-		// another replica) keeps the time it became connected.
-		if d := (&mdmv1alpha1.Device{}); p.client.Get(ctx, w.key, d) == nil && d.UID == w.uid {
-			if c := meta.FindStatusCondition(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected); c != nil && c.Status == metav1.ConditionTrue {
-				status = presenceStatus(&mdmv1alpha1.DeviceConnection{Gateway: p.replica}, w.lastSeen, c.LastTransitionTime.Time,
-					reasonStreamOpen, "The agent holds a stream to gateway replica "+p.replica)
-			}
-		}
-		err := patch.ApplyDeviceStatus(ctx, p.client, w.key, w.uid, presenceManager, status)
-		if apierrors.IsConflict(err) {
-			// The apply forces ownership and sets no resourceVersion, so
-			// its only possible conflict is the UID precondition.
-			return fmt.Errorf("%w: %w", errReplaced, err)
-		}
-		return err
+		return p.writeGuarded(ctx, w.key, w.uid, nil, func(d *mdmv1alpha1.Device) map[string]any { return p.openStatus(d, w) })
 	}
 	return p.writeGuarded(ctx, w.key, w.uid, p.stillMine, func(d *mdmv1alpha1.Device) map[string]any {
 		return presenceStatus(nil, w.lastSeen, disconnectedSince(d, w.changedAt), reasonStreamClosed, "The agent has no stream to the gateway")
 	})
+}
+
+// openStatus is the connection part of the status for a stream open here.
+// A device shown connected already (it came back, or moved from another
+// replica) keeps the time it became connected.
+func (p *presence) openStatus(d *mdmv1alpha1.Device, w presenceWrite) map[string]any {
+	since := w.changedAt
+	if c := meta.FindStatusCondition(d.Status.Conditions, mdmv1alpha1.DeviceConditionConnected); c != nil && c.Status == metav1.ConditionTrue {
+		since = c.LastTransitionTime.Time
+	}
+	return presenceStatus(&mdmv1alpha1.DeviceConnection{Gateway: p.replica}, w.lastSeen, since,
+		reasonStreamOpen, "The agent holds a stream to gateway replica "+p.replica)
 }
 
 // stillMine lets a write through unless the Device names another replica.
@@ -390,11 +423,21 @@ func (p *presence) stillMine(d *mdmv1alpha1.Device) error {
 	return nil
 }
 
-// writeGuarded applies the status status returns for the Device, as it
-// was read, if check lets it. It reads from the cache first and, when that
-// was stale, from the apiserver; the write is guarded by the
-// resourceVersion read, so check always held for what it overwrites.
-func (p *presence) writeGuarded(ctx context.Context, key types.NamespacedName, uid types.UID, check func(*mdmv1alpha1.Device) error, status func(*mdmv1alpha1.Device) map[string]any) error {
+// writeGuarded writes the connection part of the status that part returns
+// for the Device as it was read, if check (when given) lets it; the facts
+// go along as read.
+func (p *presence) writeGuarded(ctx context.Context, key types.NamespacedName, uid types.UID, check func(*mdmv1alpha1.Device) error, part func(*mdmv1alpha1.Device) map[string]any) error {
+	return p.applyGuarded(ctx, key, uid, check, func(d *mdmv1alpha1.Device) (map[string]any, error) {
+		return gatewayStatus(d, part(d), connectionFields)
+	})
+}
+
+// applyGuarded applies, as statusManager, the status that status returns
+// for the Device as it was read, if check (when given) lets it. It reads
+// from the cache first and, when that was stale, from the apiserver; the
+// write is guarded by the resourceVersion read, so check held, and the
+// fields copied were current, for what it overwrites.
+func (p *presence) applyGuarded(ctx context.Context, key types.NamespacedName, uid types.UID, check func(*mdmv1alpha1.Device) error, status func(*mdmv1alpha1.Device) (map[string]any, error)) error {
 	d := &mdmv1alpha1.Device{}
 	read := p.client.Get
 	for attempt := 0; ; attempt++ {
@@ -404,10 +447,16 @@ func (p *presence) writeGuarded(ctx context.Context, key types.NamespacedName, u
 		if d.UID != uid {
 			return errReplaced
 		}
-		if err := check(d); err != nil {
+		if check != nil {
+			if err := check(d); err != nil {
+				return err
+			}
+		}
+		st, err := status(d)
+		if err != nil {
 			return err
 		}
-		err := patch.ApplyDeviceStatusAt(ctx, p.client, d, presenceManager, status(d))
+		err = patch.ApplyDeviceStatusAt(ctx, p.client, d, statusManager, st)
 		if !apierrors.IsConflict(err) || attempt == 2 {
 			return err
 		}

@@ -131,7 +131,7 @@ func TestPresence(t *testing.T) {
 		d := newTestDevice(t, c, "flaky-write")
 		key := client.ObjectKeyFromObject(d)
 
-		p.connected(key, d.UID)
+		p.connected(key, d.UID, false)
 		p.flush(ctx)
 		if got := connectedStatus(t, c, d); got != metav1.ConditionTrue {
 			t.Fatalf("Connected is %q after the stream opened, want True", got)
@@ -159,7 +159,7 @@ func TestPresence(t *testing.T) {
 		p := newPresence(c, c, log.logger(), "a", time.Hour, 0, time.Now)
 		d := newTestDevice(t, c, "deleted-online")
 		key := client.ObjectKeyFromObject(d)
-		p.connected(key, d.UID)
+		p.connected(key, d.UID, false)
 		p.flush(ctx)
 		if err := c.Delete(ctx, d); err != nil {
 			t.Fatal(err)

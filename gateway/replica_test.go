@@ -80,7 +80,7 @@ func TestReplicas(t *testing.T) {
 		a := replica("a", c)
 		d := newTestDevice(t, c, "blip")
 		key := client.ObjectKeyFromObject(d)
-		a.connected(key, d.UID)
+		a.connected(key, d.UID, false)
 		a.flush(ctx)
 		first, conn, _ := connection(t, c, key)
 		if conn == nil || conn.Gateway != "a" {
@@ -92,7 +92,7 @@ func TestReplicas(t *testing.T) {
 		if cond, _, _ := connection(t, c, key); cond.Status != metav1.ConditionTrue {
 			t.Fatalf("Connected is %s within the grace", cond.Status)
 		}
-		a.connected(key, d.UID)
+		a.connected(key, d.UID, false)
 		clk.add(testGrace)
 		a.flush(ctx)
 		cond, conn, _ := connection(t, c, key)
@@ -108,13 +108,13 @@ func TestReplicas(t *testing.T) {
 		a, b := replica("a", c), replica("b", c)
 		d := newTestDevice(t, c, "round-trip")
 		key := client.ObjectKeyFromObject(d)
-		a.connected(key, d.UID)
+		a.connected(key, d.UID, false)
 		a.flush(ctx)
 		a.disconnected(key, d.UID)
-		b.connected(key, d.UID)
+		b.connected(key, d.UID, false)
 		b.flush(ctx)
 		b.disconnected(key, d.UID)
-		a.connected(key, d.UID)
+		a.connected(key, d.UID, false)
 		a.flush(ctx)
 		clk.add(testGrace)
 		b.flush(ctx)
@@ -130,7 +130,7 @@ func TestReplicas(t *testing.T) {
 		p := newPresence(c, c, (&errorLog{}).logger(), "idle", interval, testGrace, clk.now)
 		streaming, polling := newTestDevice(t, c, "streams"), newTestDevice(t, c, "polls")
 		sk, pk := client.ObjectKeyFromObject(streaming), client.ObjectKeyFromObject(polling)
-		p.connected(sk, streaming.UID)
+		p.connected(sk, streaming.UID, false)
 		p.flush(ctx)
 		_, _, streamingRV := connection(t, c, sk)
 		writes, pollingRV := 0, ""
@@ -155,7 +155,7 @@ func TestReplicas(t *testing.T) {
 		a := replica("a", c)
 		d := newTestDevice(t, c, "leaves")
 		key := client.ObjectKeyFromObject(d)
-		a.connected(key, d.UID)
+		a.connected(key, d.UID, false)
 		a.flush(ctx)
 		a.disconnected(key, d.UID)
 		a.flush(ctx)
@@ -175,7 +175,7 @@ func TestReplicas(t *testing.T) {
 		key := client.ObjectKeyFromObject(d)
 		stale := &staleOnce{Client: c}
 		a, b := replica("a", stale), replica("b", c)
-		a.connected(key, d.UID)
+		a.connected(key, d.UID, false)
 		a.flush(ctx)
 		// a's cache still shows the device on a when it writes the
 		// disconnect; the resourceVersion guard must catch that.
@@ -184,7 +184,7 @@ func TestReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 		a.disconnected(key, d.UID)
-		b.connected(key, d.UID)
+		b.connected(key, d.UID, false)
 		b.flush(ctx)
 		clk.add(testGrace)
 		a.flush(ctx)
@@ -201,7 +201,7 @@ func TestReplicas(t *testing.T) {
 		gone := replica("gone", c)
 		d := newTestDevice(t, c, "orphan")
 		key := client.ObjectKeyFromObject(d)
-		gone.connected(key, d.UID)
+		gone.connected(key, d.UID, false)
 		gone.flush(ctx)
 
 		b := replica("b", c)
@@ -232,9 +232,9 @@ func TestReplicas(t *testing.T) {
 	t.Run("a Lease that stops changing counts as gone, a renewed one does not", func(t *testing.T) {
 		live, lapsed := replica("live", c), replica("lapsed", c)
 		onLive, onLapsed := newTestDevice(t, c, "on-live"), newTestDevice(t, c, "on-lapsed")
-		live.connected(client.ObjectKeyFromObject(onLive), onLive.UID)
+		live.connected(client.ObjectKeyFromObject(onLive), onLive.UID, false)
 		live.flush(ctx)
-		lapsed.connected(client.ObjectKeyFromObject(onLapsed), onLapsed.UID)
+		lapsed.connected(client.ObjectKeyFromObject(onLapsed), onLapsed.UID, false)
 		lapsed.flush(ctx)
 		lapsedLease := &replicaLease{client: c, reader: c, namespace: "default", replica: "lapsed", duration: DefaultLeaseDuration}
 		lastRenewal := clk.now()
@@ -277,16 +277,16 @@ func TestReplicas(t *testing.T) {
 		gone := replica("gone2", c)
 		held, other := newTestDevice(t, c, "held-here"), newTestDevice(t, c, "not-held")
 		for _, d := range []*mdmv1alpha1.Device{held, other} {
-			gone.connected(client.ObjectKeyFromObject(d), d.UID)
+			gone.connected(client.ObjectKeyFromObject(d), d.UID, false)
 		}
 		gone.flush(ctx)
 		// "aa" is live and sorts first, so "zz" leaves the sweep to it.
 		aaLease := &replicaLease{client: c, reader: c, namespace: "default", replica: "aa", duration: DefaultLeaseDuration}
 		zz := replica("zz", c)
-		zz.connected(client.ObjectKeyFromObject(held), held.UID)
+		zz.connected(client.ObjectKeyFromObject(held), held.UID, false)
 		sz := sweeperOf(zz)
 		aa := replica("aa", c)
-		aa.connected(client.ObjectKeyFromObject(held), held.UID)
+		aa.connected(client.ObjectKeyFromObject(held), held.UID, false)
 		sa := sweeperOf(aa)
 		rounds := func(s *sweeper) {
 			for range 4 {
@@ -316,7 +316,7 @@ func TestReplicas(t *testing.T) {
 		before := replica("c", c)
 		back, away := newTestDevice(t, c, "comes-back"), newTestDevice(t, c, "stays-away")
 		for _, d := range []*mdmv1alpha1.Device{back, away} {
-			before.connected(client.ObjectKeyFromObject(d), d.UID)
+			before.connected(client.ObjectKeyFromObject(d), d.UID, false)
 		}
 		before.flush(ctx)
 
@@ -325,7 +325,7 @@ func TestReplicas(t *testing.T) {
 		if err := s.lease.renew(ctx, clk.now()); err != nil {
 			t.Fatal(err)
 		}
-		after.connected(client.ObjectKeyFromObject(back), back.UID)
+		after.connected(client.ObjectKeyFromObject(back), back.UID, false)
 		if err := s.sweep(ctx); err != nil {
 			t.Fatal(err)
 		}

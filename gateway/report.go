@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"time"
 	"unicode/utf8"
@@ -18,13 +19,11 @@ import (
 
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/enrollment"
 	"github.com/kubemdm/kubemdm/internal/lifecycle"
 	"github.com/kubemdm/kubemdm/internal/patch"
 	"github.com/kubemdm/kubemdm/internal/pki"
 )
-
-// reportManager is the field manager of the facts agents report.
-const reportManager = "kubemdm-gateway-report"
 
 // ReportStatus records what the device observed. Facts are written only when
 // they differ from what Device.status already says; the call itself is a
@@ -83,12 +82,53 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 			return nil, connect.NewError(connect.CodeUnavailable, err)
 		}
 	}
-	if factsChanged(device, want) {
-		if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, reportManager, want); err != nil {
-			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("writing device facts: %w", err))
+	// A Device whose enrollment record its controller has yet to copy has
+	// no phase to move: the controller makes it Enrolled, and a Disabled
+	// reported now would be lost until the agent's next facts. The facts
+	// are written, and the agent is asked to report again.
+	_, recordPending := enrollment.PendingRecord(device)
+	recordPending = recordPending && facts.GetState() == string(mdmv1alpha1.DeviceStateDisabled)
+	// A stream opening not written yet goes out with the facts.
+	opening, carried := s.presence.takeOpening(key, device.UID)
+	if !factsChanged(device, want) && !carried {
+		if recordPending {
+			return nil, errEnrollmentPending(key)
+		}
+		return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
+	}
+	var written *mdmv1alpha1.Device
+	err = s.presence.applyGuarded(ctx, key, device.UID, nil, func(d *mdmv1alpha1.Device) (map[string]any, error) {
+		written = d
+		if !carried {
+			return gatewayStatus(d, want, reportFields)
+		}
+		part := maps.Clone(want)
+		maps.Copy(part, s.presence.openStatus(d, opening))
+		return gatewayStatus(d, part, reportFields, connectionFields)
+	})
+	if carried {
+		s.presence.finish(opening, err)
+	}
+	if err != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("writing device facts: %w", err))
+	}
+	if ownsLegacyReport(written) {
+		// The facts' former manager lets go of them, so that one the
+		// device stops reporting goes away.
+		if err := patch.ApplyDeviceStatus(ctx, s.cache, key, device.UID, legacyReportManager, map[string]any{}); err != nil {
+			s.log.Error(err, "Releasing the facts of the former report manager", "device", key)
 		}
 	}
+	if recordPending {
+		return nil, errEnrollmentPending(key)
+	}
 	return connect.NewResponse(&agentv1.ReportStatusResponse{}), nil
+}
+
+// errEnrollmentPending asks an agent that reported Disabled to report again
+// once its Device's enrollment is recorded and its phase can show it.
+func errEnrollmentPending(key client.ObjectKey) error {
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("device %s is still being enrolled and cannot be shown Disabled yet; report again", key))
 }
 
 // reportLimit is the longest a reported string may be.
@@ -165,7 +205,7 @@ func validateFacts(f *agentv1.Facts) error {
 	return nil
 }
 
-// reportedStatus is the status the report manager applies: the facts plus
+// reportedStatus is the status a report applies: the facts plus
 // the identity certificate the device presented.
 func reportedStatus(f *agentv1.Facts, identity *x509.Certificate) *mdmv1alpha1.DeviceStatus {
 	st := &mdmv1alpha1.DeviceStatus{}

@@ -54,14 +54,19 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[agentv1.Sub
 	key := client.ObjectKeyFromObject(device)
 	sub := s.hub.add(key, configVersion{req.Msg.GetConfigGeneration(), req.Msg.GetConfigurationsDigest()})
 	defer s.hub.remove(key, sub)
-	s.presence.connected(key, device.UID)
-	defer s.presence.disconnected(key, device.UID)
-
 	// What the device missed while away: the configuration if it differs
 	// from what the agent holds (the subscriber starts with a render due),
 	// then every open command, then a Keepalive so that the agent learns
-	// the interval at once.
+	// the interval at once. The configuration goes before the opening is
+	// recorded: an agent sent one reports it applied, and its report
+	// carries the opening, in one write instead of two.
 	out := &streamSender{server: s, device: device, sub: sub, send: stream.Send}
+	configSent, err := out.sendConfigDue(ctx)
+	if err != nil {
+		return err
+	}
+	s.presence.connected(key, device.UID, configSent)
+	defer s.presence.disconnected(key, device.UID)
 	for more := true; more; {
 		if more, err = out.sendDue(ctx); err != nil {
 			return err
@@ -120,10 +125,8 @@ type streamSender struct {
 // sendDue sends at most streamChunk commands and reports whether more are
 // due.
 func (o *streamSender) sendDue(ctx context.Context) (more bool, err error) {
-	if o.sub.takeConfigDue() {
-		if err := o.sendConfig(ctx); err != nil {
-			return false, err
-		}
+	if _, err := o.sendConfigDue(ctx); err != nil {
+		return false, err
 	}
 	open, err := o.server.openCommands(ctx, o.device)
 	if err != nil {
@@ -174,24 +177,28 @@ func (o *streamSender) sendDue(ctx context.Context) (more bool, err error) {
 	return more, nil
 }
 
-// sendConfig renders the device's configuration from the cache and sends it
-// if the agent does not hold it.
-func (o *streamSender) sendConfig(ctx context.Context) error {
+// sendConfigDue renders the device's configuration from the cache, when a
+// render is due, and sends it if the agent does not hold it; it reports
+// whether it sent one.
+func (o *streamSender) sendConfigDue(ctx context.Context) (bool, error) {
+	if !o.sub.takeConfigDue() {
+		return false, nil
+	}
 	d := &mdmv1alpha1.Device{}
 	if err := o.server.cache.Get(ctx, client.ObjectKeyFromObject(o.device), d); err != nil {
-		return client.IgnoreNotFound(err)
+		return false, client.IgnoreNotFound(err)
 	}
 	if d.UID != o.device.UID {
-		return nil
+		return false, nil
 	}
 	cfg, err := o.server.render(ctx, d)
 	if err != nil {
-		return connect.NewError(connect.CodeUnavailable, err)
+		return false, connect.NewError(connect.CodeUnavailable, err)
 	}
 	if !o.sub.shouldSend(cfg) {
-		return nil
+		return false, nil
 	}
-	return o.send(&agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Config{Config: cfg}})
+	return true, o.send(&agentv1.SubscribeResponse{Message: &agentv1.SubscribeResponse_Config{Config: cfg}})
 }
 
 // Poll answers with the configuration if it changed, the open commands and the

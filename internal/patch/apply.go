@@ -40,12 +40,13 @@ func deviceStatus(key types.NamespacedName, uid types.UID, resourceVersion strin
 // ApplyDeviceStatusAt is ApplyDeviceStatus guarded by the resourceVersion d
 // was read at: it fails with a conflict when the Device changed since, so a
 // decision taken on a stale read (a phase moved from a cached one) never
-// lands. d's resourceVersion is moved to the written one.
+// lands. d's resourceVersion and managedFields are moved to the written
+// ones.
 func ApplyDeviceStatusAt(ctx context.Context, c client.Client, d *mdmv1alpha1.Device, manager string, status map[string]any) error {
 	u := deviceStatus(client.ObjectKeyFromObject(d), d.UID, d.ResourceVersion, status)
 	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(manager), client.ForceOwnership); err != nil {
 		return err
 	}
-	d.ResourceVersion = u.GetResourceVersion()
+	d.ResourceVersion, d.ManagedFields = u.GetResourceVersion(), u.GetManagedFields()
 	return nil
 }
