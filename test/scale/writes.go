@@ -16,7 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// Writes counts write requests by resource, "devices" or "devices/status".
+// Writes counts write requests by resource, "devices" or "devices/status";
+// those refused with a conflict under "devices/status(409)".
 type Writes map[string]float64
 
 // Sub is what w counted that before had not.
@@ -129,6 +130,11 @@ func parseWrites(raw []byte) (Writes, error) {
 		key := labels["resource"]
 		if sub := labels["subresource"]; sub != "" {
 			key += "/" + sub
+		}
+		if labels["code"] == "409" {
+			// Counted apart, so that a figure shows how many writes
+			// lost a race rather than changed anything.
+			key += "(409)"
 		}
 		out[key] += n
 	}
