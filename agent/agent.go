@@ -41,6 +41,8 @@ type Agent struct {
 	log      logr.Logger
 	// heartbeats counts the heartbeats the gateway took.
 	heartbeats atomic.Uint64
+	// sessions counts the streams that opened: the first message came.
+	sessions atomic.Uint64
 }
 
 // New creates an agent that keeps its state in state.
@@ -121,6 +123,9 @@ func (a *Agent) Enroll(ctx context.Context) error {
 
 // Heartbeats is how many heartbeats the gateway has taken from this agent.
 func (a *Agent) Heartbeats() uint64 { return a.heartbeats.Load() }
+
+// Sessions is how many streams to the gateway this agent has opened.
+func (a *Agent) Sessions() uint64 { return a.sessions.Load() }
 
 // Identity is the Device the agent enrolled as.
 func (a *Agent) Identity() Identity { return a.state.Identity }
@@ -219,7 +224,10 @@ func (a *Agent) session(ctx context.Context) error {
 			silence.Stop()
 		}
 	}()
-	for stream.Receive() {
+	for first := true; stream.Receive(); first = false {
+		if first {
+			a.sessions.Add(1)
+		}
 		if silence != nil {
 			silence.Reset(silentFor)
 		}

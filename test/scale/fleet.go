@@ -115,6 +115,26 @@ func (f *fleet) heartbeats() uint64 {
 	return n
 }
 
+// sessions is how many streams each agent has opened so far.
+func (f *fleet) sessions() []uint64 {
+	out := make([]uint64, len(f.devices.Agents))
+	for i, a := range f.devices.Agents {
+		out[i] = a.Sessions()
+	}
+	return out
+}
+
+// reconnected counts the agents that opened a stream since before.
+func (f *fleet) reconnected(before []uint64) int {
+	n := 0
+	for i, a := range f.devices.Agents {
+		if a.Sessions() > before[i] {
+			n++
+		}
+	}
+	return n
+}
+
 // received counts the devices holding a configuration named name.
 func (f *fleet) received(name string) int {
 	n := 0
@@ -151,8 +171,6 @@ type deviceStage struct {
 	when  func(*mdmv1alpha1.Device) bool
 	match map[string]bool
 	count int
-	// tenths is how many tenths of a whole the count has passed.
-	tenths int
 }
 
 func (h *Harness) countDevices(ctx context.Context, ns string, when func(*mdmv1alpha1.Device) bool, stages ...deviceStage) (*deviceCounter, error) {
@@ -217,18 +235,13 @@ func (c *deviceCounter) value() int {
 	return c.stages[0].count
 }
 
-// passed returns, for each stage, the tenths of whole its count passed
-// since the last call, named and timed at.
-func (c *deviceCounter) passed(whole int, at time.Duration) []string {
+// note adds each stage's count to p.
+func (c *deviceCounter) note(p *progress, at time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []string
 	for _, s := range c.stages[1:] {
-		for ; s.tenths < 10 && s.count*10 >= (s.tenths+1)*whole; s.tenths++ {
-			out = append(out, fmt.Sprintf("%s %s=%d0%%", at.Round(time.Millisecond), s.name, s.tenths+1))
-		}
+		p.count(at, s.name, s.count)
 	}
-	return out
 }
 
 // await waits until want Devices match, and returns when they did.

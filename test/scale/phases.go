@@ -155,7 +155,7 @@ func (h *Harness) enrollment(ctx context.Context, r *Results) (*fleet, error) {
 	}
 	began := time.Now()
 	f.run()
-	var steps []string
+	steps := newProgress(n)
 	progress := time.NewTicker(100 * time.Millisecond)
 	stopProgress := make(chan struct{})
 	progressDone := make(chan struct{})
@@ -164,7 +164,7 @@ func (h *Harness) enrollment(ctx context.Context, r *Results) (*fleet, error) {
 		for {
 			select {
 			case <-progress.C:
-				steps = append(steps, ready.passed(n, time.Since(began))...)
+				ready.note(steps, time.Since(began))
 			case <-stopProgress:
 				return
 			}
@@ -177,7 +177,8 @@ func (h *Harness) enrollment(ctx context.Context, r *Results) (*fleet, error) {
 	progress.Stop()
 	close(stopProgress)
 	<-progressDone
-	h.logf("Enrollment storm seen: %s", strings.Join(append(steps, ready.passed(n, time.Since(began))...), "; "))
+	ready.note(steps, time.Since(began))
+	h.logf("Enrollment storm seen: %s", steps)
 	if err != nil {
 		return f, err
 	}
@@ -289,33 +290,28 @@ func (h *Harness) configure(ctx context.Context, f *fleet, r *Results) error {
 		return err
 	}
 	want := int32(h.profile.Devices)
-	var steps []string
-	lastCount, received, shown := int32(-1), 0, 0
+	steps := newProgress(int(want))
+	lastCount := int32(-1)
 	revised := false
-	tenths := func(at time.Duration, what string, n int, next *int) {
-		for ; *next < 10 && n*10 >= (*next+1)*int(want); *next++ {
-			steps = append(steps, fmt.Sprintf("%s %s=%d0%%", at, what, *next+1))
-		}
-	}
 	err = poll(ctx, time.Minute+time.Duration(want)*20*time.Millisecond, func() (bool, error) {
-		at := time.Since(began).Round(time.Millisecond)
-		tenths(at, "received", f.received(cfg.Name), &received)
-		if received == 10 && r.Configure.Delivered == 0 {
-			r.Configure.Delivered = time.Since(began)
+		at := time.Since(began)
+		steps.count(at, "received", f.received(cfg.Name))
+		if steps.done("received") && r.Configure.Delivered == 0 {
+			r.Configure.Delivered = at
 		}
-		tenths(at, "shown", reported.value(), &shown)
+		steps.count(at, "shown", reported.value())
 		err := h.client.Get(ctx, client.ObjectKeyFromObject(cfg), cfg)
 		if err == nil && !revised && cfg.Status.Revision != "" {
 			revised = true
-			steps = append(steps, fmt.Sprintf("%s revision", at))
+			steps.note(at, "revision")
 		}
 		if c := cfg.Status.Devices; err == nil && c != nil && c.Applied != lastCount {
 			lastCount = c.Applied
-			steps = append(steps, fmt.Sprintf("%s counted=%d", at, c.Applied))
+			steps.note(at, fmt.Sprintf("counted=%d", c.Applied))
 		}
 		return err == nil && cfg.Status.Devices != nil && cfg.Status.Devices.Applied == want, err
 	})
-	h.logf("Configuration push seen: %s", strings.Join(steps, "; "))
+	h.logf("Configuration push seen: %s", steps)
 	if err == nil && r.Configure.Delivered == 0 && f.received(cfg.Name) == int(want) {
 		// The last device took it between the poll's two looks.
 		r.Configure.Delivered = time.Since(began)
@@ -362,20 +358,47 @@ func (h *Harness) logDeviceSize(ctx context.Context, ns string) {
 // reconnect kills the manager with SIGKILL, starts it again, and sends
 // every device a command at once.
 func (h *Harness) reconnect(ctx context.Context, f *fleet, r *Results) error {
+	before := f.sessions()
 	h.manager.Kill()
 	m, err := h.mark(ctx)
 	if err != nil {
 		return err
 	}
 	began := time.Now()
+	// Where the time goes: the manager's start until its gateway listens,
+	// the agents' reconnects by tenths, each group's Sync.
+	var mu sync.Mutex
+	steps := newProgress(h.profile.Devices)
+	noteAt := func(event string) {
+		mu.Lock()
+		defer mu.Unlock()
+		steps.note(time.Since(began), event)
+	}
+	watching, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	go func() {
+		for watching.Err() == nil {
+			mu.Lock()
+			steps.count(time.Since(began), "reconnected", f.reconnected(before))
+			mu.Unlock()
+			select {
+			case <-watching.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
 	if err := h.startManager(ctx); err != nil {
 		return err
 	}
+	noteAt("listening")
 	groups := (h.profile.Devices + mdmv1alpha1.MaxSelectorMatches - 1) / mdmv1alpha1.MaxSelectorMatches
 	errs := make(chan error, groups)
 	for g := range groups {
 		go func() {
 			_, err := h.act(ctx, f.ns, mdmv1alpha1.ActionSync, groupName(g))
+			if err == nil {
+				noteAt(fmt.Sprintf("synced=%s", groupName(g)))
+			}
 			errs <- err
 		}()
 	}
@@ -385,6 +408,10 @@ func (h *Harness) reconnect(ctx context.Context, f *fleet, r *Results) error {
 		}
 	}
 	r.Reconnect.Time = time.Since(began)
+	stopWatching()
+	mu.Lock()
+	h.logf("Reconnect seen: %s", steps)
+	mu.Unlock()
 	time.Sleep(2 * time.Second)
 	if r.Reconnect.Writes, err = h.managerWrites(ctx, m); err != nil {
 		return err
