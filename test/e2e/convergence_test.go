@@ -129,9 +129,14 @@ var _ = Describe("Convergence", func() {
 		Expect(k8sClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("alice"))).To(Succeed())
 		Expect(device(ctx, f.ns, "attrs").Spec.Attributes).To(Equal(map[string]string{"team": "sre", "rack": "r7"}))
 
-		list := &mdmv1alpha1.DeviceList{}
-		Expect(k8sClient.List(ctx, list, client.InNamespace(f.ns), client.MatchingFields{"status.phase": "Enrolled", "spec.platform": "Linux"})).To(Succeed())
-		Expect(list.Items).To(ConsistOf(HaveField("Name", "attrs")))
+		// An agent that enrolled and has yet to connect is shown Enrolled
+		// within seconds: the controller waits for its connection to
+		// write the enrollment with it (ADR 13).
+		Eventually(func(g Gomega) {
+			list := &mdmv1alpha1.DeviceList{}
+			g.Expect(k8sClient.List(ctx, list, client.InNamespace(f.ns), client.MatchingFields{"status.phase": "Enrolled", "spec.platform": "Linux"})).To(Succeed())
+			g.Expect(list.Items).To(ConsistOf(HaveField("Name", "attrs")))
+		}).WithTimeout(15 * time.Second).Should(Succeed())
 	})
 
 	It("never writes a Device's spec, labels or annotations that Git applied", func() {
