@@ -174,8 +174,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err != nil {
 			a.log.V(1).Info("Reconnecting", "error", err.Error(), "after", backoff)
 		}
-		// Full jitter spreads a fleet's reconnects after a gateway restart.
-		wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
+		wait := jittered(backoff)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -183,6 +182,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, a.opts.MaxBackoff)
 	}
+}
+
+// jittered is a wait between half of backoff and backoff, at random: the
+// jitter spreads a fleet's reconnects after a gateway restart, and the
+// wait never passes backoff, so MaxBackoff is the longest an agent waits.
+func jittered(backoff time.Duration) time.Duration {
+	half := backoff / 2
+	if half <= 0 {
+		return backoff
+	}
+	return half + time.Duration(rand.Int64N(int64(backoff-half)+1))
 }
 
 // session holds one stream open and handles what arrives on it.
