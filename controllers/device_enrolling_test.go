@@ -87,6 +87,9 @@ func TestUnsettledWait(t *testing.T) {
 	}
 	deleted := withPhase("")
 	deleted.device.DeletionTimestamp = &metav1.Time{Time: now}
+	deletedEnrolling := withPhase("")
+	deletedEnrolling.device.DeletionTimestamp = &metav1.Time{Time: now}
+	deletedEnrolling.device.Annotations = map[string]string{mdmv1alpha1.AnnotationEnrollment: "{}"}
 	for _, tc := range []struct {
 		name    string
 		action  *mdmv1alpha1.DeviceAction
@@ -97,6 +100,9 @@ func TestUnsettledWait(t *testing.T) {
 		{"every target settled", action(time.Second), []target{withPhase(mdmv1alpha1.DeviceEnrolled), withPhase(mdmv1alpha1.DeviceRegistered)}, false},
 		{"a missing target is judged at once", action(time.Second), []target{{name: "gone"}}, false},
 		{"a deleted target is judged at once", action(time.Second), []target{deleted}, false},
+		// Its deletion policy's action, created on the phase the
+		// controller adopted from the record and is writing.
+		{"a deleted target whose enrollment record is being stored", action(time.Second), []target{deletedEnrolling}, true},
 		{"waited long enough", action(unsettledGrace), []target{withPhase("")}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

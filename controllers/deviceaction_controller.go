@@ -26,6 +26,7 @@ import (
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/controllers/eligibility"
 	"github.com/kubemdm/kubemdm/internal/conditions"
+	"github.com/kubemdm/kubemdm/internal/enrollment"
 	"github.com/kubemdm/kubemdm/internal/index"
 	"github.com/kubemdm/kubemdm/internal/patch"
 )
@@ -180,7 +181,14 @@ func unsettledWait(action *mdmv1alpha1.DeviceAction, targets []target, now time.
 		return 0
 	}
 	for _, t := range targets {
-		if t.device != nil && t.device.Status.Phase == "" && t.device.DeletionTimestamp.IsZero() {
+		if t.device == nil || t.device.Status.Phase != "" {
+			continue
+		}
+		// A Device being deleted is judged at once, unless it carries an
+		// enrollment record its controller has yet to store: that
+		// controller created this action (its deletion policy) on the
+		// enrolled phase it is writing.
+		if _, pending := enrollment.PendingRecord(t.device); pending || t.device.DeletionTimestamp.IsZero() {
 			return 200 * time.Millisecond
 		}
 	}
