@@ -51,6 +51,8 @@ type DeviceActionReconciler struct {
 	// CancelGrace is how long a deleted action waits for the devices that
 	// hold its command to answer the cancel; zero means DefaultCancelGrace.
 	CancelGrace time.Duration
+
+	order startOrder
 }
 
 func (r *DeviceActionReconciler) now() time.Time {
@@ -120,12 +122,26 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.DeviceAction) (time.Duration, error) {
 	now := metav1.NewTime(r.now())
 	targets, err := r.targets(ctx, action)
+	seen := now.Time
 	if err == nil {
+		names := make([]string, len(targets))
+		for i, t := range targets {
+			names[i] = t.name
+		}
+		seen = r.order.seen(action.UID, names, now.Time)
 		if wait := unsettledWait(action, targets, now.Time); wait > 0 {
 			return wait, nil
 		}
+		if r.order.olderWaiting(action.UID, names, now.Time) {
+			// An action created before this one waits for the same
+			// device: it goes first.
+			return orderWait, nil
+		}
 	}
-	queuedAt := metav1.NewMicroTime(now.Time)
+	r.order.started(action.UID)
+	// Stamped with when the action was first seen, so that of two actions
+	// created in one second the older sorts first wherever they wait.
+	queuedAt := metav1.NewMicroTime(seen)
 	action.Status.StartTime, action.Status.QueuedAt = &now, &queuedAt
 	if err != nil {
 		var tooMany *tooManyTargetsError
@@ -169,6 +185,10 @@ func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.
 	action.Status.Phase = mdmv1alpha1.ActionRunning
 	return 0, nil
 }
+
+// orderWait is how soon an action that let an older one start first looks
+// again.
+const orderWait = 20 * time.Millisecond
 
 // unsettledGrace bounds how long an action waits for its targets to get a
 // phase; past it, a Device still without one is judged as it is.

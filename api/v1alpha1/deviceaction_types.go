@@ -372,10 +372,12 @@ type DeviceActionStatus struct {
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 
-	// queuedAt is when the controller queued the commands, to the
-	// microsecond. After metadata.creationTimestamp, which counts whole
-	// seconds, it orders the commands of one device: actions created in the
-	// same second are delivered in the order they were queued.
+	// queuedAt is when the controller first took up the action to queue
+	// its commands, to the microsecond; an action that waited for its
+	// devices to settle keeps the time it began waiting. After
+	// metadata.creationTimestamp, which counts whole seconds, it orders the
+	// commands of one device: actions created in the same second are
+	// delivered in the order the controller took them up.
 	// +optional
 	QueuedAt *metav1.MicroTime `json:"queuedAt,omitempty"`
 
