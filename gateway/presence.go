@@ -113,23 +113,38 @@ const openingReportWait = 5 * time.Second
 // connected records a stream opening; the first one is written at once or,
 // when reportDue, with the agent's report, within openingReportWait.
 func (p *presence) connected(key types.NamespacedName, uid types.UID, reportDue bool) {
-	p.change(key, uid, +1)
-	if reportDue {
-		p.mu.Lock()
-		if e := p.devices[key]; e != nil && e.uid == uid {
-			e.reportBy = e.changedAt.Add(openingReportWait)
-		}
-		p.mu.Unlock()
+	p.change(key, uid, +1, reportDue)
+}
+
+// reportNotDue writes a stream opening recorded as awaiting a report at
+// once: the stream sent nothing to report on.
+func (p *presence) reportNotDue(key types.NamespacedName, uid types.UID) {
+	p.mu.Lock()
+	if e := p.devices[key]; e != nil && e.uid == uid {
+		e.reportBy = time.Time{}
 	}
+	p.mu.Unlock()
+	p.wake()
 }
 
 // disconnected records a stream closing; the last one is written after the
 // grace.
 func (p *presence) disconnected(key types.NamespacedName, uid types.UID) {
-	p.change(key, uid, -1)
+	p.change(key, uid, -1, false)
 }
 
-func (p *presence) change(key types.NamespacedName, uid types.UID, delta int) {
+// wake has the writer look at the due writes now.
+func (p *presence) wake() {
+	select {
+	case p.wakeup <- struct{}{}:
+	default:
+	}
+}
+
+// change records a stream opening or closing. The opening's wait for a
+// report is set under the same lock, before the writer is woken, so that
+// the writer never takes the opening as due in between.
+func (p *presence) change(key types.NamespacedName, uid types.UID, delta int, reportDue bool) {
 	p.mu.Lock()
 	if e := p.devices[key]; delta < 0 && e != nil && e.uid != uid {
 		// A stream of a Device since replaced closed: the new one's
@@ -151,11 +166,11 @@ func (p *presence) change(key types.NamespacedName, uid types.UID, delta int) {
 		e.changedAt = e.lastSeen
 		p.dirty[key] = struct{}{}
 	}
-	p.mu.Unlock()
-	select {
-	case p.wakeup <- struct{}{}:
-	default:
+	if reportDue && e.streams > 0 {
+		e.reportBy = e.changedAt.Add(openingReportWait)
 	}
+	p.mu.Unlock()
+	p.wake()
 }
 
 // holds reports whether this replica holds a stream of the device, or has

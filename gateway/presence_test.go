@@ -154,6 +154,31 @@ func TestPresence(t *testing.T) {
 		}
 	})
 
+	t.Run("an opening awaiting the agent's report is not written before it, unless there is nothing to report", func(t *testing.T) {
+		p := newPresence(c, c, logr.Discard(), "a", time.Hour, 0, time.Now)
+		d := newTestDevice(t, c, "awaits-report")
+		key := client.ObjectKeyFromObject(d)
+		// The writer may run at any moment after the stream opened: the
+		// wait for the report is part of the opening.
+		p.connected(key, d.UID, true)
+		p.flush(ctx)
+		if got := connectedStatus(t, c, d); got != "" {
+			t.Fatalf("Connected is %q before the report came, want it written with the report", got)
+		}
+		if _, carried := p.takeOpening(key, d.UID); !carried {
+			t.Fatal("the report found no opening to carry")
+		}
+
+		other := newTestDevice(t, c, "nothing-to-report")
+		okey := client.ObjectKeyFromObject(other)
+		p.connected(okey, other.UID, true)
+		p.reportNotDue(okey, other.UID)
+		p.flush(ctx)
+		if got := connectedStatus(t, c, other); got != metav1.ConditionTrue {
+			t.Fatalf("Connected is %q for a stream that sent nothing to report on, want True at once", got)
+		}
+	})
+
 	t.Run("a deleted Device is forgotten without an error", func(t *testing.T) {
 		log := &errorLog{}
 		p := newPresence(c, c, log.logger(), "a", time.Hour, 0, time.Now)

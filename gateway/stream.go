@@ -57,16 +57,21 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[agentv1.Sub
 	// What the device missed while away: the configuration if it differs
 	// from what the agent holds (the subscriber starts with a render due),
 	// then every open command, then a Keepalive so that the agent learns
-	// the interval at once. The configuration goes before the opening is
-	// recorded: an agent sent one reports it applied, and its report
-	// carries the opening, in one write instead of two.
+	// the interval at once. An agent sent a configuration reports it
+	// applied, and its report carries the opening, in one write instead of
+	// two: the opening is recorded as awaiting that report before the
+	// configuration goes out, so that a quick report finds it, and written
+	// at once when there was nothing to send.
 	out := &streamSender{server: s, device: device, sub: sub, send: stream.Send}
+	s.presence.connected(key, device.UID, true)
+	defer s.presence.disconnected(key, device.UID)
 	configSent, err := out.sendConfigDue(ctx)
+	if !configSent {
+		s.presence.reportNotDue(key, device.UID)
+	}
 	if err != nil {
 		return err
 	}
-	s.presence.connected(key, device.UID, configSent)
-	defer s.presence.disconnected(key, device.UID)
 	for more := true; more; {
 		if more, err = out.sendDue(ctx); err != nil {
 			return err
