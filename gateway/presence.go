@@ -127,6 +127,35 @@ func (p *presence) reportNotDue(key types.NamespacedName, uid types.UID) {
 	p.wake()
 }
 
+// reportArriving tells an opening that awaits the agent's report that the
+// report came and waits for its turn to write (in a storm, longer than
+// openingReportWait): the opening keeps waiting for it, until at most. The
+// returned release writes the opening on its own if the report did not
+// carry it.
+func (p *presence) reportArriving(key types.NamespacedName, uid types.UID, until time.Time) (release func()) {
+	p.mu.Lock()
+	e := p.devices[key]
+	held := e != nil && e.uid == uid && e.streams > 0 && !e.reportBy.IsZero()
+	if held && until.After(e.reportBy) {
+		e.reportBy = until
+	}
+	p.mu.Unlock()
+	if !held {
+		return func() {}
+	}
+	return func() {
+		p.mu.Lock()
+		waiting := p.devices[key] == e && !e.reportBy.IsZero()
+		if waiting {
+			e.reportBy = time.Time{}
+		}
+		p.mu.Unlock()
+		if waiting {
+			p.wake()
+		}
+	}
+}
+
 // disconnected records a stream closing; the last one is written after the
 // grace.
 func (p *presence) disconnected(key types.NamespacedName, uid types.UID) {

@@ -179,6 +179,26 @@ func TestPresence(t *testing.T) {
 		}
 	})
 
+	t.Run("an opening waits with a report that waits its turn, and is written on its own if the report fails", func(t *testing.T) {
+		now := time.Now()
+		clock := func() time.Time { return now }
+		p := newPresence(c, c, logr.Discard(), "a", time.Hour, 0, clock)
+		d := newTestDevice(t, c, "report-queued")
+		key := client.ObjectKeyFromObject(d)
+		p.connected(key, d.UID, true)
+		release := p.reportArriving(key, d.UID, now.Add(time.Minute))
+		now = now.Add(2 * openingReportWait)
+		p.flush(ctx)
+		if got := connectedStatus(t, c, d); got != "" {
+			t.Fatalf("Connected is %q while the report that carries it waits its turn", got)
+		}
+		release() // the report failed before it could carry the opening
+		p.flush(ctx)
+		if got := connectedStatus(t, c, d); got != metav1.ConditionTrue {
+			t.Fatalf("Connected is %q after the report gave up the opening, want True", got)
+		}
+	})
+
 	t.Run("a deleted Device is forgotten without an error", func(t *testing.T) {
 		log := &errorLog{}
 		p := newPresence(c, c, log.logger(), "a", time.Hour, 0, time.Now)

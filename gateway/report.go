@@ -44,7 +44,10 @@ func (s *Server) ReportStatus(ctx context.Context, req *connect.Request[agentv1.
 	}
 	// What follows may write to the apiserver, which a fleet reporting at
 	// once (a configuration pushed to all of it) must not flood. The turn
-	// may take a while: the status is judged on the Device as it is then.
+	// may take a while: the status is judged on the Device as it is then,
+	// and a stream opening waiting for this report waits with it.
+	release := s.presence.reportArriving(key, device.UID, s.now().Add(reportQueueWait))
+	defer release()
 	leave, err := s.reporting.enter(ctx, reportQueueWait, errReportsBusy)
 	if err != nil {
 		return nil, err
