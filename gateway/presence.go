@@ -143,17 +143,8 @@ func (p *presence) reportArriving(key types.NamespacedName, uid types.UID, until
 	if !held {
 		return func() {}
 	}
-	return func() {
-		p.mu.Lock()
-		waiting := p.devices[key] == e && !e.reportBy.IsZero()
-		if waiting {
-			e.reportBy = time.Time{}
-		}
-		p.mu.Unlock()
-		if waiting {
-			p.wake()
-		}
-	}
+	// Carried, the opening waits no longer: handing it back is harmless.
+	return func() { p.reportNotDue(key, uid) }
 }
 
 // disconnected records a stream closing; the last one is written after the
