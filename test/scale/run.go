@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -209,4 +210,30 @@ func profile(phase string) (stop func(), err error) {
 			_ = heap.Close()
 		}
 	}, nil
+}
+
+// profileManager records the manager's CPU profile for up to d into
+// SCALE_PROFILE_DIR, when the manager serves its profiler (SCALE_PPROF):
+// where a phase's time goes on the other side of the streams.
+func profileManager(ctx context.Context, phase string, d time.Duration) {
+	dir, addr := os.Getenv("SCALE_PROFILE_DIR"), os.Getenv("SCALE_PPROF")
+	if dir == "" || addr == "" {
+		return
+	}
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds()))
+	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodGet, url, nil)
+	if err != nil {
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return
+	}
+	defer func() { _ = resp.Body.Close() }()
+	out, err := os.Create(filepath.Join(dir, phase+".manager.cpu.pprof"))
+	if err != nil {
+		return
+	}
+	defer func() { _ = out.Close() }()
+	_, _ = io.Copy(out, resp.Body)
 }
