@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -142,38 +143,63 @@ func (w *resultWriter) run(ctx context.Context) {
 	}
 }
 
-// flushPending writes every pending update and reports whether all writes
-// succeeded. Failed updates that nobody waits for go back to pending.
+// resultWorkers bounds the DeviceActions written at once. Each action's
+// updates are one patch; written one action after another, a device's
+// command waited for the writes of every other action pending with it.
+const resultWorkers = 8
+
+// flushPending writes every pending update, the actions in parallel, and
+// reports whether all writes succeeded. Failed updates that nobody waits
+// for go back to pending.
 func (w *resultWriter) flushPending(ctx context.Context) bool {
 	w.mu.Lock()
 	batch := w.pending
 	w.pending = map[types.NamespacedName][]rowUpdate{}
 	w.mu.Unlock()
-	ok := true
-	for key, updates := range batch {
-		action, err := w.flush(ctx, key, updates)
-		if err != nil {
-			ok = false
-			w.log.Error(err, "Writing command results; trying again", "deviceAction", key)
-		}
-		var again []rowUpdate
-		for _, u := range updates {
-			switch {
-			case u.done != nil && err != nil:
-				u.done <- err
-			case u.done != nil:
-				u.done <- recorded(action, u)
-			case err != nil && retryable(err):
-				again = append(again, u)
+	var failed atomic.Bool
+	work := make(chan types.NamespacedName)
+	var wg sync.WaitGroup
+	for range min(resultWorkers, len(batch)) {
+		wg.Go(func() {
+			for key := range work {
+				if !w.flushAction(ctx, key, batch[key]) {
+					failed.Store(true)
+				}
 			}
-		}
-		if len(again) > 0 {
-			w.mu.Lock()
-			w.pending[key] = append(again, w.pending[key]...)
-			w.mu.Unlock()
+		})
+	}
+	for key := range batch {
+		work <- key
+	}
+	close(work)
+	wg.Wait()
+	return !failed.Load()
+}
+
+// flushAction writes the updates of one action and answers their waiters;
+// it reports whether the write succeeded.
+func (w *resultWriter) flushAction(ctx context.Context, key types.NamespacedName, updates []rowUpdate) bool {
+	action, err := w.flush(ctx, key, updates)
+	if err != nil {
+		w.log.Error(err, "Writing command results; trying again", "deviceAction", key)
+	}
+	var again []rowUpdate
+	for _, u := range updates {
+		switch {
+		case u.done != nil && err != nil:
+			u.done <- err
+		case u.done != nil:
+			u.done <- recorded(action, u)
+		case err != nil && retryable(err):
+			again = append(again, u)
 		}
 	}
-	return ok
+	if len(again) > 0 {
+		w.mu.Lock()
+		w.pending[key] = append(again, w.pending[key]...)
+		w.mu.Unlock()
+	}
+	return err == nil
 }
 
 // retryable tells a write that may succeed later (the apiserver or the

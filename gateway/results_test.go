@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -106,6 +107,27 @@ func TestResultWriter(t *testing.T) {
 		}
 	})
 
+	t.Run("the results of two actions are written at once, not one after the other", func(t *testing.T) {
+		both := newBarrier(2)
+		w := newResultWriter(barrierStatus{c, both}, c, (&errorLog{}).logger())
+		actions := []*mdmv1alpha1.DeviceAction{newQueued(t, "parallel-a"), newQueued(t, "parallel-b")}
+		waits := make([]chan error, len(actions))
+		for i, a := range actions {
+			waits[i] = make(chan error, 1)
+			w.enqueue(client.ObjectKeyFromObject(a), rowUpdate{device: "d1", phase: mdmv1alpha1.CommandSucceeded, at: time.Now(), done: waits[i]})
+		}
+		// Both are pending before the writer starts: one round takes both.
+		defer start(w)()
+		for i, a := range actions {
+			if err := <-waits[i]; err != nil {
+				t.Fatalf("%s: %v", a.Name, err)
+			}
+			if got := phase(a); got != mdmv1alpha1.CommandSucceeded {
+				t.Fatalf("%s: row is %s", a.Name, got)
+			}
+		}
+	})
+
 	t.Run("a stopping writer writes what it holds and refuses the rest without panicking", func(t *testing.T) {
 		w := newResultWriter(c, c, (&errorLog{}).logger())
 		a := newQueued(t, "at-stop")
@@ -123,4 +145,57 @@ func TestResultWriter(t *testing.T) {
 			t.Fatalf("a result after stop: %v", err)
 		}
 	})
+}
+
+// barrier holds the first n status patches until all n have begun, and
+// fails each that waits longer than a few seconds: patches made one after
+// the other never meet there.
+type barrier struct {
+	n       int
+	mu      sync.Mutex
+	arrived int
+	all     chan struct{}
+}
+
+func newBarrier(n int) *barrier { return &barrier{n: n, all: make(chan struct{})} }
+
+func (b *barrier) wait(ctx context.Context) error {
+	b.mu.Lock()
+	if b.arrived >= b.n {
+		b.mu.Unlock()
+		return nil
+	}
+	if b.arrived++; b.arrived == b.n {
+		close(b.all)
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.all:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(3 * time.Second):
+		return errors.New("injected: no other patch began while this one waited")
+	}
+}
+
+type barrierStatus struct {
+	client.Client
+	b *barrier
+}
+
+func (s barrierStatus) Status() client.SubResourceWriter {
+	return barrierStatusWriter{s.Client.Status(), s.b}
+}
+
+type barrierStatusWriter struct {
+	client.SubResourceWriter
+	b *barrier
+}
+
+func (w barrierStatusWriter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	if err := w.b.wait(ctx); err != nil {
+		return err
+	}
+	return w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 }
