@@ -77,6 +77,12 @@ type presenceEntry struct {
 	// how long its opening waits for the agent's report of it, which
 	// then carries the opening in the same write.
 	reportBy time.Time
+	// shown is set for a stream that opened while the Device, as the
+	// cache had it, already showed the device connected through this
+	// replica: there is no opening to write. A reconnect storm after a
+	// restart of this replica is all such openings. observed claims the
+	// device again should the Device say otherwise later.
+	shown bool
 }
 
 func newPresence(c client.Client, reader client.Reader, log logr.Logger, replica string, interval, grace time.Duration, now func() time.Time) *presence {
@@ -110,10 +116,42 @@ func (p *presence) seen(key types.NamespacedName, uid types.UID) {
 // by then is shown connected without it.
 const openingReportWait = 5 * time.Second
 
-// connected records a stream opening; the first one is written at once or,
-// when reportDue, with the agent's report, within openingReportWait.
-func (p *presence) connected(key types.NamespacedName, uid types.UID, reportDue bool) {
-	p.change(key, uid, +1, reportDue)
+// opened records a stream opening of d, as the cache has it; the first one
+// is written at once or, when reportDue, with the agent's report, within
+// openingReportWait, unless d shows it connected here already.
+func (p *presence) opened(d *mdmv1alpha1.Device, reportDue bool) {
+	p.change(client.ObjectKeyFromObject(d), d.UID, +1, reportDue, p.showsMine(d))
+}
+
+// showsMine reports whether d shows its device connected through this
+// replica.
+func (p *presence) showsMine(d *mdmv1alpha1.Device) bool {
+	g, ok := connectionGateway(d)
+	return ok && g == p.replica
+}
+
+// observed compares a Device the informer delivered with the streams held
+// here. A stream whose opening was not written because the Device showed
+// it connected here already is claimed again when the Device shows it
+// disconnected: the cache was behind a disconnect written elsewhere (the
+// device passed through another replica), or that was written since.
+func (p *presence) observed(d *mdmv1alpha1.Device) {
+	if _, ok := connectionGateway(d); ok {
+		return
+	}
+	key := client.ObjectKeyFromObject(d)
+	p.mu.Lock()
+	e := p.devices[key]
+	claim := e != nil && e.uid == d.UID && e.streams > 0 && e.shown
+	if claim {
+		e.shown = false
+		e.stored = nil
+		p.dirty[key] = struct{}{}
+	}
+	p.mu.Unlock()
+	if claim {
+		p.wake()
+	}
 }
 
 // reportNotDue writes a stream opening recorded as awaiting a report at
@@ -150,7 +188,7 @@ func (p *presence) reportArriving(key types.NamespacedName, uid types.UID, until
 // disconnected records a stream closing; the last one is written after the
 // grace.
 func (p *presence) disconnected(key types.NamespacedName, uid types.UID) {
-	p.change(key, uid, -1, false)
+	p.change(key, uid, -1, false, false)
 }
 
 // wake has the writer look at the due writes now.
@@ -164,7 +202,7 @@ func (p *presence) wake() {
 // change records a stream opening or closing. The opening's wait for a
 // report is set under the same lock, before the writer is woken, so that
 // the writer never takes the opening as due in between.
-func (p *presence) change(key types.NamespacedName, uid types.UID, delta int, reportDue bool) {
+func (p *presence) change(key types.NamespacedName, uid types.UID, delta int, reportDue, shown bool) {
 	p.mu.Lock()
 	if e := p.devices[key]; delta < 0 && e != nil && e.uid != uid {
 		// A stream of a Device since replaced closed: the new one's
@@ -177,6 +215,9 @@ func (p *presence) change(key types.NamespacedName, uid types.UID, delta int, re
 	e.streams += delta
 	e.lastSeen = p.now()
 	e.reportBy = time.Time{}
+	if delta > 0 {
+		e.shown = shown
+	}
 	switch after := e.streams > 0; {
 	case after == before:
 	case p.stopping && !after:
@@ -291,6 +332,7 @@ func (p *presence) reclaim() {
 	for key, e := range p.devices {
 		if e.streams > 0 {
 			e.stored = nil
+			e.shown = false
 			p.dirty[key] = struct{}{}
 		}
 	}
@@ -362,6 +404,13 @@ func (p *presence) dueLocked(key types.NamespacedName, e *presenceEntry, now tim
 	if changed && !connected && now.Sub(e.changedAt) < p.grace {
 		return presenceWrite{}, false
 	}
+	if connected && e.shown {
+		// Shown connected here already: nothing to write.
+		delete(p.dirty, key)
+		e.stored = &connected
+		e.reportBy = time.Time{}
+		return presenceWrite{}, false
+	}
 	if connected && !report && now.Before(e.reportBy) {
 		return presenceWrite{}, false
 	}
@@ -384,6 +433,7 @@ func (p *presence) dueLocked(key types.NamespacedName, e *presenceEntry, now tim
 	}
 	e.stored = &w.connected
 	e.reportBy = time.Time{}
+	e.shown = false
 	delete(p.dirty, key)
 	e.flushedSeen, e.flushedAt = e.lastSeen, now
 	return w, true

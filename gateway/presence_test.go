@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -199,6 +200,52 @@ func TestPresence(t *testing.T) {
 		}
 	})
 
+	t.Run("a stream reopened on a Device shown connected here is not written again, until the Device shows it disconnected", func(t *testing.T) {
+		before := newPresence(c, c, logr.Discard(), "a", time.Hour, 0, time.Now)
+		d := newTestDevice(t, c, "reopened")
+		key := client.ObjectKeyFromObject(d)
+		before.connected(key, d.UID, false)
+		before.flush(ctx)
+		if got := connectedStatus(t, c, d); got != metav1.ConditionTrue {
+			t.Fatalf("Connected is %q after the stream opened, want True", got)
+		}
+		written := d.ResourceVersion
+
+		// The replica restarts; the agent's stream opens on the Device as
+		// the new process's cache has it.
+		after := newPresence(c, c, logr.Discard(), "a", time.Hour, 0, time.Now)
+		after.opened(d.DeepCopy(), false)
+		after.flush(ctx)
+		if connectedStatus(t, c, d); d.ResourceVersion != written {
+			t.Fatalf("the reopened stream was written again (resourceVersion %s, was %s)", d.ResourceVersion, written)
+		}
+		if !after.holds(key) {
+			t.Fatal("the restarted replica does not hold the reopened stream")
+		}
+
+		// A disconnect written since (by the process before, through the
+		// cache's blind spot) is seen on the informer: the stream is
+		// claimed again.
+		before.disconnected(key, d.UID)
+		before.flush(ctx)
+		if got := connectedStatus(t, c, d); got != metav1.ConditionFalse {
+			t.Fatalf("Connected is %q after the disconnect, want False", got)
+		}
+		after.observed(d.DeepCopy())
+		after.flush(ctx)
+		if got := connectedStatus(t, c, d); got != metav1.ConditionTrue {
+			t.Fatalf("Connected is %q for a stream held here after the Device showed it disconnected, want True", got)
+		}
+
+		// Shown connected through another replica, the opening is written.
+		other := newPresence(c, c, logr.Discard(), "b", time.Hour, 0, time.Now)
+		other.opened(d.DeepCopy(), false)
+		other.flush(ctx)
+		if connectedStatus(t, c, d); d.Status.Connection == nil || d.Status.Connection.Gateway != "b" {
+			t.Fatalf("the stream opened on replica b is shown on %+v", d.Status.Connection)
+		}
+	})
+
 	t.Run("a deleted Device is forgotten without an error", func(t *testing.T) {
 		log := &errorLog{}
 		p := newPresence(c, c, log.logger(), "a", time.Hour, 0, time.Now)
@@ -219,4 +266,9 @@ func TestPresence(t *testing.T) {
 		}
 	})
 
+}
+
+// connected records a stream opening of a Device not shown connected here.
+func (p *presence) connected(key types.NamespacedName, uid types.UID, reportDue bool) {
+	p.change(key, uid, +1, reportDue, false)
 }

@@ -63,7 +63,7 @@ func (s *Server) Subscribe(ctx context.Context, req *connect.Request[agentv1.Sub
 	// configuration goes out, so that a quick report finds it, and written
 	// at once when there was nothing to send.
 	out := &streamSender{server: s, device: device, sub: sub, send: stream.Send}
-	s.presence.connected(key, device.UID, true)
+	s.presence.opened(device, true)
 	defer s.presence.disconnected(key, device.UID)
 	configSent, err := out.sendConfigDue(ctx)
 	if !configSent {
@@ -255,7 +255,8 @@ func (s *Server) onActionChange(a *mdmv1alpha1.DeviceAction) {
 }
 
 // onDeviceChange pushes a new configuration, or ends the streams of a device
-// that is no longer managed.
+// that is no longer managed, and has a stream here shown disconnected
+// claimed again.
 func (s *Server) onDeviceChange(d *mdmv1alpha1.Device) {
 	key := client.ObjectKeyFromObject(d)
 	subs := s.hub.get(key)
@@ -266,6 +267,7 @@ func (s *Server) onDeviceChange(d *mdmv1alpha1.Device) {
 		s.closeStreams(key)
 		return
 	}
+	s.presence.observed(d)
 	for _, sub := range subs {
 		sub.offerConfig()
 	}

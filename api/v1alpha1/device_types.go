@@ -503,9 +503,10 @@ type DeviceStatus struct {
 
 	// lastSeen is when the agent was last heard from. While Connected is
 	// True the agent holds its stream and is seen now; lastSeen is then
-	// when the stream opened, and is written again when it closes. An
-	// agent that only polls has it written at most once per status flush
-	// interval.
+	// when it was shown connected, and is written again when the stream
+	// closes. A stream reopened through the replica the Device still
+	// names (that replica restarted) keeps it. An agent that only polls
+	// has it written at most once per status flush interval.
 	// +optional
 	LastSeen *metav1.Time `json:"lastSeen,omitempty"`
 
