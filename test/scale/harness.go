@@ -200,6 +200,7 @@ func (h *Harness) stop() {
 	if h.manager != nil {
 		h.manager.Kill()
 	}
+	keepManagerLogs(h.dir)
 	if h.env != nil {
 		_ = h.env.Stop()
 	}

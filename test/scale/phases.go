@@ -393,7 +393,7 @@ func (h *Harness) reconnect(ctx context.Context, f *fleet, r *Results) error {
 		return err
 	}
 	noteAt("listening")
-	go profileManager(watching, "reconnect", time.Minute)
+	go profileManager(watching, "reconnect", 30*time.Second)
 	groups := (h.profile.Devices + mdmv1alpha1.MaxSelectorMatches - 1) / mdmv1alpha1.MaxSelectorMatches
 	errs := make(chan error, groups)
 	for g := range groups {

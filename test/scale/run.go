@@ -237,3 +237,19 @@ func profileManager(ctx context.Context, phase string, d time.Duration) {
 	defer func() { _ = out.Close() }()
 	_, _ = io.Copy(out, resp.Body)
 }
+
+// keepManagerLogs copies the managers' logs of the run into
+// SCALE_PROFILE_DIR, when set, before the run's directory goes: the
+// timeline of a restart is in them.
+func keepManagerLogs(dir string) {
+	into := os.Getenv("SCALE_PROFILE_DIR")
+	if into == "" || dir == "" {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "manager-*.log"))
+	for _, l := range logs {
+		if b, err := os.ReadFile(l); err == nil {
+			_ = os.WriteFile(filepath.Join(into, filepath.Base(l)), b, 0o644)
+		}
+	}
+}
