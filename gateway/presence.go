@@ -289,22 +289,11 @@ func (p *presence) flush(ctx context.Context) {
 		}
 		return 1
 	})
-	work := make(chan presenceWrite)
-	var wg sync.WaitGroup
-	for range min(presenceWorkers, len(due)) {
-		wg.Go(func() {
-			for w := range work {
-				err := p.write(ctx, w)
-				presenceFlushes.WithLabelValues(map[bool]string{true: "error", false: "ok"}[err != nil]).Inc()
-				p.finish(w, err)
-			}
-		})
-	}
-	for _, w := range due {
-		work <- w
-	}
-	close(work)
-	wg.Wait()
+	inParallel(presenceWorkers, due, func(w presenceWrite) {
+		err := p.write(ctx, w)
+		presenceFlushes.WithLabelValues(map[bool]string{true: "error", false: "ok"}[err != nil]).Inc()
+		p.finish(w, err)
+	})
 }
 
 // finish records the outcome of a write.

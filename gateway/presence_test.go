@@ -124,6 +124,15 @@ func newTestDevice(t *testing.T, c client.Client, name string) *mdmv1alpha1.Devi
 func TestPresence(t *testing.T) {
 	c := startControlPlane(t)
 	ctx := context.Background()
+	// openWritten opens a stream of d on p and wants it written.
+	openWritten := func(t *testing.T, p *presence, d *mdmv1alpha1.Device) {
+		t.Helper()
+		p.connected(client.ObjectKeyFromObject(d), d.UID, false)
+		p.flush(ctx)
+		if got := connectedStatus(t, c, d); got != metav1.ConditionTrue {
+			t.Fatalf("Connected is %q after the stream opened, want True", got)
+		}
+	}
 
 	t.Run("a disconnect whose write fails is retried, not lost", func(t *testing.T) {
 		failures := &atomic.Int32{}
@@ -131,12 +140,7 @@ func TestPresence(t *testing.T) {
 		p := newPresence(failingStatus{c, failures}, c, log.logger(), "a", time.Hour, 0, time.Now)
 		d := newTestDevice(t, c, "flaky-write")
 		key := client.ObjectKeyFromObject(d)
-
-		p.connected(key, d.UID, false)
-		p.flush(ctx)
-		if got := connectedStatus(t, c, d); got != metav1.ConditionTrue {
-			t.Fatalf("Connected is %q after the stream opened, want True", got)
-		}
+		openWritten(t, p, d)
 		failures.Store(1)
 		p.disconnected(key, d.UID)
 		p.flush(ctx)
@@ -204,11 +208,7 @@ func TestPresence(t *testing.T) {
 		before := newPresence(c, c, logr.Discard(), "a", time.Hour, 0, time.Now)
 		d := newTestDevice(t, c, "reopened")
 		key := client.ObjectKeyFromObject(d)
-		before.connected(key, d.UID, false)
-		before.flush(ctx)
-		if got := connectedStatus(t, c, d); got != metav1.ConditionTrue {
-			t.Fatalf("Connected is %q after the stream opened, want True", got)
-		}
+		openWritten(t, before, d)
 		written := d.ResourceVersion
 
 		// The replica restarts; the agent's stream opens on the Device as

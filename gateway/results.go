@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,22 +159,11 @@ func (w *resultWriter) flushPending(ctx context.Context) bool {
 	w.pending = map[types.NamespacedName][]rowUpdate{}
 	w.mu.Unlock()
 	var failed atomic.Bool
-	work := make(chan types.NamespacedName)
-	var wg sync.WaitGroup
-	for range min(resultWorkers, len(batch)) {
-		wg.Go(func() {
-			for key := range work {
-				if !w.flushAction(ctx, key, batch[key]) {
-					failed.Store(true)
-				}
-			}
-		})
-	}
-	for key := range batch {
-		work <- key
-	}
-	close(work)
-	wg.Wait()
+	inParallel(resultWorkers, slices.Collect(maps.Keys(batch)), func(key types.NamespacedName) {
+		if !w.flushAction(ctx, key, batch[key]) {
+			failed.Store(true)
+		}
+	})
 	return !failed.Load()
 }
 

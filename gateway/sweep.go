@@ -302,28 +302,17 @@ func (s *sweeper) markAll(ctx context.Context, devices []*mdmv1alpha1.Device, no
 	var mu sync.Mutex
 	var errs []error
 	marked := 0
-	work := make(chan *mdmv1alpha1.Device)
-	var wg sync.WaitGroup
-	for range min(sweepWorkers, len(devices)) {
-		wg.Go(func() {
-			for d := range work {
-				err := s.mark(ctx, d, now)
-				mu.Lock()
-				switch {
-				case err == nil:
-					marked++
-				case !errors.Is(err, errMoved) && !deviceGone(err):
-					errs = append(errs, fmt.Errorf("device %s: %w", client.ObjectKeyFromObject(d), err))
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	for _, d := range devices {
-		work <- d
-	}
-	close(work)
-	wg.Wait()
+	inParallel(sweepWorkers, devices, func(d *mdmv1alpha1.Device) {
+		err := s.mark(ctx, d, now)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil:
+			marked++
+		case !errors.Is(err, errMoved) && !deviceGone(err):
+			errs = append(errs, fmt.Errorf("device %s: %w", client.ObjectKeyFromObject(d), err))
+		}
+	})
 	if marked > 0 {
 		s.log.Info("Marked the devices of stopped gateway replicas disconnected", "devices", marked)
 	}
