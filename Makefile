@@ -78,7 +78,7 @@ TEST_PACKAGES = $(shell go list ./... | grep -v /test/scale)
 
 .PHONY: test
 test: manifests generate vet envtest kustomize helm nfpm ## Run unit and envtest suites against a real kube-apiserver and etcd, then the scale harness's small profile.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) $(TEST_PACKAGES) -coverprofile cover.out
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) -timeout 30m $(TEST_PACKAGES) -coverprofile cover.out
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./test/scale -count=1 -timeout 30m -v
 	$(MAKE) check-rules
 

@@ -146,11 +146,7 @@ func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.
 	if err != nil {
 		var tooMany *tooManyTargetsError
 		if errors.As(err, &tooMany) {
-			action.Status.Phase = mdmv1alpha1.ActionFailed
-			action.Status.CompletionTime = &now
-			action.Status.Summary = &mdmv1alpha1.ActionSummary{}
-			conditions.MarkStalled(action, "TooManyTargets", tooMany.Error())
-			action.Status.ObservedGeneration = action.Generation
+			failTooManyTargets(action, tooMany, now)
 			return 0, reconcile.TerminalError(err)
 		}
 		return 0, err
@@ -607,4 +603,14 @@ func (r *DeviceActionReconciler) actionsWithOpenRows(ctx context.Context, o clie
 		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 	}
 	return out
+}
+
+// failTooManyTargets ends an action whose selector matched more Devices
+// than one action may hold: bad configuration, so Stalled and settled.
+func failTooManyTargets(action *mdmv1alpha1.DeviceAction, tooMany *tooManyTargetsError, now metav1.Time) {
+	action.Status.Phase = mdmv1alpha1.ActionFailed
+	action.Status.CompletionTime = &now
+	action.Status.Summary = &mdmv1alpha1.ActionSummary{}
+	conditions.MarkStalled(action, "TooManyTargets", tooMany.Error())
+	action.Status.ObservedGeneration = action.Generation
 }

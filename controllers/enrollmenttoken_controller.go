@@ -122,7 +122,7 @@ func (r *EnrollmentTokenReconciler) reconcileNormal(ctx context.Context, token *
 	if err != nil {
 		var missing *missingSecretError
 		if errors.As(err, &missing) {
-			conditions.MarkReconciling(token, mdmv1alpha1.TokenReasonWifiSecretUnavailable, missing.Error())
+			awaitWifiSecret(token, missing)
 			return ctrl.Result{RequeueAfter: cmp.Or(r.WifiSecretRetry, defaultWifiSecretRetry)}, nil
 		}
 		return ctrl.Result{}, err
@@ -289,4 +289,11 @@ func (r *EnrollmentTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&mdmv1alpha1.Device{}, handler.EnqueueRequestsFromMapFunc(tokenOfDevice), builder.WithPredicates(enrollmentChanged)).
 		Named("enrollmenttoken").
 		Complete(r)
+}
+
+// awaitWifiSecret marks a token that cannot issue its value before the
+// Wi-Fi Secret its QR code names exists: work still to do, so kstatus
+// reads it InProgress rather than settled.
+func awaitWifiSecret(token *mdmv1alpha1.EnrollmentToken, missing *missingSecretError) {
+	conditions.MarkReconciling(token, mdmv1alpha1.TokenReasonWifiSecretUnavailable, missing.Error())
 }

@@ -75,6 +75,18 @@ func TestHealthPerPhase(t *testing.T) {
 		}
 		return c
 	}
+	waitingForWifi := func() any {
+		tk := &mdmv1alpha1.EnrollmentToken{TypeMeta: metav1.TypeMeta{Kind: "EnrollmentToken"}, ObjectMeta: meta()}
+		awaitWifiSecret(tk, &missingSecretError{name: "corp-wifi", key: "password"})
+		return tk
+	}
+	tooManyTargets := func() any {
+		a := &mdmv1alpha1.DeviceAction{TypeMeta: metav1.TypeMeta{Kind: "DeviceAction"}, ObjectMeta: meta()}
+		failTooManyTargets(a, &tooManyTargetsError{n: mdmv1alpha1.MaxSelectorMatches + 1}, metav1.NewTime(now))
+		return a
+	}
+	deletingToken := token(mdmv1alpha1.TokenPending, settleIssuedToken).(*mdmv1alpha1.EnrollmentToken)
+	deletingToken.DeletionTimestamp = &metav1.Time{Time: now}
 	unobserved := &mdmv1alpha1.Device{TypeMeta: metav1.TypeMeta{Kind: "Device"}, ObjectMeta: meta()}
 	unobserved.Status.ObservedGeneration = -1 // the CRD's default for a new object
 	deleting := device(mdmv1alpha1.DeviceEnrolled, 1, true, false).(*mdmv1alpha1.Device)
@@ -87,6 +99,8 @@ func TestHealthPerPhase(t *testing.T) {
 	}{
 		{"EnrollmentToken Pending", token(mdmv1alpha1.TokenPending, settleIssuedToken), status.CurrentStatus},
 		{"EnrollmentToken Processing", token(mdmv1alpha1.TokenProcessing, settleIssuedToken), status.CurrentStatus},
+		{"EnrollmentToken waiting for its Wi-Fi Secret", waitingForWifi(), status.InProgressStatus},
+		{"EnrollmentToken being deleted", deletingToken, status.TerminatingStatus},
 		{"EnrollmentToken Done", token(mdmv1alpha1.TokenDone, settleFinishedToken), status.CurrentStatus},
 		{"EnrollmentToken Deleted (revoked)", token(mdmv1alpha1.TokenDeleted, settleFinishedToken), status.CurrentStatus},
 		{"EnrollmentToken Expired", token(mdmv1alpha1.TokenExpired, settleFinishedToken), status.FailedStatus},
@@ -110,6 +124,7 @@ func TestHealthPerPhase(t *testing.T) {
 		{"DeviceAction Failed", action(mdmv1alpha1.ActionFailed), status.FailedStatus},
 		{"DeviceAction Expired", action(mdmv1alpha1.ActionExpired), status.FailedStatus},
 		{"DeviceAction Canceled", action(mdmv1alpha1.ActionCanceled), status.FailedStatus},
+		{"DeviceAction with more targets than it may hold", tooManyTargets(), status.FailedStatus},
 		{"Configuration revised", configuration(nil), status.CurrentStatus},
 		{"Configuration naming an unlabelled Secret", configuration(&configset.PayloadError{
 			Ref: configset.Ref{Kind: "Secret", Name: "psk", Key: "k"}, NotAllowed: true}), status.FailedStatus},

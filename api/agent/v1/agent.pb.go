@@ -1435,7 +1435,9 @@ func (x *CommandParameters) GetDeprovisionReason() string {
 
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// id identifies the command in CompleteCommand.
+	// id is the UID of the DeviceAction that queued the command; send it back
+	// in CompleteCommand and journal it before running the command, since a
+	// command is delivered again after a reconnect until it is completed.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// action is a DeviceAction action such as Lock, Wipe or Unenroll.
 	Action        string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
@@ -1771,9 +1773,12 @@ func (x *Keepalive) GetInterval() *durationpb.Duration {
 }
 
 type PollRequest struct {
-	state                protoimpl.MessageState `protogen:"open.v1"`
-	ConfigGeneration     int64                  `protobuf:"varint,1,opt,name=config_generation,json=configGeneration,proto3" json:"config_generation,omitempty"`
-	ConfigurationsDigest string                 `protobuf:"bytes,2,opt,name=configurations_digest,json=configurationsDigest,proto3" json:"configurations_digest,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// config_generation is the generation the agent already applied.
+	ConfigGeneration int64 `protobuf:"varint,1,opt,name=config_generation,json=configGeneration,proto3" json:"config_generation,omitempty"`
+	// configurations_digest is the DesiredConfig.configurations_digest the
+	// agent already applied.
+	ConfigurationsDigest string `protobuf:"bytes,2,opt,name=configurations_digest,json=configurationsDigest,proto3" json:"configurations_digest,omitempty"`
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
@@ -1824,9 +1829,12 @@ func (x *PollRequest) GetConfigurationsDigest() string {
 
 type PollResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// config is set when it is newer than the request's config_generation.
-	Config   *DesiredConfig `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
-	Commands []*Command     `protobuf:"bytes,2,rep,name=commands,proto3" json:"commands,omitempty"`
+	// config is set when its generation or its configurations_digest differs
+	// from the request's.
+	Config *DesiredConfig `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	// commands are every command not yet completed, in the order their
+	// DeviceActions were created, as Subscribe sends them.
+	Commands []*Command `protobuf:"bytes,2,rep,name=commands,proto3" json:"commands,omitempty"`
 	// canceled_command_ids are commands withdrawn after they were delivered,
 	// to handle as a CancelCommand on the stream.
 	CanceledCommandIds []string `protobuf:"bytes,3,rep,name=canceled_command_ids,json=canceledCommandIds,proto3" json:"canceled_command_ids,omitempty"`
