@@ -7,8 +7,10 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/conditions"
@@ -102,5 +104,76 @@ func TestRolloutWaitsForItsLastBatch(t *testing.T) {
 				t.Errorf("rollout %+v, want %d updated, 1 failed, %d admitted", ro, failing, failing+1)
 			}
 		})
+	}
+}
+
+func TestBatchSize(t *testing.T) {
+	pct := func(s string) *mdmv1alpha1.RolloutSpec {
+		v := intstr.FromString(s)
+		return &mdmv1alpha1.RolloutSpec{MaxUnavailable: &v}
+	}
+	count := func(n int32) *mdmv1alpha1.RolloutSpec {
+		v := intstr.FromInt32(n)
+		return &mdmv1alpha1.RolloutSpec{MaxUnavailable: &v}
+	}
+	for _, tc := range []struct {
+		name     string
+		spec     *mdmv1alpha1.RolloutSpec
+		targeted int
+		want     int
+	}{
+		{"unset is one device at a time", &mdmv1alpha1.RolloutSpec{}, 100, 1},
+		{"a count", count(5), 100, 5},
+		{"a count of zero still moves", count(0), 100, 1},
+		{"a percent", pct("25%"), 100, 25},
+		{"a percent rounds up, so a small fleet moves", pct("10%"), 5, 1},
+		{"a percent rounds up", pct("10%"), 15, 2},
+		{"a malformed percent falls back to one", pct("ten"), 100, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := batchSize(tc.spec, tc.targeted); got != tc.want {
+				t.Errorf("batchSize = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRolloutPausedBySpec: spec.rollout.pause holds the devices admitted so
+// far, and clearing it admits the next batch.
+func TestRolloutPausedBySpec(t *testing.T) {
+	fleet := make([]mdmv1alpha1.Device, 4)
+	for i := range fleet {
+		fleet[i] = mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("d%d", i), UID: types.UID(fmt.Sprintf("uid-%d", i))},
+			Status: mdmv1alpha1.DeviceStatus{Phase: mdmv1alpha1.DeviceEnrolled,
+				Conditions: []metav1.Condition{{Type: mdmv1alpha1.DeviceConditionConnected, Status: metav1.ConditionTrue}}}}
+	}
+	cfg := &mdmv1alpha1.Configuration{ObjectMeta: metav1.ObjectMeta{Name: "app"},
+		Spec:   mdmv1alpha1.ConfigurationSpec{Rollout: &mdmv1alpha1.RolloutSpec{}},
+		Status: mdmv1alpha1.ConfigurationStatus{Revision: "r2"}}
+	startRollout(cfg, "r1")
+	progressRollout(cfg, fleet)
+	if got := cfg.Status.Rollout.Admitted; got != 1 {
+		t.Fatalf("admitted %d devices in the first batch, want 1", got)
+	}
+	applyAdmitted := func() {
+		for i := range fleet {
+			if configset.Admitted(cfg, fleet[i].UID) {
+				fleet[i].Status.Configurations = []mdmv1alpha1.DeviceConfigurationStatus{{Name: "app", Revision: "r2", State: mdmv1alpha1.ConfigurationApplied}}
+			}
+		}
+	}
+	applyAdmitted()
+	cfg.Spec.Rollout.Pause = true
+	progressRollout(cfg, fleet)
+	if ro := cfg.Status.Rollout; ro == nil || ro.Admitted != 1 || ro.Updated != 1 {
+		t.Fatalf("a paused rollout moved on: %+v", ro)
+	}
+	if c := meta.FindStatusCondition(cfg.Status.Conditions, mdmv1alpha1.ConfigurationConditionRollingOut); c == nil || c.Reason != mdmv1alpha1.ConfigurationReasonPausedBySpec {
+		t.Errorf("RollingOut condition %+v, want reason %s", c, mdmv1alpha1.ConfigurationReasonPausedBySpec)
+	}
+	cfg.Spec.Rollout.Pause = false
+	progressRollout(cfg, fleet)
+	if ro := cfg.Status.Rollout; ro == nil || ro.Admitted != 2 {
+		t.Fatalf("clearing the pause did not admit the next batch: %+v", ro)
 	}
 }
