@@ -53,8 +53,10 @@ func Evaluate(d *mdmv1alpha1.Device, rules []Rules, now time.Time, window time.D
 	for _, c := range d.Status.Configurations {
 		reported[c.Name] = c
 		switch c.State {
-		case mdmv1alpha1.ConfigurationPending, mdmv1alpha1.ConfigurationFailed:
+		case mdmv1alpha1.ConfigurationPending:
 			reasons = append(reasons, fmt.Sprintf("configuration %s is %s", c.Name, c.State))
+		case mdmv1alpha1.ConfigurationFailed:
+			reasons = append(reasons, failedReason(c))
 		}
 	}
 	osVersion := ""
@@ -174,4 +176,27 @@ func part(parts []string, i int) int {
 		return -1
 	}
 	return n
+}
+
+// failedSettingsNamed is how many failed settings a reason names before it
+// counts the rest: enough to act on, short enough for kubectl describe.
+const failedSettingsNamed = 3
+
+// failedReason names a failed configuration and the settings the device
+// could not apply, so that the reason says what to fix.
+func failedReason(c mdmv1alpha1.DeviceConfigurationStatus) string {
+	var paths []string
+	for _, st := range c.Settings {
+		if st.Reason == mdmv1alpha1.SettingFailed && st.Path != "…" {
+			paths = append(paths, st.Path)
+		}
+	}
+	reason := fmt.Sprintf("configuration %s is Failed", c.Name)
+	switch {
+	case len(paths) == 0:
+		return reason
+	case len(paths) > failedSettingsNamed:
+		return fmt.Sprintf("%s: %s and %d more", reason, strings.Join(paths[:failedSettingsNamed], ", "), len(paths)-failedSettingsNamed)
+	}
+	return fmt.Sprintf("%s: %s", reason, strings.Join(paths, ", "))
 }

@@ -145,6 +145,13 @@ func TestEvaluateRevisions(t *testing.T) {
 		"selected a moment ago": {nil, Rules{Configuration: "wifi", Revision: "r2", Deadline: soon}, nil, 5 * time.Minute},
 		"failed, within the grace": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Failed", Revision: "r2"}},
 			Rules{Configuration: "wifi", Revision: "r2", Deadline: soon}, []string{"configuration wifi is Failed"}, 0},
+		"failed, naming its failed settings": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Failed", Revision: "r2", Settings: []mdmv1alpha1.SettingStatus{
+			{Path: "wifi[office]", Reason: mdmv1alpha1.SettingFailed}, {Path: "passcode.minLength", Reason: mdmv1alpha1.SettingOverridden}}}},
+			Rules{Configuration: "wifi", Revision: "r2", Deadline: past}, []string{"configuration wifi is Failed: wifi[office]"}, 0},
+		"failed, counting the settings past the third": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "files", State: "Failed", Revision: "r2", Settings: []mdmv1alpha1.SettingStatus{
+			{Path: "files[/a]", Reason: mdmv1alpha1.SettingFailed}, {Path: "files[/b]", Reason: mdmv1alpha1.SettingFailed},
+			{Path: "files[/c]", Reason: mdmv1alpha1.SettingFailed}, {Path: "files[/d]", Reason: mdmv1alpha1.SettingFailed}}}},
+			Rules{Configuration: "files", Revision: "r2", Deadline: past}, []string{"configuration files is Failed: files[/a], files[/b], files[/c] and 1 more"}, 0},
 		"behind, already judged, a new grace": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Applied", Revision: "r1"}},
 			Rules{Configuration: "wifi", Revision: "r2", Deadline: soon}, []string{"configuration wifi is at revision r1; revision r2 is due"}, 0},
 		"not yet admitted: any revision": {[]mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: "Applied", Revision: "r0"}},
