@@ -47,6 +47,10 @@ type Simulated struct {
 	// FailSettings names setting paths (passcode.minLength,
 	// wifi[office]) the device cannot apply.
 	FailSettings map[string]bool
+	// UnsupportedSettings names setting paths the device cannot apply at
+	// all, as a platform without that feature: it leaves them alone and
+	// reports them Unsupported, which does not fail their configuration.
+	UnsupportedSettings map[string]bool
 	// Unencrypted makes the device report its storage not encrypted.
 	Unencrypted bool
 	// FailStep names an Unenroll step that fails.
@@ -171,6 +175,17 @@ func (s *Simulated) FailSetting(path string, fail bool) {
 	s.FailSettings[path] = fail
 }
 
+// UnsupportSetting makes a setting path one the device cannot apply, or
+// can again, from now on, while the device runs.
+func (s *Simulated) UnsupportSetting(path string, unsupported bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.UnsupportedSettings == nil {
+		s.UnsupportedSettings = map[string]bool{}
+	}
+	s.UnsupportedSettings[path] = unsupported
+}
+
 // Executed returns the commands the device ran, in order.
 func (s *Simulated) Executed() []*agentv1.Command {
 	s.mu.Lock()
@@ -231,6 +246,10 @@ func (s *Simulated) applyConfigurations(configs []*agentv1.Configuration) {
 	for _, c := range configs {
 		failing := s.FailConfigurations[c.GetName()]
 		for path, v := range settingValues(c.GetSettings()) {
+			if s.UnsupportedSettings[path] {
+				// Nothing on the device to hold it.
+				continue
+			}
 			if failing || s.FailSettings[path] {
 				// A setting the device could not take keeps what it had.
 				if old, ok := s.state.Settings[path]; ok {
@@ -275,14 +294,20 @@ func (s *Simulated) configurationStates() []*agentv1.ConfigurationState {
 			st.AppliedTime = timestamppb.New(t)
 		}
 		want := settingValues(c.GetSettings())
+		failed := 0
 		for _, path := range slices.Sorted(maps.Keys(want)) {
-			if s.state.Settings[path] != want[path] {
+			switch {
+			case s.UnsupportedSettings[path]:
+				st.Settings = append(st.Settings, &agentv1.SettingState{Path: path, Reason: "Unsupported",
+					Message: fmt.Sprintf("the simulated %s device has no %s", s.PlatformName, path)})
+			case s.state.Settings[path] != want[path]:
+				failed++
 				st.Settings = append(st.Settings, &agentv1.SettingState{Path: path, Reason: "Failed", Message: "simulated failure to apply " + path,
 					Current: s.state.Settings[path]})
 			}
 		}
-		if len(st.Settings) > 0 {
-			st.State, st.Message = "Failed", fmt.Sprintf("%d of %d settings could not be applied", len(st.Settings), len(want))
+		if failed > 0 {
+			st.State, st.Message = "Failed", fmt.Sprintf("%d of %d settings could not be applied", failed, len(want))
 		}
 		states = append(states, st)
 	}

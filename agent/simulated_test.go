@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	agentv1 "github.com/kubemdm/kubemdm/api/agent/v1"
 )
 
@@ -76,5 +78,32 @@ func TestSimulatedConfigurationIsObservedNotEchoed(t *testing.T) {
 	facts = s.Apply(ctx, &agentv1.DesiredConfig{Owner: "mallory"})
 	if facts.GetOwner() != "alice" || !facts.GetKiosk().GetEnabled() {
 		t.Errorf("reported %v", facts)
+	}
+}
+
+// A setting the device does not support is left alone and reported
+// Unsupported; the rest of its configuration applies, and the configuration
+// is Applied. A failed setting fails it.
+func TestSimulatedSettingsUnsupportedOrFailed(t *testing.T) {
+	ctx := context.Background()
+	s := &Simulated{PlatformName: "Android", OSVersion: "14"}
+	s.UnsupportSetting("restrictions.cameraDisabled", true)
+	cfg := &agentv1.DesiredConfig{Configurations: []*agentv1.Configuration{{Name: "lockdown", Revision: "r1", Settings: &agentv1.Settings{
+		Passcode:     &agentv1.Passcode{MinLength: proto.Int32(8)},
+		Restrictions: &agentv1.Restrictions{CameraDisabled: proto.Bool(true)},
+	}}}}
+	states := s.Apply(ctx, cfg).GetConfigurations()
+	if len(states) != 1 || states[0].GetState() != "Applied" || len(states[0].GetSettings()) != 1 ||
+		states[0].GetSettings()[0].GetPath() != "restrictions.cameraDisabled" || states[0].GetSettings()[0].GetReason() != "Unsupported" {
+		t.Fatalf("reported %v, want Applied with restrictions.cameraDisabled Unsupported", states)
+	}
+	if got := s.Observe().Settings; len(got) != 1 || got["passcode.minLength"] != "8" {
+		t.Errorf("the device holds %v, want only passcode.minLength=8", got)
+	}
+	s.FailSetting("passcode.minLength", true)
+	cfg.Configurations[0].Settings.Passcode.MinLength = proto.Int32(10)
+	states = s.Apply(ctx, cfg).GetConfigurations()
+	if states[0].GetState() != "Failed" || len(states[0].GetSettings()) != 2 {
+		t.Errorf("reported %v, want Failed with one Failed and one Unsupported setting", states)
 	}
 }

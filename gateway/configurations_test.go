@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -160,6 +161,27 @@ var _ = Describe("Configurations", func() {
 		// A deleted Configuration is removed from the device.
 		Expect(k8sClient.Delete(ctx, strict)).To(Succeed())
 		Eventually(func() map[string]string { return dev.Observe().Settings }).Should(Equal(map[string]string{"passcode.minLength": "4"}))
+
+		// Pushed back: the excluded configuration returns, wins over the
+		// lower priority again, and a setting the device cannot hold is
+		// reported Unsupported without failing it.
+		dev.UnsupportSetting("passcode.autoLockSeconds", true)
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(d), d)).To(Succeed())
+		before = d.DeepCopy()
+		d.Spec.Configurations = slices.DeleteFunc(d.Spec.Configurations, func(a mdmv1alpha1.ConfigurationAssignment) bool { return a.Name == "base" })
+		Expect(k8sClient.Patch(ctx, d, client.MergeFrom(before))).To(Succeed())
+		Eventually(func(g Gomega) {
+			s := dev.Observe().Settings
+			g.Expect(s).To(HaveLen(2))
+			g.Expect(s).To(SatisfyAll(HaveKeyWithValue("passcode.minLength", "6"), HaveKey("files[/etc/motd]")))
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			r := rows(g)
+			g.Expect(r["base"]).To(SatisfyAll(HaveField("State", mdmv1alpha1.ConfigurationApplied), HaveField("Revision", baseRev(g)),
+				HaveField("Settings", ConsistOf(SatisfyAll(HaveField("Path", "passcode.autoLockSeconds"), HaveField("Reason", mdmv1alpha1.SettingUnsupported))))))
+			g.Expect(r["shadow"].State).To(Equal(mdmv1alpha1.ConfigurationOverridden))
+		}).Should(Succeed())
+		Eventually(counts(base)).Should(Equal(mdmv1alpha1.ConfigurationDeviceCounts{Targeted: 1, Applied: 1}))
 	})
 
 	It("carries only Secrets labelled for devices, and their values only to the device", func() {
