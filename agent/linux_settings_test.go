@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -112,6 +114,12 @@ func TestLinuxHostSettings(t *testing.T) {
 	for _, dir := range []string{"etc/security/pwquality.conf.d", "etc/NetworkManager/system-connections", "usr/local/share/ca-certificates", "etc/modprobe.d"} {
 		if entries, _ := os.ReadDir(filepath.Join(root, dir)); len(entries) != 0 {
 			t.Errorf("%s still holds %d files after the configuration went", dir, len(entries))
+		}
+	}
+	for _, path := range []string{"etc/dconf/db/local.d/00-kubemdm-autolock", "etc/dconf/db/local.d/locks/kubemdm-autolock",
+		"etc/ssl/private/kubemdm-me.pem", "etc/apt/apt.conf.d/52kubemdm-updates", "etc/systemd/system/apt-daily-upgrade.timer.d/kubemdm-window.conf"} {
+		if _, err := os.Stat(filepath.Join(root, path)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s is still there after the configuration went (%v)", path, err)
 		}
 	}
 }
