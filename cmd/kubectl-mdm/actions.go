@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,13 +12,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
-	"sigs.k8s.io/yaml"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 )
@@ -70,7 +65,7 @@ device can run it, and sends nothing; --wait follows it to the end.`,
 	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "Show whether each device can run the action, and send nothing.")
 	cmd.Flags().BoolVar(&f.wait, "wait", false, "Follow the action until it finishes, as kubectl mdm watch does.")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 10*time.Minute, "How long --wait and --dry-run wait.")
-	cmd.Flags().StringVarP(&f.output, "output", "o", "", "Print the DeviceAction as json or yaml, or its name (name).")
+	cmd.Flags().StringVarP(&f.output, "output", "o", "", "json or yaml: print the DeviceAction; name: its name; wide: with --wait, how long each device took.")
 	if v.action.Destructive() {
 		cmd.Flags().StringVar(&f.confirm, "confirm", "", "The action's name ("+string(v.action)+"), to run it without being asked.")
 	}
@@ -88,14 +83,14 @@ func runAction(ctx context.Context, s *session, v actionVerb, f *actionFlags, de
 	if (len(devices) == 0) == (f.selector == "") {
 		return errors.New("name the devices, or give -l SELECTOR, not both")
 	}
-	switch f.output {
-	case "", "json", "yaml", "name":
-	default:
-		return fmt.Errorf("-o %q: use json, yaml or name", f.output)
+	if err := checkOutput(f.output, "json", "yaml", "name", "wide"); err != nil {
+		return err
 	}
-	// With -o, stdout holds the object alone; progress goes to stderr.
+	// With -o json, yaml or name, stdout holds the object alone; progress
+	// goes to stderr.
+	printsObject := f.output != "" && f.output != "wide"
 	progressOut := out
-	if f.output != "" {
+	if printsObject {
 		progressOut = errOut
 	}
 	spec := mdmv1alpha1.DeviceActionSpec{Action: v.action, Devices: devices, DryRun: f.dryRun}
@@ -136,17 +131,17 @@ func runAction(ctx context.Context, s *session, v actionVerb, f *actionFlags, de
 	if err := s.client.Create(ctx, a, client.FieldOwner(fieldManager)); err != nil {
 		return err
 	}
-	if f.output == "" {
+	if f.output == "" || (f.output == "wide" && (f.dryRun || f.wait)) {
 		fmt.Fprintf(out, "deviceaction.mdm.kubemdm.io/%s created\n", a.Name)
 	}
 	switch {
 	case f.dryRun:
-		done, err := follow(ctx, s, a.Name, f.timeout, io.Discard)
+		done, err := follow(ctx, s, a.Name, f.timeout, io.Discard, false)
 		if err != nil {
 			return err
 		}
 		table := progressOut
-		if f.output != "" {
+		if printsObject {
 			if err := printObject(out, s, done, f.output); err != nil {
 				return err
 			}
@@ -154,20 +149,38 @@ func runAction(ctx context.Context, s *session, v actionVerb, f *actionFlags, de
 		}
 		return printEligibility(table, done)
 	case f.wait:
-		done, err := follow(ctx, s, a.Name, f.timeout, progressOut)
+		done, err := follow(ctx, s, a.Name, f.timeout, progressOut, f.output == "wide")
 		if err != nil {
 			return err
 		}
-		if f.output != "" {
+		if printsObject {
 			if err := printObject(out, s, done, f.output); err != nil {
 				return err
 			}
 		}
 		return finishedWell(done)
-	case f.output != "":
+	case f.output == "wide":
+		return printQueued(out, a)
+	case printsObject:
 		return printObject(out, s, a, f.output)
 	}
 	return nil
+}
+
+// printQueued is the created action as a row: what it does and to which
+// devices.
+func printQueued(out io.Writer, a *mdmv1alpha1.DeviceAction) error {
+	devices, selector := strings.Join(a.Spec.Devices, ","), "<none>"
+	if devices == "" {
+		devices = "<selector>"
+	}
+	if a.Spec.Selector != nil {
+		selector = metav1.FormatLabelSelector(a.Spec.Selector)
+	}
+	w := tabwriter.NewWriter(out, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(w, "NAME\tACTION\tDEVICES\tSELECTOR")
+	fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", a.Name, a.Spec.Action, devices, selector)
+	return w.Flush()
 }
 
 // fieldManager owns what the plugin writes.
@@ -229,52 +242,4 @@ func readyMessage(a *mdmv1alpha1.DeviceAction) string {
 		}
 	}
 	return "no devices"
-}
-
-// printObject writes obj as json, yaml (with its apiVersion and kind, so
-// it can be applied again) or kubectl's resource/name.
-func printObject(out io.Writer, s *session, obj runtime.Object, format string) error {
-	if err := setKinds(s, obj); err != nil {
-		return err
-	}
-	switch format {
-	case "name":
-		m, err := meta.Accessor(obj)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(out, "%s.%s/%s\n", strings.ToLower(obj.GetObjectKind().GroupVersionKind().Kind), mdmv1alpha1.GroupVersion.Group, m.GetName())
-		return err
-	case "json":
-		b, err := json.MarshalIndent(obj, "", "    ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(out, "%s\n", b)
-		return err
-	case "yaml":
-		b, err := yaml.Marshal(obj)
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(b)
-		return err
-	}
-	return fmt.Errorf("-o %q: use json, yaml or name", format)
-}
-
-// setKinds fills in apiVersion and kind, which the typed client leaves
-// empty, on an object and on a list's items.
-func setKinds(s *session, obj runtime.Object) error {
-	gvk, err := apiutil.GVKForObject(obj, s.client.Scheme())
-	if err != nil {
-		return err
-	}
-	obj.GetObjectKind().SetGroupVersionKind(gvk)
-	if list, ok := obj.(*mdmv1alpha1.DeviceList); ok {
-		for i := range list.Items {
-			list.Items[i].SetGroupVersionKind(mdmv1alpha1.GroupVersion.WithKind("Device"))
-		}
-	}
-	return nil
 }

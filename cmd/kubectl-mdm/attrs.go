@@ -35,14 +35,26 @@ func newAttrsCommand(s *session) *cobra.Command {
 		fmt.Fprintf(cmd.OutOrStdout(), "device.mdm.kubemdm.io/%s patched\n", name)
 		return nil
 	}
+	var output string
 	get := &cobra.Command{
 		Use:   "get DEVICE",
-		Short: "Print the attributes, KEY=VALUE, sorted",
+		Short: "Print the attributes, KEY=VALUE, sorted; or -o json|yaml",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output, "json", "yaml"); err != nil {
+				return err
+			}
 			d, err := device(cmd, args[0])
 			if err != nil {
 				return err
+			}
+			if output != "" {
+				attrs := d.Spec.Attributes
+				if attrs == nil {
+					// An empty object, not null: a script reads a map.
+					attrs = map[string]string{}
+				}
+				return printData(cmd.OutOrStdout(), attrs, output)
 			}
 			keys := make([]string, 0, len(d.Spec.Attributes))
 			for k := range d.Spec.Attributes {
@@ -91,6 +103,7 @@ func newAttrsCommand(s *session) *cobra.Command {
 			return patch(cmd, args[0], types.MergePatchType, map[string]any{"spec": map[string]any{"attributes": gone}})
 		},
 	}
+	get.Flags().StringVarP(&output, "output", "o", "", "json or yaml: the attributes as one object.")
 	cmd.AddCommand(get, replace, merge, remove)
 	return cmd
 }

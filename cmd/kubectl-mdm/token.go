@@ -20,6 +20,7 @@ import (
 func newTokenCommand(s *session) *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Create enrollment tokens and show their QR codes"}
 	var platform, pngFile string
+	var output string
 	var oneTime, showQR bool
 	var ttl, timeout time.Duration
 	create := &cobra.Command{
@@ -32,6 +33,12 @@ payload: an Android device-owner provisioning code, or the token, host and
 CA pin an agent reads) in the terminal and --qr-png writes it as a PNG.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output, "json", "yaml", "name"); err != nil {
+				return err
+			}
+			if output != "" && showQR {
+				return errors.New("--qr draws on stdout, where -o prints the token: use one, or --qr-png")
+			}
 			if platform == "" {
 				return errors.New("token create needs --platform (Android, AndroidAOSP, IOS, ChromeOS, Windows or Linux)")
 			}
@@ -43,11 +50,27 @@ CA pin an agent reads) in the terminal and --qr-png writes it as a PNG.`,
 			if err := s.client.Create(cmd.Context(), t, client.FieldOwner(fieldManager)); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "enrollmenttoken.mdm.kubemdm.io/%s created\n", t.Name)
-			if !showQR && pngFile == "" {
+			if output == "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "enrollmenttoken.mdm.kubemdm.io/%s created\n", t.Name)
+			}
+			if showQR || pngFile != "" {
+				// With -o, stdout holds the token alone.
+				qrOut := cmd.OutOrStdout()
+				if output != "" {
+					qrOut = cmd.ErrOrStderr()
+				}
+				if err := showTokenQR(cmd.Context(), s, t.Name, showQR, pngFile, timeout, qrOut); err != nil {
+					return err
+				}
+				// Issued now: print the token with its status.
+				if err := s.client.Get(cmd.Context(), client.ObjectKeyFromObject(t), t); err != nil {
+					return err
+				}
+			}
+			if output == "" {
 				return nil
 			}
-			return showTokenQR(cmd.Context(), s, t.Name, showQR, pngFile, timeout, cmd.OutOrStdout())
+			return printObject(cmd.OutOrStdout(), s, t, output)
 		},
 	}
 	create.Flags().StringVar(&platform, "platform", "", "The platform of the devices it enrolls.")
@@ -66,6 +89,7 @@ CA pin an agent reads) in the terminal and --qr-png writes it as a PNG.`,
 		c.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "How long to wait for the controller to issue the token.")
 	}
 	create.Flags().BoolVar(&showQR, "qr", false, "Print the QR code in the terminal.")
+	create.Flags().StringVarP(&output, "output", "o", "", "json or yaml: print the EnrollmentToken; name: its name.")
 	cmd.AddCommand(create, qr)
 	return cmd
 }

@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/enrollment"
@@ -123,6 +124,11 @@ var _ = Describe("kubectl mdm", func() {
 		p.run("attrs", "replace", "plg-1", "team=sre")
 		out, _ = p.run("attrs", "get", "plg-1")
 		Expect(out).To(Equal("team=sre\n"))
+		out, code = p.run("attrs", "get", "plg-1", "-o", "json")
+		Expect(code).To(Equal(0))
+		Expect(out).To(MatchJSON(`{"team": "sre"}`))
+		out, _ = p.run("attrs", "get", "plg-box", "-o", "yaml")
+		Expect(out).To(Equal("{}\n"), "a device without attributes")
 
 		By("watch follows an action created earlier")
 		name, code := p.run("message", "plg-2", "--title", "IT", "--body", "Please update", "-o", "name")
@@ -159,6 +165,11 @@ var _ = Describe("kubectl mdm verbs", func() {
 			Expect(code).To(Equal(0), "kubectl mdm %s: %s", strings.Join(args, " "), out)
 			Expect(out).To(MatchRegexp(`(?m)^`+args[1]+`\s+Succeeded\s+0`), "kubectl mdm %s", strings.Join(args, " "))
 		}
+		out, code := p.run("lock", "vb-1", "--wait", "-o", "wide")
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(MatchRegexp(`(?m)^DEVICE\s+PHASE\s+CODE\s+MESSAGE\s+DELIVERED IN\s+COMPLETED IN$`))
+		Expect(out).To(MatchRegexp(`(?m)^vb-1\s+Succeeded\s+0\s+Lock done\s+\d+s\s+\d+s$`), "how long the lock took to reach the device and to finish")
+		p.run("unlock", "vb-1", "--wait")
 		m := f.devices["vb-1"].Observe()
 		Expect(m.Boots).To(Equal(1))
 		Expect(m.Messages).To(Equal([]string{"IT: Hello"}))
@@ -168,7 +179,7 @@ var _ = Describe("kubectl mdm verbs", func() {
 		Expect(f.devices["vb-wipe"].Observe().Wiped).To(BeTrue())
 
 		cb := newPlugin(chromebooks.ns)
-		out, code := cb.run("deprovision", "vb-cb", "--reason", "RetiringDevice", "--confirm", "Deprovision", "--wait")
+		out, code = cb.run("deprovision", "vb-cb", "--reason", "RetiringDevice", "--confirm", "Deprovision", "--wait")
 		Expect(code).To(Equal(0), out)
 		Expect(chromebooks.devices["vb-cb"].Observe().Released).To(BeTrue())
 	})
@@ -205,6 +216,22 @@ var _ = Describe("kubectl mdm token", func() {
 		out, code = p.run("token", "qr", "phones")
 		Expect(code).To(Equal(0))
 		Expect(decodeQR(enrollment.QRCodeTextImage(out))).To(Equal(payload), "token qr of an existing token")
+
+		By("-o yaml prints the issued token, and the QR code cannot share stdout with it")
+		out, code = p.run("token", "create", "laptops", "--platform", "Linux", "--qr", "-o", "yaml")
+		Expect(code).To(Equal(1))
+		Expect(out).To(ContainSubstring("--qr draws on stdout"))
+		laptopsPNG := filepath.Join(GinkgoT().TempDir(), "laptops.png")
+		cmd := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), "mdm", "-n", ns, "token", "create", "laptops", "--platform", "Linux", "--qr-png", laptopsPNG, "-o", "yaml")
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+p.k.kubeconfig, "PATH="+p.bin+":"+os.Getenv("PATH"))
+		yamlOut, err := cmd.Output()
+		Expect(err).NotTo(HaveOccurred())
+		issued := &mdmv1alpha1.EnrollmentToken{}
+		Expect(yaml.UnmarshalStrict(yamlOut, issued)).To(Succeed(), "stdout holds the token alone:\n%s", yamlOut)
+		Expect(issued.Kind).To(Equal("EnrollmentToken"))
+		Expect(issued.Spec.Perpetual).To(BeTrue())
+		Expect(issued.Status.SecretRef).NotTo(BeNil(), "printed once issued, with its status")
+		Expect(laptopsPNG).To(BeAnExistingFile())
 	})
 })
 
