@@ -11,6 +11,9 @@ PROTOC_GEN_GO_VERSION ?= v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION ?= v1.21.1
 NFPM_VERSION ?= v2.45.2
 HELM_VERSION ?= v4.3.2
+# The Prometheus Operator whose CRDs (ServiceMonitor, PrometheusRule) the
+# install tests load to check config/prometheus and the chart's objects.
+PROMETHEUS_OPERATOR_VERSION ?= v0.89.0
 
 LOCALBIN ?= $(shell pwd)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
@@ -20,6 +23,7 @@ PROTOC_GEN_GO ?= $(LOCALBIN)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
 PROTOC_GEN_CONNECT_GO ?= $(LOCALBIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_GO_VERSION)
 NFPM ?= $(LOCALBIN)/nfpm-$(NFPM_VERSION)
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+PROMETHEUS_CRDS ?= $(LOCALBIN)/prometheus-crds-$(PROMETHEUS_OPERATOR_VERSION)
 
 # The local control plane (kube-apiserver, etcd, kubectl) is built from Go
 # modules into a cache outside the checkout; see hack/envtest.sh.
@@ -250,6 +254,16 @@ $(HELM):
 	mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 	mv $(LOCALBIN)/helm $@
+
+# The two Prometheus Operator CRDs kubemdm's objects use, from the
+# operator's Go module (fetched outside this module, so go.mod stays as is).
+.PHONY: prometheus-crds
+prometheus-crds: $(PROMETHEUS_CRDS)
+$(PROMETHEUS_CRDS):
+	mkdir -p $@.tmp
+	src=$$(cd "$$(mktemp -d)" && go mod download -json github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+	  cp "$$src/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$$src/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml" $@.tmp/
+	chmod -R u+w $@.tmp && mv $@.tmp $@
 
 .PHONY: nfpm
 nfpm: $(NFPM)

@@ -99,6 +99,41 @@ var _ = Describe("the Helm chart", func() {
 	})
 })
 
+var _ = Describe("the Prometheus Operator objects", func() {
+	ctx := context.Background()
+
+	It("are accepted by an apiserver that serves the Prometheus Operator's CRDs, from kustomize and from the chart", func() {
+		// The operator's own CRDs, installed for real: a dry run of a
+		// ServiceMonitor needs its kind served.
+		crds := pinnedTool("prometheus-crds")
+		kubectl := func(args ...string) string {
+			cmd := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), append([]string{"--kubeconfig", newKubectl("default").kubeconfig}, args...)...)
+			out, err := cmd.CombinedOutput()
+			Expect(err).NotTo(HaveOccurred(), "kubectl %s: %s", strings.Join(args, " "), out)
+			return string(out)
+		}
+		kubectl("apply", "--server-side", "--field-manager=install-test", "-f", crds)
+		kubectl("wait", "--for=condition=Established", "--timeout=60s",
+			"crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
+
+		render := exec.Command(pinnedTool("kustomize"), "build", "config/prometheus")
+		render.Dir = repoRoot
+		kustomized, err := render.Output()
+		Expect(err).NotTo(HaveOccurred())
+		out := serverDryRun(ctx, "kubemdm-system", string(kustomized))
+		Expect(out).To(ContainSubstring("servicemonitor.monitoring.coreos.com/kubemdm-controller-manager-metrics-monitor serverside-applied (server dry run)"))
+		Expect(out).To(ContainSubstring("prometheusrule.monitoring.coreos.com/kubemdm-alerts serverside-applied (server dry run)"))
+
+		chart := exec.Command(pinnedTool("helm"), "template", "kubemdm", "dist/chart", "--namespace", "mdm-chart", "--set", "prometheus.enable=true")
+		chart.Dir = repoRoot
+		rendered, err := chart.Output()
+		Expect(err).NotTo(HaveOccurred())
+		out = serverDryRun(ctx, "mdm-chart", string(rendered))
+		Expect(out).To(MatchRegexp(`servicemonitor\.monitoring\.coreos\.com/\S+ serverside-applied \(server dry run\)`))
+		Expect(out).To(MatchRegexp(`prometheusrule\.monitoring\.coreos\.com/\S+ serverside-applied \(server dry run\)`))
+	})
+})
+
 // repoRoot is the checkout, from this package.
 var repoRoot = filepath.Join("..", "..")
 
