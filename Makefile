@@ -14,6 +14,7 @@ HELM_VERSION ?= v4.3.2
 # The Prometheus Operator whose CRDs (ServiceMonitor, PrometheusRule) the
 # install tests load to check config/prometheus and the chart's objects.
 PROMETHEUS_OPERATOR_VERSION ?= v0.89.0
+KREW_VERSION ?= v0.4.3
 
 LOCALBIN ?= $(shell pwd)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
@@ -24,6 +25,7 @@ PROTOC_GEN_CONNECT_GO ?= $(LOCALBIN)/protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_
 NFPM ?= $(LOCALBIN)/nfpm-$(NFPM_VERSION)
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 PROMETHEUS_CRDS ?= $(LOCALBIN)/prometheus-crds-$(PROMETHEUS_OPERATOR_VERSION)
+KREW ?= $(LOCALBIN)/krew-$(KREW_VERSION)
 
 # The local control plane (kube-apiserver, etcd, kubectl) is built from Go
 # modules into a cache outside the checkout; see hack/envtest.sh.
@@ -168,19 +170,32 @@ build: ## Build the manager, the agent, the kubectl plugin and the dev launcher.
 PLUGIN_VERSION ?= 0.1.0
 PLUGIN_URL ?= https://github.com/kubemdm/kubemdm/releases/download/v$(PLUGIN_VERSION)
 
+# make plugin-archives writes them into PLUGIN_DIR, for PLUGIN_PLATFORMS.
+PLUGIN_DIR ?= dist/krew
+PLUGIN_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+
 .PHONY: plugin-archives
-plugin-archives: ## Build kubectl-mdm archives for linux and darwin (amd64, arm64) and their krew manifest into dist/krew.
-	mkdir -p dist/krew
+plugin-archives: ## Build kubectl-mdm archives (binary and LICENSE) for PLUGIN_PLATFORMS and their krew manifest into PLUGIN_DIR.
+	mkdir -p $(PLUGIN_DIR)
 	platforms=""; \
-	for os in linux darwin; do for arch in amd64 arm64; do \
+	for platform in $(PLUGIN_PLATFORMS); do \
+		os=$${platform%/*}; arch=$${platform#*/}; \
 		stage=$$(mktemp -d); \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch go build -trimpath -o $$stage/kubectl-mdm ./cmd/kubectl-mdm; \
-		cp LICENSE $$stage/ 2>/dev/null || true; \
-		tar -C $$stage -czf dist/krew/kubectl-mdm_$${os}_$${arch}.tar.gz .; rm -rf $$stage; \
-		sum=$$(sha256sum dist/krew/kubectl-mdm_$${os}_$${arch}.tar.gz | cut -d' ' -f1); \
+		cp LICENSE $$stage/; \
+		tar -C $$stage -czf $(PLUGIN_DIR)/kubectl-mdm_$${os}_$${arch}.tar.gz .; rm -rf $$stage; \
+		sum=$$(sha256sum $(PLUGIN_DIR)/kubectl-mdm_$${os}_$${arch}.tar.gz | cut -d' ' -f1); \
 		platforms="$$platforms  - selector:\n      matchLabels:\n        os: $$os\n        arch: $$arch\n    uri: $(PLUGIN_URL)/kubectl-mdm_$${os}_$${arch}.tar.gz\n    sha256: $$sum\n    bin: kubectl-mdm\n"; \
-	done; done; \
-	VERSION=$(PLUGIN_VERSION) PLATFORMS="$$(printf "$$platforms")" envsubst '$${VERSION} $${PLATFORMS}' < hack/krew/mdm.yaml.tmpl > dist/krew/mdm.yaml
+	done; \
+	VERSION=$(PLUGIN_VERSION) PLATFORMS="$$(printf "$$platforms")" envsubst '$${VERSION} $${PLATFORMS}' < hack/krew/mdm.yaml.tmpl > $(PLUGIN_DIR)/mdm.yaml
+
+# krew, to install the plugin from its manifest and archive in the tests.
+.PHONY: krew
+krew: $(KREW)
+$(KREW):
+	mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/krew/cmd/krew@$(KREW_VERSION)
+	mv $(LOCALBIN)/krew $@
 
 .PHONY: run
 run: manifests ## Run the manager against the cluster in ~/.kube/config.
