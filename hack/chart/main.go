@@ -2,16 +2,19 @@
 // from the rendered kustomize tree (config/default, then
 // config/prometheus), so that the chart and make deploy install the same
 // objects: make chart runs it, and make verify-generated finds a stale
-// chart. Chart.yaml, values.yaml and templates/NOTES.txt are written by hand.
+// chart. Chart.yaml, values.yaml, templates/_helpers.tpl and templates/NOTES.txt
+// are written by hand.
 package main
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -32,6 +35,16 @@ const (
 	// without, cert-manager.
 	phInject   = "__CERT_MANAGER_INJECT__"
 	phCABundle = "__CA_BUNDLE__"
+	// phLabels stands for the chart's labels on every object; phRelease
+	// for the release's name in the selectors, so that two releases
+	// select their own pods; phKeep for the CRDs' keep policy; phPod for
+	// the pod's scheduling and pull-secret values.
+	phLabels     = "__CHART_LABELS__"
+	phRelease    = "__RELEASE__"
+	phKeep       = "__CRD_KEEP__"
+	phPod        = "__POD_VALUES__"
+	phReplicas   = "__REPLICAS__"
+	phPullPolicy = "__PULL_POLICY__"
 )
 
 var actions = strings.NewReplacer(
@@ -44,6 +57,9 @@ var actions = strings.NewReplacer(
 	// A new address restarts the manager, which reads it at start.
 	phGatewaySum, `{{ printf "%s:%v" .Values.gateway.host .Values.gateway.port | sha256sum | trunc 16 | quote }}`,
 	phServicePort, "{{ .Values.gateway.port }}",
+	phRelease, "{{ .Release.Name }}",
+	phReplicas, "{{ .Values.manager.replicas }}",
+	phPullPolicy, "{{ .Values.manager.image.pullPolicy }}",
 )
 
 func main() {
@@ -83,6 +99,27 @@ func write(dir string, rendered []byte) error {
 		}
 		objects = append(objects, obj)
 	}
+	// Every object's name derives from the release, as references to it
+	// do: two releases make two sets of cluster-wide objects. The CRDs
+	// keep theirs, which the API fixes.
+	var suffixes []string
+	for _, obj := range objects {
+		if n := name(obj); kind(obj) != "Namespace" && strings.HasPrefix(n, "kubemdm-") {
+			suffixes = append(suffixes, strings.TrimPrefix(n, "kubemdm-"))
+		}
+		if kind(obj) == "ConfigMap" && strings.HasPrefix(name(obj), "gateway-") {
+			suffixes = append(suffixes, "gateway")
+		}
+	}
+	// Longest first: controller-manager-metrics-service before
+	// controller-manager.
+	slices.SortFunc(suffixes, func(a, b string) int { return cmp.Or(cmp.Compare(len(b), len(a)), strings.Compare(a, b)) })
+	suffixes = slices.Compact(suffixes)
+	quoted := make([]string, len(suffixes))
+	for i, x := range suffixes {
+		quoted[i] = regexp.QuoteMeta(x)
+	}
+	names := regexp.MustCompile(`\bkubemdm-(` + strings.Join(quoted, "|") + `)\b`)
 	written := map[string]bool{}
 	for _, obj := range objects {
 		if kind(obj) == "Namespace" {
@@ -103,6 +140,7 @@ func write(dir string, rendered []byte) error {
 			text = strings.ReplaceAll(text, gatewayConfigMap, "kubemdm-gateway")
 		}
 		text = templateLines(text)
+		text = names.ReplaceAllString(text, `{{ include "kubemdm.resourceName" (dict "suffix" "$1" "context" $$) }}`)
 		text = actions.Replace(text)
 		if guard != "" {
 			text = "{{- if " + guard + " }}\n" + text + "{{- end }}\n"
@@ -128,13 +166,24 @@ func write(dir string, rendered []byte) error {
 func place(obj map[string]any) (dir, file, guard string, err error) {
 	k, n := kind(obj), name(obj)
 	file = strings.ToLower(k) + "-" + strings.TrimPrefix(n, "kubemdm-") + ".yaml"
+	// The chart's labels replace config/'s of the same keys (managed-by
+	// kustomize): a key twice is invalid YAML.
+	if labels, ok := dig(obj, "metadata", "labels").(map[string]any); ok {
+		for _, key := range []string{"helm.sh/chart", instanceLabel, "app.kubernetes.io/managed-by", "app.kubernetes.io/version"} {
+			delete(labels, key)
+		}
+	}
+	set(obj, "x", "metadata", "labels", phLabels)
 	switch k {
 	case "CustomResourceDefinition":
-		annotate(obj, "helm.sh/resource-policy", "keep")
+		annotate(obj, phKeep, "x")
 		return "crd", strings.TrimSuffix(n, ".mdm.kubemdm.io") + ".yaml", ".Values.crd.enable", nil
 	case "Issuer", "Certificate":
 		return "certmanager", file, ".Values.certManager.enable", nil
 	case "ServiceMonitor", "PrometheusRule":
+		if k == "ServiceMonitor" {
+			set(obj, phRelease, "spec", "selector", "matchLabels", instanceLabel)
+		}
 		return "prometheus", file, ".Values.prometheus.enable", nil
 	case "ConfigMap":
 		if !strings.HasPrefix(n, "gateway-") {
@@ -155,9 +204,15 @@ func place(obj map[string]any) (dir, file, guard string, err error) {
 				args[i] = "--metrics-bind-address=" + phMetricsBind
 			}
 		}
+		c["imagePullPolicy"] = phPullPolicy
 		set(obj, phGatewaySum, "spec", "template", "metadata", "annotations", "kubemdm.io/gateway-address")
+		set(obj, phReplicas, "spec", "replicas")
+		set(obj, phRelease, "spec", "selector", "matchLabels", instanceLabel)
+		set(obj, phRelease, "spec", "template", "metadata", "labels", instanceLabel)
+		set(obj, "x", "spec", "template", "spec", phPod)
 		return "manager", file, "", nil
 	case "Service":
+		set(obj, phRelease, "spec", "selector", instanceLabel)
 		switch {
 		case strings.Contains(n, "metrics"):
 			return "metrics", file, ".Values.metrics.enable", nil
@@ -179,10 +234,21 @@ func place(obj map[string]any) (dir, file, guard string, err error) {
 		}
 		return "webhook", file, "", nil
 	case "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount":
+		// The roles for people (admin, operator, viewer) are helpers a
+		// cluster may not want; the manager's own are always needed.
+		if k == "ClusterRole" && helperRoles[strings.TrimPrefix(n, "kubemdm-")] {
+			return "rbac", file, ".Values.rbacHelpers.enable", nil
+		}
 		return "rbac", file, "", nil
 	}
 	return "", "", "", fmt.Errorf("%s %s: the chart does not know where this kind goes", k, n)
 }
+
+// instanceLabel tells two releases' pods apart in selectors.
+const instanceLabel = "app.kubernetes.io/instance"
+
+// helperRoles are the ClusterRoles for people, aggregated or bound by hand.
+var helperRoles = map[string]bool{"admin": true, "operator": true, "viewer": true}
 
 // templateLines turns the lines that hold a value's structure into
 // template actions: the manager's resources, and the lines that exist only
@@ -198,6 +264,17 @@ func templateLines(text string) string {
 			continue
 		case phInject + ": x":
 			fmt.Fprintf(&out, "{{- if .Values.certManager.enable }}\n%scert-manager.io/inject-ca-from: %s/kubemdm-serving-cert\n{{- end }}\n", indent, phNamespace)
+			continue
+		case phLabels + ": x":
+			fmt.Fprintf(&out, "%s{{- include \"kubemdm.labels\" $ | nindent %d }}\n", indent, len(indent))
+			continue
+		case phKeep + ": x":
+			fmt.Fprintf(&out, "{{- if .Values.crd.keep }}\n%shelm.sh/resource-policy: keep\n{{- end }}\n", indent)
+			continue
+		case phPod + ": x":
+			for _, field := range []string{"imagePullSecrets", "nodeSelector", "tolerations", "affinity"} {
+				fmt.Fprintf(&out, "{{- with .Values.manager.%s }}\n%s%s:\n%s{{- toYaml . | nindent %d }}\n{{- end }}\n", field, indent, field, indent, len(indent)+2)
+			}
 			continue
 		case phCABundle + ": x":
 			fmt.Fprintf(&out, "{{- if not .Values.certManager.enable }}\n%scaBundle: {{ required \"webhook.caBundle is needed without cert-manager\" .Values.webhook.caBundle }}\n{{- end }}\n", indent)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,6 +81,57 @@ var _ = Describe("the Helm chart", func() {
 
 		Expect(serverDryRun(ctx, "mdm-chart", rendered)).To(ContainSubstring("deployment.apps/kubemdm-controller-manager serverside-applied (server dry run)"))
 
+		By("a release named fleet: every name derives from it, and every reference follows")
+		fleet := helm("template", "fleet", "dist/chart", "--namespace", "mdm-fleet",
+			"--set", "manager.replicas=2,manager.nodeSelector.pool=mdm,crd.keep=false,rbacHelpers.enable=false")
+		objs := chartObjects(fleet)
+		named := map[string]chartObject{}
+		for _, o := range objs {
+			named[o.Kind+"/"+o.Metadata.Name] = o
+			if o.Kind == "CustomResourceDefinition" {
+				Expect(o.Metadata.Name).To(HaveSuffix(".mdm.kubemdm.io"))
+				Expect(o.Metadata.Annotations).NotTo(HaveKey("helm.sh/resource-policy"), "crd.keep=false")
+				continue
+			}
+			Expect(o.Metadata.Name).To(HavePrefix("fleet-kubemdm-"), o.Kind)
+			Expect(o.Metadata.Labels).To(HaveKeyWithValue("app.kubernetes.io/instance", "fleet"), o.Kind+"/"+o.Metadata.Name)
+			Expect(o.Metadata.Labels).To(HaveKeyWithValue("app.kubernetes.io/managed-by", "Helm"), o.Kind+"/"+o.Metadata.Name)
+		}
+		Expect(named).NotTo(HaveKey("ClusterRole/fleet-kubemdm-admin"), "rbacHelpers.enable=false")
+		Expect(named).To(HaveKey("ClusterRole/fleet-kubemdm-manager-role"), "the manager's own RBAC stays")
+		manager := named["Deployment/fleet-kubemdm-controller-manager"]
+		Expect(manager.Spec.Replicas).To(Equal(2))
+		Expect(manager.Spec.Template.Spec.NodeSelector).To(Equal(map[string]string{"pool": "mdm"}))
+		Expect(named).To(HaveKey("ServiceAccount/" + manager.Spec.Template.Spec.ServiceAccountName))
+		for _, env := range manager.Spec.Template.Spec.Containers[0].Env {
+			if ref := env.ValueFrom.ConfigMapKeyRef; ref != nil {
+				Expect(named).To(HaveKey("ConfigMap/"+ref.Name), env.Name)
+			}
+		}
+		for _, o := range objs {
+			switch o.Kind {
+			case "Service":
+				Expect(o.serviceSelector()).To(HaveKeyWithValue("app.kubernetes.io/instance", "fleet"), o.Metadata.Name)
+				for k, v := range o.serviceSelector() {
+					Expect(manager.Spec.Template.Metadata.Labels).To(HaveKeyWithValue(k, v), "Service %s selects the manager's pods", o.Metadata.Name)
+				}
+			case "RoleBinding", "ClusterRoleBinding":
+				roleKind := map[string]string{"RoleBinding": "Role", "ClusterRoleBinding": "ClusterRole"}[o.Kind]
+				Expect(named).To(HaveKey(roleKind+"/"+o.RoleRef.Name), o.Metadata.Name)
+				Expect(o.Subjects).To(ConsistOf(HaveField("Name", manager.Spec.Template.Spec.ServiceAccountName)), o.Metadata.Name)
+			case "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration":
+				Expect(o.Metadata.Annotations).To(HaveKeyWithValue("cert-manager.io/inject-ca-from", "mdm-fleet/fleet-kubemdm-serving-cert"))
+				Expect(named).To(HaveKey("Certificate/fleet-kubemdm-serving-cert"))
+				for _, w := range o.Webhooks {
+					Expect(named).To(HaveKey("Service/"+w.ClientConfig.Service.Name), w.Name)
+				}
+			case "Certificate":
+				Expect(o.Spec.DNSNames).To(ContainElement("fleet-kubemdm-webhook-service.mdm-fleet.svc"))
+				Expect(named).To(HaveKey("Issuer/" + o.Spec.IssuerRef.Name))
+			}
+		}
+		Expect(serverDryRun(ctx, "mdm-fleet", fleet)).To(ContainSubstring("deployment.apps/fleet-kubemdm-controller-manager serverside-applied (server dry run)"))
+
 		// Without cert-manager and metrics, their objects are left out;
 		// with the Prometheus Operator, its objects come, their alert
 		// templates intact.
@@ -133,6 +185,71 @@ var _ = Describe("the Prometheus Operator objects", func() {
 		Expect(out).To(MatchRegexp(`prometheusrule\.monitoring\.coreos\.com/\S+ serverside-applied \(server dry run\)`))
 	})
 })
+
+// chartObject is what the chart tests read of a rendered object.
+type chartObject struct {
+	Kind     string `json:"kind"`
+	Metadata struct {
+		Name        string            `json:"name"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		Replicas  int             `json:"replicas"`
+		Selector  json.RawMessage `json:"selector"`
+		DNSNames  []string        `json:"dnsNames"`
+		IssuerRef struct {
+			Name string `json:"name"`
+		} `json:"issuerRef"`
+		Template struct {
+			Metadata struct {
+				Labels map[string]string `json:"labels"`
+			} `json:"metadata"`
+			Spec struct {
+				ServiceAccountName string             `json:"serviceAccountName"`
+				NodeSelector       map[string]string  `json:"nodeSelector"`
+				Containers         []corev1.Container `json:"containers"`
+			} `json:"spec"`
+		} `json:"template"`
+	} `json:"spec"`
+	RoleRef struct {
+		Name string `json:"name"`
+	} `json:"roleRef"`
+	Subjects []struct {
+		Name string `json:"name"`
+	} `json:"subjects"`
+	Webhooks []struct {
+		Name         string `json:"name"`
+		ClientConfig struct {
+			Service struct {
+				Name string `json:"name"`
+			} `json:"service"`
+		} `json:"clientConfig"`
+	} `json:"webhooks"`
+}
+
+// chartObjects reads helm template's output.
+func chartObjects(rendered string) []chartObject {
+	GinkgoHelper()
+	var objs []chartObject
+	for _, doc := range strings.Split(rendered, "\n---\n") {
+		var o chartObject
+		Expect(yaml.Unmarshal([]byte(doc), &o)).To(Succeed(), doc)
+		if o.Kind != "" {
+			objs = append(objs, o)
+		}
+	}
+	return objs
+}
+
+// serviceSelector is a Service's selector; a Deployment's is a
+// LabelSelector, which this does not read.
+func (o chartObject) serviceSelector() map[string]string {
+	GinkgoHelper()
+	var m map[string]string
+	Expect(json.Unmarshal(o.Spec.Selector, &m)).To(Succeed())
+	return m
+}
 
 // repoRoot is the checkout, from this package.
 var repoRoot = filepath.Join("..", "..")
