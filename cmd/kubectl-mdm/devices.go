@@ -47,6 +47,9 @@ h and d: --not-seen 7d lists devices not seen for a week, or never.`,
 }
 
 func listDevices(cmd *cobra.Command, s *session, q *deviceQuery, now time.Time) error {
+	if err := checkOutput(q.output, "json", "yaml", "name", "wide"); err != nil {
+		return err
+	}
 	opts := []client.ListOption{client.InNamespace(s.namespace)}
 	if q.selector != "" {
 		sel, err := labels.Parse(q.selector)
@@ -101,6 +104,11 @@ next:
 	if q.output == "json" || q.output == "yaml" {
 		return printObject(cmd.OutOrStdout(), s, list, q.output)
 	}
+	if len(list.Items) == 0 && q.output != "name" {
+		// As kubectl says it: on stderr, so that stdout stays a table.
+		_, err := fmt.Fprintf(cmd.ErrOrStderr(), "No resources found in %s namespace.\n", s.namespace)
+		return err
+	}
 	return printDevices(cmd.OutOrStdout(), list, q.output, now)
 }
 
@@ -138,10 +146,6 @@ func printDevices(out io.Writer, list *mdmv1alpha1.DeviceList, format string, no
 	case "", "wide":
 	default:
 		return fmt.Errorf("-o %q: use json, yaml, name or wide", format)
-	}
-	if len(list.Items) == 0 {
-		_, err := fmt.Fprintln(out, "No devices found.")
-		return err
 	}
 	w := tabwriter.NewWriter(out, 0, 0, 3, ' ', 0)
 	header := "NAME\tPLATFORM\tPHASE\tCONNECTED\tLAST SEEN\tENROLLED"

@@ -303,8 +303,20 @@ func TestListDevicesFilters(t *testing.T) {
 			t.Errorf("%+v: %v, want %q", c.q, got, c.want)
 		}
 	}
+	var out, errOut bytes.Buffer
 	cmd := &cobra.Command{}
 	cmd.SetContext(context.Background())
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	if err := listDevices(cmd, s, &deviceQuery{notSeen: "1d", enrolledWithin: "1d"}, now); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != 0 || errOut.String() != "No resources found in fleet namespace.\n" {
+		t.Errorf("no device: stdout %q, stderr %q", out.String(), errOut.String())
+	}
+	if err := listDevices(cmd, s, &deviceQuery{output: "table"}, now); err == nil || !strings.Contains(err.Error(), `-o "table"`) {
+		t.Errorf("-o table: %v", err)
+	}
 	if err := listDevices(cmd, s, &deviceQuery{notSeen: "a week"}, now); err == nil || !strings.Contains(err.Error(), `--not-seen "a week"`) {
 		t.Errorf("a bad duration: %v", err)
 	}

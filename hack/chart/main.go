@@ -183,6 +183,8 @@ func place(obj map[string]any) (dir, file, guard string, err error) {
 	case "ServiceMonitor", "PrometheusRule":
 		if k == "ServiceMonitor" {
 			set(obj, phRelease, "spec", "selector", "matchLabels", instanceLabel)
+			// Without the metrics Service there is nothing to scrape.
+			return "prometheus", file, "and .Values.prometheus.enable .Values.metrics.enable", nil
 		}
 		return "prometheus", file, ".Values.prometheus.enable", nil
 	case "ConfigMap":

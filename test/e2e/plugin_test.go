@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"image"
 	"image/png"
@@ -17,6 +18,8 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -42,17 +45,26 @@ func newPlugin(ns string) *plugin {
 
 // run returns what kubectl mdm printed and its exit code.
 func (p *plugin) run(args ...string) (string, int) {
+	stdout, stderr, code := p.exec(p.k.kubeconfig, args...)
+	return stderr + stdout, code
+}
+
+// exec runs kubectl mdm with KUBECONFIG set to kubeconfig and returns its
+// stdout and stderr apart.
+func (p *plugin) exec(kubeconfig string, args ...string) (stdout, stderr string, code int) {
 	cmd := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), append([]string{"mdm", "-n", p.k.ns}, args...)...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+p.k.kubeconfig, "PATH="+p.bin+":"+os.Getenv("PATH"))
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PATH="+p.bin+":"+os.Getenv("PATH"))
 	cmd.Stdin = strings.NewReader("") // not a terminal, as in a script
-	out, err := cmd.CombinedOutput()
-	GinkgoWriter.Printf("$ kubectl mdm %s\n%s\n", strings.Join(args, " "), out)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	GinkgoWriter.Printf("$ kubectl mdm %s\n%s%s\n", strings.Join(args, " "), errOut.String(), out.String())
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
-		return string(out), exit.ExitCode()
+		return out.String(), errOut.String(), exit.ExitCode()
 	}
 	Expect(err).NotTo(HaveOccurred())
-	return string(out), 0
+	return out.String(), errOut.String(), 0
 }
 
 var _ = Describe("kubectl mdm", func() {
@@ -110,6 +122,39 @@ var _ = Describe("kubectl mdm", func() {
 		Expect(out).To(Equal("device.mdm.kubemdm.io/plg-1\ndevice.mdm.kubemdm.io/plg-2\n"))
 		out, _ = p.run("devices", "--enrolled-within", "30d", "-o", "name")
 		Expect(out).NotTo(ContainSubstring("plg-box"))
+
+		By("--kubeconfig and --context choose the cluster, over KUBECONFIG and the current context")
+		cfg, err := clientcmd.LoadFromFile(p.k.kubeconfig)
+		Expect(err).NotTo(HaveOccurred())
+		reachable := cfg.CurrentContext
+		cfg.Clusters["nowhere"] = &clientcmdapi.Cluster{Server: "https://127.0.0.1:1"}
+		cfg.Contexts["nowhere"] = &clientcmdapi.Context{Cluster: "nowhere", AuthInfo: cfg.Contexts[reachable].AuthInfo}
+		cfg.CurrentContext = "nowhere"
+		twoContexts := filepath.Join(GinkgoT().TempDir(), "two-contexts")
+		Expect(clientcmd.WriteToFile(*cfg, twoContexts)).To(Succeed())
+		_, stderr, code := p.exec("/nonexistent", "--kubeconfig", twoContexts, "devices")
+		Expect(code).To(Equal(1))
+		Expect(stderr).To(ContainSubstring("127.0.0.1:1"), "the current context's cluster")
+		stdout, _, code := p.exec("/nonexistent", "--kubeconfig", twoContexts, "--context", reachable, "devices", "-o", "json")
+		Expect(code).To(Equal(0))
+		devices := &mdmv1alpha1.DeviceList{}
+		Expect(json.Unmarshal([]byte(stdout), devices)).To(Succeed(), "stdout holds the list alone")
+		Expect(devices.Items).To(HaveLen(3))
+		Expect(devices.Items[0].Kind).To(Equal("Device"))
+
+		By("-o json on an action verb: the finished action alone on stdout, the progress on stderr")
+		stdout, stderr, code = p.exec(p.k.kubeconfig, "sync", "plg-1", "--wait", "-o", "json")
+		Expect(code).To(Equal(0), stderr)
+		synced := &mdmv1alpha1.DeviceAction{}
+		Expect(json.Unmarshal([]byte(stdout), synced)).To(Succeed(), stdout)
+		Expect(synced.Status.Phase).To(Equal(mdmv1alpha1.ActionSucceeded))
+		Expect(stderr).To(ContainSubstring("plg-1 Succeeded"))
+
+		By("no device matches: kubectl's words, on stderr")
+		stdout, stderr, code = p.exec(p.k.kubeconfig, "devices", "--attr", "cityId=Atlantis")
+		Expect(code).To(Equal(0))
+		Expect(stdout).To(BeEmpty())
+		Expect(stderr).To(Equal("No resources found in " + f.ns + " namespace.\n"))
 
 		By("the four attribute operations, and a query by attribute")
 		_, code = p.run("attrs", "patch", "plg-1", "cityId=SF", "floor=3")
