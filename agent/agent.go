@@ -80,7 +80,9 @@ func (a *Agent) client(withIdentity bool) (agentv1connect.AgentServiceClient, *h
 	if err != nil {
 		return nil, nil, err
 	}
-	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second}
+	// A restarting gateway binds its port before it serves: a handshake
+	// may wait in its accept queue for a while, but not for ever.
+	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: handshakeTimeout}
 	return agentv1connect.NewAgentServiceClient(&http.Client{Transport: tr}, "https://"+a.opts.Gateway), tr, nil
 }
 
@@ -129,6 +131,11 @@ func (a *Agent) Sessions() uint64 { return a.sessions.Load() }
 
 // Identity is the Device the agent enrolled as.
 func (a *Agent) Identity() Identity { return a.state.Identity }
+
+// handshakeTimeout bounds a TLS handshake with the gateway: longer than
+// the gateway's own (30s, which an enrollment storm's queue may use) plus a
+// restarting manager's wait for its caches.
+const handshakeTimeout = time.Minute
 
 // Reconnect backoff: from minBackoff, doubling up to Options.MaxBackoff, and
 // back to minBackoff after a session that lasted healthySession.

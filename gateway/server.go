@@ -30,6 +30,11 @@ const maxRequestBytes = 256 << 10
 type Options struct {
 	// BindAddress is host:port to listen on.
 	BindAddress string
+	// Listener, when set, is bound already and BindAddress is not used.
+	// The manager binds it before its caches sync, so that agents
+	// reconnecting during a restart wait in the accept queue for the
+	// gateway to serve instead of being refused into a longer backoff.
+	Listener net.Listener
 	// CertificateLifetime is how long device certificates are valid.
 	CertificateLifetime time.Duration
 	// StatusFlushInterval bounds how often the lastSeen of an agent that
@@ -172,9 +177,12 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := validatePresence(s.opts); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.opts.BindAddress)
-	if err != nil {
-		return fmt.Errorf("gateway listening on %s: %w", s.opts.BindAddress, err)
+	ln := s.opts.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.opts.BindAddress); err != nil {
+			return fmt.Errorf("gateway listening on %s: %w", s.opts.BindAddress, err)
+		}
 	}
 	s.addr = ln.Addr()
 	close(s.listening)

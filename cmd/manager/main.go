@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -130,6 +131,19 @@ func run(o options) error {
 		return fmt.Errorf("--max-concurrent-reconciles must be at least 1, not %d", o.concurrency)
 	}
 
+	// The gateway's port is bound first, before the caches sync: after a
+	// restart of a replica with thousands of devices, their reconnects
+	// queue in the kernel and complete the moment the gateway serves,
+	// rather than being refused and backing off for up to half a minute.
+	var gatewayListener net.Listener
+	if o.enableGateway {
+		var err error
+		if gatewayListener, err = net.Listen("tcp", o.gatewayAddr); err != nil {
+			return fmt.Errorf("gateway listening on %s: %w", o.gatewayAddr, err)
+		}
+		defer gatewayListener.Close()
+	}
+
 	var tlsOpts []func(*tls.Config)
 	if !o.enableHTTP2 {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
@@ -191,6 +205,7 @@ func run(o options) error {
 		if _, err := gateway.Setup(ctx, mgr, deviceCA, gateway.Options{
 			Payloads:                 payloads,
 			BindAddress:              o.gatewayAddr,
+			Listener:                 gatewayListener,
 			CertificateLifetime:      o.certificateLifetime,
 			StatusFlushInterval:      o.statusFlushInterval,
 			Serving:                  serving,

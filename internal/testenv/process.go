@@ -1,13 +1,16 @@
 package testenv
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Process is a child process a suite may kill, with its output in a log
@@ -102,4 +105,17 @@ func CPU(pid int) (int64, error) {
 	}
 	stime, err := strconv.ParseInt(fields[12], 10, 64)
 	return utime + stime, err
+}
+
+// Serving reports whether a TLS server answers a handshake at addr within
+// two seconds. A manager binds the gateway's port before it serves, so a
+// TCP connection alone says nothing.
+func Serving(addr string) bool {
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only whether it answers
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
 }

@@ -3,6 +3,7 @@ package fault
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -56,7 +57,7 @@ func freeAddr() string {
 
 // startManager runs the manager as replica name with its gateway on addr;
 // controllers only when asked, as a gateway-only replica runs without.
-func startManager(name, addr, enrollmentHost string, controllers bool) *testenv.Process {
+func startManager(name, addr, enrollmentHost string, controllers bool, extraArgs ...string) *testenv.Process {
 	cmd := exec.Command(managerBin,
 		"--kubeconfig", kubeconfig,
 		"--namespace", managerNamespace,
@@ -71,6 +72,8 @@ func startManager(name, addr, enrollmentHost string, controllers bool) *testenv.
 		"--gateway-lease-duration", leaseDuration.String(),
 		"--zap-devel",
 	)
+	// A flag given again overrides the one above.
+	cmd.Args = append(cmd.Args, extraArgs...)
 	p := start("manager-"+name, cmd)
 	Eventually(func() error {
 		select {
@@ -78,11 +81,10 @@ func startManager(name, addr, enrollmentHost string, controllers bool) *testenv.
 			StopTrying("the manager exited; see its log").Now()
 		default:
 		}
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			_ = c.Close()
+		if !testenv.Serving(addr) {
+			return fmt.Errorf("%s does not serve TLS yet", addr)
 		}
-		return err
+		return nil
 	}).Should(Succeed(), "manager %s serves its gateway", name)
 	return p
 }

@@ -146,10 +146,18 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// startManager runs the manager at its default flags, but for those that
-// place it on this machine, and waits until its gateway accepts
+// startManager runs the manager and waits until its gateway accepts
 // connections.
 func (h *Harness) startManager(ctx context.Context) error {
+	if err := h.launchManager(); err != nil {
+		return err
+	}
+	return h.awaitManager(ctx)
+}
+
+// launchManager runs the manager at its default flags, but for those that
+// place it on this machine.
+func (h *Harness) launchManager() error {
 	h.managerRuns++
 	cmd := exec.Command(h.managerBin,
 		"--kubeconfig", h.kubeconfig,
@@ -172,6 +180,12 @@ func (h *Harness) startManager(ctx context.Context) error {
 		return err
 	}
 	h.manager = p
+	return nil
+}
+
+// awaitManager waits until the manager's gateway accepts connections.
+func (h *Harness) awaitManager(ctx context.Context) error {
+	p := h.manager
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		select {
@@ -181,8 +195,7 @@ func (h *Harness) startManager(ctx context.Context) error {
 			return ctx.Err()
 		default:
 		}
-		if c, err := net.Dial("tcp", h.gatewayAddr); err == nil {
-			_ = c.Close()
+		if testenv.Serving(h.gatewayAddr) {
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -389,13 +389,28 @@ func (h *Harness) reconnect(ctx context.Context, f *fleet, r *Results) error {
 			}
 		}
 	}()
-	if err := h.startManager(ctx); err != nil {
+	// The commands are created as the manager restarts, as a person or a
+	// pipeline would, not when this process, busy with ten thousand
+	// reconnecting agents, sees the gateway listen.
+	if err := h.launchManager(); err != nil {
 		return err
 	}
-	noteAt("listening")
+	listening := make(chan error, 1)
+	go func() {
+		err := h.awaitManager(ctx)
+		if err == nil {
+			noteAt("listening")
+		}
+		listening <- err
+	}()
 	go profileManager(watching, "reconnect", 30*time.Second)
 	groups := (h.profile.Devices + mdmv1alpha1.MaxSelectorMatches - 1) / mdmv1alpha1.MaxSelectorMatches
-	errs := make(chan error, groups)
+	errs := make(chan error, groups+1)
+	go func() {
+		if err := <-listening; err != nil {
+			errs <- err
+		}
+	}()
 	for g := range groups {
 		go func() {
 			_, err := h.act(ctx, f.ns, mdmv1alpha1.ActionSync, groupName(g))
