@@ -307,6 +307,14 @@ var _ = Describe("Configuration revisions and compliance", func() {
 		}
 		Eventually(compliance).Should(HaveField("State", mdmv1alpha1.ComplianceCompliant))
 		first := revisionOf(ctx, cfg)
+		// Compliant holds within the grace before any report too: stop the
+		// agent only once its report of the first revision is stored, or
+		// the device is "not reported" rather than behind.
+		Eventually(func(g Gomega) []mdmv1alpha1.DeviceConfigurationStatus {
+			d := &mdmv1alpha1.Device{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "grace"}, d)).To(Succeed())
+			return d.Status.Configurations
+		}).Should(ContainElement(SatisfyAll(HaveField("Name", "lock"), HaveField("Revision", first))))
 
 		// Offline, the device cannot take the next revision.
 		stop()
