@@ -32,6 +32,15 @@ KREW ?= $(LOCALBIN)/krew-$(KREW_VERSION)
 ENVTEST_ASSETS = $(shell hack/envtest.sh)
 KUBECTL ?= $(ENVTEST_ASSETS)/kubectl
 
+# go-install-tool installs a pinned Go command into $(LOCALBIN) under the
+# target's versioned name, so that a new pin builds anew.
+# $(1): package, $(2): version, $(3): the command's name.
+define go-install-tool
+mkdir -p $(LOCALBIN)
+GOBIN=$(LOCALBIN) go install $(1)@$(2)
+mv $(LOCALBIN)/$(3) $@
+endef
+
 GO_TEST_FLAGS ?= -race
 SHELL = /usr/bin/env bash -o pipefail
 .SHELLFLAGS = -ec
@@ -193,9 +202,7 @@ plugin-archives: ## Build kubectl-mdm archives (binary and LICENSE) for PLUGIN_P
 .PHONY: krew
 krew: $(KREW)
 $(KREW):
-	mkdir -p $(LOCALBIN)
-	GOBIN=$(LOCALBIN) go install sigs.k8s.io/krew/cmd/krew@$(KREW_VERSION)
-	mv $(LOCALBIN)/krew $@
+	$(call go-install-tool,sigs.k8s.io/krew/cmd/krew,$(KREW_VERSION),krew)
 
 .PHONY: run
 run: manifests ## Run the manager against the cluster in ~/.kube/config.
@@ -244,31 +251,21 @@ undeploy: kustomize ## Remove the manager from the cluster.
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN)
 $(CONTROLLER_GEN):
-	mkdir -p $(LOCALBIN)
-	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
-	mv $(LOCALBIN)/controller-gen $@
+	$(call go-install-tool,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION),controller-gen)
 
 $(BUF):
-	mkdir -p $(LOCALBIN)
-	GOBIN=$(LOCALBIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
-	mv $(LOCALBIN)/buf $@
+	$(call go-install-tool,github.com/bufbuild/buf/cmd/buf,$(BUF_VERSION),buf)
 
 $(PROTOC_GEN_GO):
-	mkdir -p $(LOCALBIN)
-	GOBIN=$(LOCALBIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
-	mv $(LOCALBIN)/protoc-gen-go $@
+	$(call go-install-tool,google.golang.org/protobuf/cmd/protoc-gen-go,$(PROTOC_GEN_GO_VERSION),protoc-gen-go)
 
 $(PROTOC_GEN_CONNECT_GO):
-	mkdir -p $(LOCALBIN)
-	GOBIN=$(LOCALBIN) go install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(PROTOC_GEN_CONNECT_GO_VERSION)
-	mv $(LOCALBIN)/protoc-gen-connect-go $@
+	$(call go-install-tool,connectrpc.com/connect/cmd/protoc-gen-connect-go,$(PROTOC_GEN_CONNECT_GO_VERSION),protoc-gen-connect-go)
 
 .PHONY: helm
 helm: $(HELM)
 $(HELM):
-	mkdir -p $(LOCALBIN)
-	GOBIN=$(LOCALBIN) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
-	mv $(LOCALBIN)/helm $@
+	$(call go-install-tool,helm.sh/helm/v4/cmd/helm,$(HELM_VERSION),helm)
 
 # The two Prometheus Operator CRDs kubemdm's objects use, from the
 # operator's Go module (fetched outside this module, so go.mod stays as is).
@@ -276,20 +273,16 @@ $(HELM):
 prometheus-crds: $(PROMETHEUS_CRDS)
 $(PROMETHEUS_CRDS):
 	mkdir -p $@.tmp
-	src=$$(cd "$$(mktemp -d)" && go mod download -json github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+	tmp=$$(mktemp -d); src=$$(cd "$$tmp" && go mod download -json github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); rmdir "$$tmp"; \
 	  cp "$$src/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$$src/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml" $@.tmp/
 	chmod -R u+w $@.tmp && mv $@.tmp $@
 
 .PHONY: nfpm
 nfpm: $(NFPM)
 $(NFPM):
-	mkdir -p $(LOCALBIN)
-	GOBIN=$(LOCALBIN) go install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
-	mv $(LOCALBIN)/nfpm $@
+	$(call go-install-tool,github.com/goreleaser/nfpm/v2/cmd/nfpm,$(NFPM_VERSION),nfpm)
 
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE)
 $(KUSTOMIZE):
-	mkdir -p $(LOCALBIN)
-	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
-	mv $(LOCALBIN)/kustomize $@
+	$(call go-install-tool,sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION),kustomize)

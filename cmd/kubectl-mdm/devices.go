@@ -137,15 +137,12 @@ func parseDuration(s string) (time.Duration, error) {
 }
 
 func printDevices(out io.Writer, list *mdmv1alpha1.DeviceList, format string, now time.Time) error {
-	switch format {
-	case "name":
+	// The format was checked before the list was read.
+	if format == "name" {
 		for _, d := range list.Items {
 			fmt.Fprintf(out, "device.mdm.kubemdm.io/%s\n", d.Name)
 		}
 		return nil
-	case "", "wide":
-	default:
-		return fmt.Errorf("-o %q: use json, yaml, name or wide", format)
 	}
 	w := tabwriter.NewWriter(out, 0, 0, 3, ' ', 0)
 	header := "NAME\tPLATFORM\tPHASE\tCONNECTED\tLAST SEEN\tENROLLED"
