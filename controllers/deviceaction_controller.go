@@ -16,7 +16,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -52,7 +51,8 @@ type DeviceActionReconciler struct {
 	// hold its command to answer the cancel; zero means DefaultCancelGrace.
 	CancelGrace time.Duration
 
-	order startOrder
+	order  startOrder
+	claims deviceClaims
 }
 
 func (r *DeviceActionReconciler) now() time.Time {
@@ -77,6 +77,10 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	failedBefore := countPhase(action.Status.Devices, mdmv1alpha1.CommandFailed)
 	starting := action.Status.Phase == "" || action.Status.Phase == mdmv1alpha1.ActionPending
+	// Deferred first, so it runs last: the devices are given back only
+	// once the status that holds this pass's decisions is written.
+	hold := claim{claims: &r.claims}
+	defer hold.release()
 	defer func() {
 		// A finished action has nothing left to undo: its deletion need
 		// not wait. The status is written before the finalizer goes.
@@ -96,10 +100,11 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	if starting {
 		if canceling(action) {
+			r.order.forget(action.UID)
 			r.cancelBeforeStart(action)
 			return ctrl.Result{}, nil
 		}
-		if wait, err := r.start(ctx, action); err != nil || wait > 0 {
+		if wait, err := r.start(ctx, action, &hold); err != nil || wait > 0 {
 			return ctrl.Result{RequeueAfter: wait}, err
 		}
 		if countPhase(action.Status.Devices, mdmv1alpha1.CommandPending) > 0 {
@@ -110,7 +115,7 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			return ctrl.Result{}, nil
 		}
 	}
-	return r.follow(ctx, action)
+	return r.follow(ctx, action, &hold)
 }
 
 // start resolves the targets and checks each against the eligibility table.
@@ -119,16 +124,17 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 // An action waits, briefly, for target Devices their controller has yet to
 // give a phase: a Device an enrollment created a moment ago is enrolled,
 // and judging it before its controller settled it would find it ineligible.
-func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.DeviceAction) (time.Duration, error) {
+// It claims its targets before it judges them (see deviceClaims).
+func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.DeviceAction, hold *claim) (time.Duration, error) {
 	now := metav1.NewTime(r.now())
 	targets, err := r.targets(ctx, action)
-	seen := now.Time
+	arrived := now.Time
 	if err == nil {
 		names := make([]string, len(targets))
 		for i, t := range targets {
 			names[i] = t.name
 		}
-		seen = r.order.seen(action.UID, names, now.Time)
+		arrived = r.order.resolved(action.UID, action.Namespace, names, now.Time)
 		if wait := unsettledWait(action, targets, now.Time); wait > 0 {
 			return wait, nil
 		}
@@ -137,11 +143,15 @@ func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.
 			// device: it goes first.
 			return orderWait, nil
 		}
+		// Claimed before this action stops holding newer ones back: a
+		// newer action that finds it started waits for the claim until
+		// these rows are stored.
+		hold.take(action.Namespace, names)
 	}
-	r.order.started(action.UID)
-	// Stamped with when the action was first seen, so that of two actions
-	// created in one second the older sorts first wherever they wait.
-	queuedAt := metav1.NewMicroTime(seen)
+	r.order.forget(action.UID)
+	// Stamped with when the action arrived, so that of two actions created
+	// in one second the older sorts first wherever they wait.
+	queuedAt := metav1.NewMicroTime(arrived)
 	action.Status.StartTime, action.Status.QueuedAt = &now, &queuedAt
 	if err != nil {
 		var tooMany *tooManyTargetsError
@@ -296,8 +306,18 @@ func (r *DeviceActionReconciler) targets(ctx context.Context, action *mdmv1alpha
 }
 
 // follow expires rows past the deadline, applies the effects of finished
-// rows to their devices and finishes the action when no row is open.
-func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1.DeviceAction) (ctrl.Result, error) {
+// rows to their devices and finishes the action when no row is open. An
+// action whose rows change their devices claims them first; one that never
+// changes a device (a Lock, a Sync) decides from its own rows only, and
+// follows beside any other.
+func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1.DeviceAction, hold *claim) (ctrl.Result, error) {
+	if settlesOnDevice(action) {
+		names := make([]string, len(action.Status.Devices))
+		for i, row := range action.Status.Devices {
+			names[i] = row.Name
+		}
+		hold.take(action.Namespace, names)
+	}
 	now := r.now()
 	deadline := action.Deadline()
 	// Only rows stored as ended do their part on the devices: a row this
@@ -574,19 +594,18 @@ func (r *DeviceActionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&mdmv1alpha1.DeviceAction{}).
+		// Not For: actionEvents stamps each action as it arrives and keeps
+		// the unfinished ones a restart finds out of the low-priority lane.
+		Watches(&mdmv1alpha1.DeviceAction{}, actionEvents{order: &r.order, now: r.now}).
 		Watches(&mdmv1alpha1.Device{}, handler.EnqueueRequestsFromMapFunc(r.actionsWithOpenRows),
 			builder.WithPredicates(predicate.Funcs{
 				UpdateFunc:  func(event.UpdateEvent) bool { return false },
 				GenericFunc: func(event.GenericEvent) bool { return false },
 			})).
 		Named("deviceaction").
-		// One worker, whatever --max-concurrent-reconciles says: two actions
-		// on one device decide from each other's rows (a canceled one hands
-		// its change over to a newer one), and their writes to the Device
-		// carry no resourceVersion that would catch a decision made on rows
-		// the other had not stored yet.
-		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		WithLogConstructor(actionLogger(mgr.GetLogger())).
+		// As many workers as --max-concurrent-reconciles: actions that
+		// share a device take turns on it (see deviceClaims).
 		Complete(r)
 }
 

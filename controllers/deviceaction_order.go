@@ -8,45 +8,62 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// startOrder keeps actions that wait for their targets to settle in the
-// order the controller first saw them, which is the order they were
-// created: the watch delivers creates in that order and one worker
-// reconciles actions. Two actions created in the same second for a device
-// an enrollment just created both wait for its phase; each looks again on
-// its own timer, and without this the newer could start, and reach the
-// device, first. Kept in memory: a restarted manager orders by creation
-// second and name, as the gateway does.
+// startOrder starts actions that share a device in the order they were
+// created. The watch delivers creates in that order, and each action is
+// stamped as it arrives, before any worker takes it up: several workers
+// reconcile actions at once, and two actions created in the same second
+// for one device could otherwise reach it in the order their workers
+// happened to run. An action that waits (for its targets to settle, or
+// for an older one) looks again on its own timer; until it starts, newer
+// actions on its devices, or in its namespace while its devices are not
+// known yet, wait for it. Kept in memory: a restarted manager stamps the
+// actions it lists in name order, and orders by creation second and name,
+// as the gateway does.
 type startOrder struct {
 	mu      sync.Mutex
 	waiting map[types.UID]waitingStart
 }
 
-// waitingStart is an action seen and not started yet.
+// waitingStart is an action that arrived and has not started yet.
 type waitingStart struct {
-	seen    time.Time
+	arrived   time.Time
+	namespace string
+	// devices are its targets, nil until it resolved them.
 	devices []string
 }
 
-// seen records the action's first look at its targets and returns when that
-// was.
-func (o *startOrder) seen(uid types.UID, devices []string, now time.Time) time.Time {
+// arrive stamps an action the watch delivered; an action stamped already
+// keeps its first stamp.
+func (o *startOrder) arrive(uid types.UID, namespace string, now time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.waiting == nil {
 		o.waiting = map[types.UID]waitingStart{}
 	}
-	w, ok := o.waiting[uid]
-	if !ok {
-		w = waitingStart{seen: now, devices: devices}
-		o.waiting[uid] = w
+	if _, ok := o.waiting[uid]; !ok {
+		o.waiting[uid] = waitingStart{arrived: now, namespace: namespace}
 	}
-	return w.seen
 }
 
-// olderWaiting reports whether an action seen before this one, within the
-// last unsettledGrace, still waits to start on one of the same devices.
-// Entries older than that are dropped: their actions started, were
-// deleted, or judge their targets as they are by now.
+// resolved records the action's targets and returns when it arrived.
+func (o *startOrder) resolved(uid types.UID, namespace string, devices []string, now time.Time) time.Time {
+	o.arrive(uid, namespace, now)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	w := o.waiting[uid]
+	w.devices = devices
+	if w.devices == nil {
+		w.devices = []string{}
+	}
+	o.waiting[uid] = w
+	return w.arrived
+}
+
+// olderWaiting reports whether an action that arrived before this one,
+// within the last unsettledGrace, still waits to start on one of the same
+// devices, or has yet to say which devices it targets. Entries older than
+// that are dropped: their actions started, were deleted, or judge their
+// targets as they are by now.
 func (o *startOrder) olderWaiting(uid types.UID, devices []string, now time.Time) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -54,21 +71,25 @@ func (o *startOrder) olderWaiting(uid types.UID, devices []string, now time.Time
 	if !ok {
 		return false
 	}
+	mine := make(map[string]bool, len(devices))
+	for _, d := range devices {
+		mine[d] = true
+	}
 	older := false
 	for other, w := range o.waiting {
 		switch {
-		case now.Sub(w.seen) >= unsettledGrace:
+		case now.Sub(w.arrived) >= unsettledGrace:
 			delete(o.waiting, other)
-		case other != uid && w.seen.Before(me.seen) &&
-			slices.ContainsFunc(w.devices, func(d string) bool { return slices.Contains(devices, d) }):
+		case other != uid && w.namespace == me.namespace && w.arrived.Before(me.arrived) &&
+			(w.devices == nil || slices.ContainsFunc(w.devices, func(d string) bool { return mine[d] })):
 			older = true
 		}
 	}
 	return older
 }
 
-// started forgets an action that started.
-func (o *startOrder) started(uid types.UID) {
+// forget drops an action that started, or never will.
+func (o *startOrder) forget(uid types.UID) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	delete(o.waiting, uid)

@@ -5,19 +5,37 @@ import (
 	"time"
 )
 
-// TestStartOrder: of two actions waiting on one device, the one seen
-// first starts first, whichever looks again first; actions on other
-// devices, and entries past the grace, hold nothing back.
+// TestStartOrder: of two actions on one device, the one that arrived first
+// starts first, whichever looks again first and whichever resolved its
+// targets first; an older action whose targets are not known yet holds back
+// the newer ones of its namespace only; actions on other devices, and
+// entries past the grace, hold nothing back.
 func TestStartOrder(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	var o startOrder
-	syncSeen := o.seen("sync", []string{"busy-1"}, now)
-	lockSeen := o.seen("lock", []string{"busy-1", "other"}, now.Add(time.Millisecond))
-	o.seen("elsewhere", []string{"other-2"}, now.Add(2*time.Millisecond))
-	if again := o.seen("sync", []string{"busy-1"}, now.Add(time.Second)); !again.Equal(syncSeen) || !lockSeen.After(syncSeen) {
-		t.Fatalf("seen times: sync %s (again %s), lock %s", syncSeen, again, lockSeen)
-	}
+	o.arrive("sync", "ns", now)
+	o.arrive("lock", "ns", now.Add(time.Millisecond))
+	o.arrive("elsewhere", "ns", now.Add(2*time.Millisecond))
+	o.arrive("other-namespace", "other", now.Add(3*time.Millisecond))
 	at := now.Add(300 * time.Millisecond)
+
+	// The newer ones resolve their targets first: the older one, whose
+	// targets are not known yet, holds back its namespace.
+	lockArrived := o.resolved("lock", "ns", []string{"busy-1", "other"}, at)
+	o.resolved("elsewhere", "ns", []string{"other-2"}, at)
+	o.resolved("other-namespace", "other", []string{"busy-1"}, at)
+	if !o.olderWaiting("elsewhere", []string{"other-2"}, at) {
+		t.Error("an action starts before an older one of its namespace said which devices it targets")
+	}
+	if o.olderWaiting("other-namespace", []string{"busy-1"}, at) {
+		t.Error("an action waits for an older one in another namespace")
+	}
+
+	syncArrived := o.resolved("sync", "ns", []string{"busy-1"}, at.Add(time.Millisecond))
+	if again := o.resolved("sync", "ns", []string{"busy-1"}, now.Add(time.Second)); !again.Equal(syncArrived) ||
+		!syncArrived.Equal(now) || !lockArrived.Before(at) || !lockArrived.After(syncArrived) {
+		t.Fatalf("arrival times: sync %s (again %s), lock %s", syncArrived, again, lockArrived)
+	}
 	if !o.olderWaiting("lock", []string{"busy-1", "other"}, at) {
 		t.Error("the newer action on busy-1 starts before the older one")
 	}
@@ -25,18 +43,18 @@ func TestStartOrder(t *testing.T) {
 		t.Error("the older action waits for the newer one")
 	}
 	if o.olderWaiting("elsewhere", []string{"other-2"}, at) {
-		t.Error("an action on another device waits")
+		t.Error("an action on another device waits once the older ones said which devices they target")
 	}
-	o.started("sync")
+	o.forget("sync")
 	if o.olderWaiting("lock", []string{"busy-1", "other"}, at) {
 		t.Error("the newer action still waits once the older one started")
 	}
 	// An older entry never cleared (its action was deleted while waiting)
 	// holds others back only within the grace.
-	o.seen("deleted", []string{"d"}, now)
-	o.seen("late", []string{"d"}, now.Add(time.Second))
+	o.resolved("deleted", "ns", []string{"d"}, now)
+	o.resolved("late", "ns", []string{"d"}, now.Add(time.Second))
 	if !o.olderWaiting("late", []string{"d"}, now.Add(2*time.Second)) {
-		t.Error("within the grace, the entry seen first goes first")
+		t.Error("within the grace, the entry that arrived first goes first")
 	}
 	if o.olderWaiting("late", []string{"d"}, now.Add(unsettledGrace)) {
 		t.Error("past the grace, a stale entry still holds an action back")

@@ -216,12 +216,32 @@ func profile(phase string) (stop func(), err error) {
 // SCALE_PROFILE_DIR, when the manager serves its profiler (SCALE_PPROF):
 // where a phase's time goes on the other side of the streams.
 func profileManager(ctx context.Context, phase string, d time.Duration) {
+	fetchManagerProfile(context.WithoutCancel(ctx), fmt.Sprintf("profile?seconds=%d", int(d.Seconds())), phase+".manager.cpu.pprof")
+}
+
+// dumpManagerGoroutines writes the manager's goroutines, with their stacks
+// and how long each has waited, into SCALE_PROFILE_DIR at each of the
+// offsets after start: what a worker that takes long is waiting on.
+func dumpManagerGoroutines(ctx context.Context, phase string, start time.Time, at ...time.Duration) {
+	for _, d := range at {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(start.Add(d))):
+		}
+		fetchManagerProfile(ctx, "goroutine?debug=2", fmt.Sprintf("%s.manager.goroutines-%s.txt", phase, d))
+	}
+}
+
+// fetchManagerProfile saves one of the manager's /debug/pprof/ answers
+// into SCALE_PROFILE_DIR, when the manager serves its profiler
+// (SCALE_PPROF).
+func fetchManagerProfile(ctx context.Context, query, name string) {
 	dir, addr := os.Getenv("SCALE_PROFILE_DIR"), os.Getenv("SCALE_PPROF")
 	if dir == "" || addr == "" {
 		return
 	}
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds()))
-	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/%s", addr, query), nil)
 	if err != nil {
 		return
 	}
@@ -230,7 +250,7 @@ func profileManager(ctx context.Context, phase string, d time.Duration) {
 		return
 	}
 	defer func() { _ = resp.Body.Close() }()
-	out, err := os.Create(filepath.Join(dir, phase+".manager.cpu.pprof"))
+	out, err := os.Create(filepath.Join(dir, name))
 	if err != nil {
 		return
 	}
