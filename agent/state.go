@@ -25,6 +25,13 @@ type State struct {
 	// copy of the journal never replaces a newer one.
 	saving   sync.Mutex
 	mu       sync.Mutex
+	// credentials is the parsed key and certificate, read from disk once
+	// and again only after they were replaced: a reconnect storm would
+	// otherwise parse them for every attempt.
+	credentials struct {
+		sync.Mutex
+		cert *tls.Certificate
+	}
 	Identity Identity `json:"identity"`
 	// Gateway is the address the agent enrolled through, which a service
 	// started without --gateway connects to.
@@ -230,6 +237,7 @@ func keyAndCSR(key *ecdsa.PrivateKey) (keyPEM, csrPEM []byte, err error) {
 
 // StoreCredentials makes a key and certificate the agent's identity.
 func (s *State) StoreCredentials(keyPEM, certPEM, caPEM []byte) error {
+	defer s.forgetCredentials()
 	if err := writeAtomic(filepath.Join(s.dir, keyFile), keyPEM); err != nil {
 		return err
 	}
@@ -255,12 +263,28 @@ func (s *State) ForgetEnrollmentKey() error {
 
 // Certificate is the agent's client certificate.
 func (s *State) Certificate() (tls.Certificate, error) {
+	s.credentials.Lock()
+	defer s.credentials.Unlock()
+	if s.credentials.cert != nil {
+		return *s.credentials.cert, nil
+	}
 	cert, err := tls.LoadX509KeyPair(filepath.Join(s.dir, certFile), filepath.Join(s.dir, keyFile))
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0])
-	return cert, err
+	if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+		return tls.Certificate{}, err
+	}
+	s.credentials.cert = &cert
+	return cert, nil
+}
+
+// forgetCredentials drops the parsed key and certificate after the files
+// changed.
+func (s *State) forgetCredentials() {
+	s.credentials.Lock()
+	defer s.credentials.Unlock()
+	s.credentials.cert = nil
 }
 
 // GatewayCA is the gateway CA bundle received at enrollment, if any.
@@ -294,6 +318,7 @@ func writeAtomic(path string, data []byte) error {
 // the gateway no longer manages the device, so that it can enroll again and
 // a service that starts only when enrolled stays stopped.
 func (s *State) Forget() error {
+	defer s.forgetCredentials()
 	var errs []error
 	for _, f := range []string{certFile, keyFile, caFile, stateFile, pendingKeyFile} {
 		if err := os.Remove(filepath.Join(s.dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -51,8 +51,9 @@ type DeviceActionReconciler struct {
 	// hold its command to answer the cancel; zero means DefaultCancelGrace.
 	CancelGrace time.Duration
 
-	order  startOrder
-	claims deviceClaims
+	order    startOrder
+	claims   deviceClaims
+	progress progressWrites
 }
 
 func (r *DeviceActionReconciler) now() time.Time {
@@ -86,6 +87,12 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		// not wait. The status is written before the finalizer goes.
 		if action.Status.Phase.Finished() {
 			controllerutil.RemoveFinalizer(action, mdmv1alpha1.Finalizer)
+		}
+		if retErr == nil {
+			if wait := r.progress.hold(patcher.Before().(*mdmv1alpha1.DeviceAction), action, r.now()); wait > 0 &&
+				(res.RequeueAfter == 0 || wait < res.RequeueAfter) {
+				res.RequeueAfter = wait
+			}
 		}
 		if patcher.Finish(ctx, r.Client, action, &res, &retErr) {
 			r.recordProgress(action, starting, failedBefore)
@@ -510,6 +517,10 @@ func (r *DeviceActionReconciler) reconcileFinished(ctx context.Context, patcher 
 	if removed || action.Status.ObservedGeneration != action.Generation {
 		action.Status.ObservedGeneration = action.Generation
 		if err := patcher.Patch(ctx, r.Client, action); err != nil {
+			if apierrors.IsConflict(err) {
+				// The gateway's last write raced this one: read again.
+				return ctrl.Result{RequeueAfter: patch.ConflictRetry}, nil
+			}
 			return ctrl.Result{}, fmt.Errorf("settling finished %s: %w", klog.KObj(action), err)
 		}
 	}

@@ -15,11 +15,9 @@ import (
 	"slices"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -36,20 +34,21 @@ func NewHelper(obj client.Object) *Helper {
 	return &Helper{before: obj.DeepCopyObject().(client.Object)}
 }
 
+// Before is the object as NewHelper saw it; callers must not change it.
+func (h *Helper) Before() client.Object { return h.before }
+
 // Patch writes what changed in obj since NewHelper. A NotFound answer is not
 // an error: removing the last finalizer may already have deleted the object.
 func (h *Helper) Patch(ctx context.Context, c client.Client, obj client.Object) error {
 	desiredFinalizers := slices.Clone(obj.GetFinalizers())
 	keepTransitionTimes(h.before, obj)
-	changed, err := statusChanged(h.before, obj)
+	body, err := statusPatch(h.before, obj)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	if changed {
-		// The status subresource ignores metadata, so the finalizer change in
-		// the computed patch is harmless here and sent separately below.
-		err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(h.before, client.MergeFromWithOptimisticLock{}))
+	if body != nil {
+		err := c.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
 		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("patching status: %w", err))
 		}
@@ -74,18 +73,6 @@ func patchFinalizers(ctx context.Context, c client.Client, obj client.Object, fi
 		return err
 	}
 	return c.Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
-}
-
-func statusChanged(before, after runtime.Object) (bool, error) {
-	b, err := runtime.DefaultUnstructuredConverter.ToUnstructured(before)
-	if err != nil {
-		return false, fmt.Errorf("converting object: %w", err)
-	}
-	a, err := runtime.DefaultUnstructuredConverter.ToUnstructured(after)
-	if err != nil {
-		return false, fmt.Errorf("converting object: %w", err)
-	}
-	return !equality.Semantic.DeepEqual(b["status"], a["status"]), nil
 }
 
 // ConflictRetry is how soon a reconcile that lost a write race looks again.

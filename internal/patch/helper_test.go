@@ -26,8 +26,8 @@ func TestConditionsRemovedAndSetAgainAreNoChange(t *testing.T) {
 	conditions.MarkReady(same, "Revised", "Revision r2 goes to the targeted devices")
 	conditions.MarkReconciling(same, "RollingOut", "Revision r2: 1 of 4 devices admitted")
 	keepTransitionTimes(read, same)
-	if changed, err := statusChanged(read, same); err != nil || changed {
-		t.Errorf("status changed = %v, %v after conditions came back as they were", changed, err)
+	if body, err := statusPatch(read, same); err != nil || body != nil {
+		t.Errorf("status patch %s, %v after conditions came back as they were", body, err)
 	}
 
 	settled := read.DeepCopy()

@@ -245,7 +245,15 @@ func fetchManagerProfile(ctx context.Context, query, name string) {
 	if err != nil {
 		return
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// A manager that was just started answers once it has bound its
+	// profiler's port.
+	var resp *http.Response
+	for range 100 {
+		if resp, err = http.DefaultClient.Do(req); err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err != nil {
 		return
 	}
