@@ -38,6 +38,8 @@ type ConfigurationReconciler struct {
 	Payloads cache.Cache
 
 	counts countGate
+
+	superseded patch.Superseded
 }
 
 // configurationCountInterval is how often at most a Configuration's device
@@ -65,7 +67,12 @@ func (r *ConfigurationReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	patcher := patch.NewHelper(cfg)
+	if r.superseded.Stale(cfg) {
+		// The cache shows this reconciler's own status write, not yet the
+		// finalizer write that followed it; that event comes next.
+		return ctrl.Result{}, nil
+	}
+	patcher := patch.NewHelper(cfg).Superseding(&r.superseded)
 	defer func() { patcher.Finish(ctx, r.Client, cfg, &res, &retErr) }()
 	if !cfg.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil

@@ -79,6 +79,8 @@ type DeviceReconciler struct {
 	// Devices it creates (mdmv1alpha1.AnnotationEnrollment). Without it a
 	// record is never taken, and those Devices wait for a phase.
 	DeviceCAKey *ecdsa.PublicKey
+
+	superseded patch.Superseded
 }
 
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=devices,verbs=get;list;watch;create;update;patch
@@ -94,7 +96,12 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	if err := r.Get(ctx, req.NamespacedName, device); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	patcher := patch.NewHelper(device)
+	if r.superseded.Stale(device) {
+		// The cache shows this reconciler's own status write, not yet the
+		// finalizer write that followed it; that event comes next.
+		return ctrl.Result{}, nil
+	}
+	patcher := patch.NewHelper(device).Superseding(&r.superseded)
 	defer func() { patcher.Finish(ctx, r.Client, device, &res, &retErr) }()
 
 	if wait := connectionDue(device, time.Now()); wait > 0 {

@@ -54,6 +54,8 @@ type DeviceActionReconciler struct {
 	order    startOrder
 	claims   deviceClaims
 	progress progressWrites
+
+	superseded patch.Superseded
 }
 
 func (r *DeviceActionReconciler) now() time.Time {
@@ -72,7 +74,12 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.Get(ctx, req.NamespacedName, action); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	patcher := patch.NewHelper(action)
+	if r.superseded.Stale(action) {
+		// The cache shows this reconciler's own status write, not yet the
+		// finalizer write that followed it; that event comes next.
+		return ctrl.Result{}, nil
+	}
+	patcher := patch.NewHelper(action).Superseding(&r.superseded)
 	if action.Status.Phase.Finished() {
 		return r.reconcileFinished(ctx, patcher, action)
 	}

@@ -47,6 +47,8 @@ type EnrollmentTokenReconciler struct {
 	WifiSecretRetry time.Duration
 
 	counts countGate
+
+	superseded patch.Superseded
 }
 
 // +kubebuilder:rbac:groups=mdm.kubemdm.io,resources=enrollmenttokens,verbs=get;list;watch;update;patch
@@ -61,7 +63,12 @@ func (r *EnrollmentTokenReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err := r.Get(ctx, req.NamespacedName, token); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	patcher := patch.NewHelper(token)
+	if r.superseded.Stale(token) {
+		// The cache shows this reconciler's own status write, not yet the
+		// finalizer write that followed it; that event comes next.
+		return ctrl.Result{}, nil
+	}
+	patcher := patch.NewHelper(token).Superseding(&r.superseded)
 	before := token.Status.Phase
 	destroyed := false
 	defer func() {

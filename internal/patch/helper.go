@@ -26,7 +26,15 @@ import (
 
 // Helper remembers an object as it was read.
 type Helper struct {
-	before client.Object
+	before     client.Object
+	superseded *Superseded
+}
+
+// Superseding has Patch record in s the version between its status and its
+// finalizer write.
+func (h *Helper) Superseding(s *Superseded) *Helper {
+	h.superseded = s
+	return h
 }
 
 // NewHelper snapshots obj; call it right after reading obj.
@@ -54,7 +62,12 @@ func (h *Helper) Patch(ctx context.Context, c client.Client, obj client.Object) 
 		}
 	}
 	if !slices.Equal(h.before.GetFinalizers(), desiredFinalizers) && len(errs) == 0 {
-		if err := patchFinalizers(ctx, c, obj, desiredFinalizers); err != nil && !apierrors.IsNotFound(err) {
+		between := obj.GetResourceVersion()
+		err := patchFinalizers(ctx, c, obj, desiredFinalizers)
+		switch {
+		case err == nil && body != nil && h.superseded != nil:
+			h.superseded.record(obj.GetUID(), between)
+		case err != nil && !apierrors.IsNotFound(err):
 			errs = append(errs, fmt.Errorf("patching finalizers: %w", err))
 		}
 	}
