@@ -84,7 +84,7 @@ func main() {
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", `Address the metrics endpoint binds to; "0" disables it.`)
 	flag.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorized by the apiserver.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
-	flag.IntVar(&o.concurrency, "max-concurrent-reconciles", 4, "How many objects of one kind each controller reconciles at once; a fleet enrolling at once waits on the Device controller's writes.")
+	flag.IntVar(&o.concurrency, "max-concurrent-reconciles", 4, "How many objects of one kind each controller reconciles at once; a fleet enrolling at once waits on the Device controller's writes. DeviceActions that share a device take turns whatever this says.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", `Address the Go profiler (net/http/pprof) binds to, for measuring memory and CPU; "0" disables it.`)
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that one replica runs the controllers.")
 	flag.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the pod's namespace.")
