@@ -23,14 +23,15 @@ type State struct {
 
 	// saving serialises Save from marshalling to rename, so that an older
 	// copy of the journal never replaces a newer one.
-	saving   sync.Mutex
-	mu       sync.Mutex
-	// credentials is the parsed key and certificate, read from disk once
-	// and again only after they were replaced: a reconnect storm would
-	// otherwise parse them for every attempt.
+	saving sync.Mutex
+	mu     sync.Mutex
+	// credentials is the parsed key and certificate, read from disk again
+	// only after they were replaced, here or by another process: a
+	// reconnect storm would otherwise parse them for every attempt.
 	credentials struct {
 		sync.Mutex
 		cert *tls.Certificate
+		file os.FileInfo
 	}
 	Identity Identity `json:"identity"`
 	// Gateway is the address the agent enrolled through, which a service
@@ -265,7 +266,12 @@ func (s *State) ForgetEnrollmentKey() error {
 func (s *State) Certificate() (tls.Certificate, error) {
 	s.credentials.Lock()
 	defer s.credentials.Unlock()
-	if s.credentials.cert != nil {
+	file, err := os.Stat(filepath.Join(s.dir, certFile))
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if was := s.credentials.file; s.credentials.cert != nil && was != nil &&
+		file.ModTime().Equal(was.ModTime()) && file.Size() == was.Size() && os.SameFile(file, was) {
 		return *s.credentials.cert, nil
 	}
 	cert, err := tls.LoadX509KeyPair(filepath.Join(s.dir, certFile), filepath.Join(s.dir, keyFile))
@@ -275,7 +281,7 @@ func (s *State) Certificate() (tls.Certificate, error) {
 	if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
 		return tls.Certificate{}, err
 	}
-	s.credentials.cert = &cert
+	s.credentials.cert, s.credentials.file = &cert, file
 	return cert, nil
 }
 
@@ -284,7 +290,7 @@ func (s *State) Certificate() (tls.Certificate, error) {
 func (s *State) forgetCredentials() {
 	s.credentials.Lock()
 	defer s.credentials.Unlock()
-	s.credentials.cert = nil
+	s.credentials.cert, s.credentials.file = nil, nil
 }
 
 // GatewayCA is the gateway CA bundle received at enrollment, if any.

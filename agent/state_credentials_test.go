@@ -59,6 +59,18 @@ func TestCertificateFollowsStoredCredentials(t *testing.T) {
 	if got := subject(); got != "renewed" {
 		t.Errorf("after a renewal the agent presents %q", got)
 	}
+	// Another process (an operator, a second agent run) replaces the files.
+	k, c = issue("replaced")
+	other, err := LoadState(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.StoreCredentials(k, c, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := subject(); got != "replaced" {
+		t.Errorf("after another process replaced them the agent presents %q", got)
+	}
 	if err := s.Forget(); err != nil {
 		t.Fatal(err)
 	}

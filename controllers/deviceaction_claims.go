@@ -19,8 +19,10 @@ type deviceClaims struct {
 	held map[string]struct{}
 }
 
-// acquire waits until none of keys is held, then holds them all.
-func (c *deviceClaims) acquire(keys []string) {
+// acquire waits until none of keys is held, then holds them all. It
+// reports whether it had to wait: another reconcile may have changed the
+// devices meanwhile.
+func (c *deviceClaims) acquire(keys []string) (waited bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.held == nil {
@@ -28,11 +30,13 @@ func (c *deviceClaims) acquire(keys []string) {
 		c.free = sync.NewCond(&c.mu)
 	}
 	for c.anyHeld(keys) {
+		waited = true
 		c.free.Wait()
 	}
 	for _, k := range keys {
 		c.held[k] = struct{}{}
 	}
+	return waited
 }
 
 func (c *deviceClaims) anyHeld(keys []string) bool {
@@ -67,17 +71,19 @@ type claim struct {
 // take claims the named devices of namespace, unless this reconcile already
 // holds its action's devices: an action's rows are the targets its start
 // resolved, so a reconcile that starts and then follows needs no second
-// claim.
-func (c *claim) take(namespace string, names []string) {
+// claim. It reports whether it waited for another reconcile to give any of
+// them back.
+func (c *claim) take(namespace string, names []string) (waited bool) {
 	if c.keys != nil {
-		return
+		return false
 	}
 	keys := make([]string, len(names))
 	for i, n := range names {
 		keys[i] = namespace + "/" + n
 	}
-	c.claims.acquire(keys)
+	waited = c.claims.acquire(keys)
 	c.keys = keys
+	return waited
 }
 
 // release gives back what take claimed.

@@ -141,14 +141,16 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 // It claims its targets before it judges them (see deviceClaims).
 func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.DeviceAction, hold *claim) (time.Duration, error) {
 	now := metav1.NewTime(r.now())
+	if r.order.olderUnresolved(action.UID, action.CreationTimestamp.Time, action.Namespace, now.Time) {
+		// Its turn cannot be known before the older action says which
+		// devices it targets; resolving this one's meanwhile is wasted.
+		return orderWait, nil
+	}
 	targets, err := r.targets(ctx, action)
 	arrived := now.Time
 	if err == nil {
-		names := make([]string, len(targets))
-		for i, t := range targets {
-			names[i] = t.name
-		}
-		arrived = r.order.resolved(action.UID, action.Namespace, names, now.Time)
+		names := targetNames(targets)
+		arrived = r.order.resolved(action.UID, action.CreationTimestamp.Time, action.Namespace, names, now.Time)
 		if wait := unsettledWait(action, targets, now.Time); wait > 0 {
 			return wait, nil
 		}
@@ -160,7 +162,15 @@ func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.
 		// Claimed before this action stops holding newer ones back: a
 		// newer action that finds it started waits for the claim until
 		// these rows are stored.
-		hold.take(action.Namespace, names)
+		if hold.take(action.Namespace, names) {
+			// Another action's pass held a target and may have changed
+			// it: judge the Devices as they are now, not as read before.
+			targets, err = r.targets(ctx, action)
+			if err == nil && !slices.Equal(targetNames(targets), names) {
+				// The selector matches other Devices by now: claim those.
+				return orderWait, nil
+			}
+		}
 	}
 	r.order.forget(action.UID)
 	// Stamped with when the action arrived, so that of two actions created
@@ -275,6 +285,17 @@ func (r *DeviceActionReconciler) queuePending(ctx context.Context, action *mdmv1
 type target struct {
 	name   string
 	device *mdmv1alpha1.Device
+}
+
+// targetNames are the targets' names in order, whatever order the cache
+// listed them in.
+func targetNames(targets []target) []string {
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.name
+	}
+	slices.Sort(names)
+	return names
 }
 
 type tooManyTargetsError struct{ n int }
@@ -614,7 +635,7 @@ func (r *DeviceActionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		// Not For: actionEvents stamps each action as it arrives and keeps
 		// the unfinished ones a restart finds out of the low-priority lane.
-		Watches(&mdmv1alpha1.DeviceAction{}, actionEvents{order: &r.order, now: r.now}).
+		Watches(&mdmv1alpha1.DeviceAction{}, actionEvents{order: &r.order, progress: &r.progress, now: r.now}).
 		Watches(&mdmv1alpha1.Device{}, handler.EnqueueRequestsFromMapFunc(r.actionsWithOpenRows),
 			builder.WithPredicates(predicate.Funcs{
 				UpdateFunc:  func(event.UpdateEvent) bool { return false },

@@ -29,8 +29,9 @@ import (
 //     result write of the actions already running. Finished actions, which
 //     only wait for their TTL, keep the low priority.
 type actionEvents struct {
-	order *startOrder
-	now   func() time.Time
+	order    *startOrder
+	progress *progressWrites
+	now      func() time.Time
 }
 
 var _ handler.EventHandler = actionEvents{}
@@ -41,7 +42,7 @@ func (h actionEvents) Create(_ context.Context, e event.CreateEvent, q workqueue
 		return
 	}
 	if !a.Status.Phase.Finished() && a.Status.StartTime == nil {
-		h.order.arrive(a.UID, a.Namespace, h.now())
+		h.order.arrive(a.UID, a.CreationTimestamp.Time, a.Namespace, h.now())
 	}
 	add(q, e.Object, e.IsInInitialList && a.Status.Phase.Finished())
 }
@@ -53,6 +54,7 @@ func (h actionEvents) Update(_ context.Context, e event.UpdateEvent, q workqueue
 
 func (h actionEvents) Delete(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	h.order.forget(e.Object.GetUID())
+	h.progress.forget(e.Object.GetUID())
 	add(q, e.Object, false)
 }
 

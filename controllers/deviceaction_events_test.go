@@ -60,7 +60,7 @@ func TestActionEventsPriority(t *testing.T) {
 			q := priorityqueue.New[reconcile.Request]("test")
 			defer q.ShutDown()
 			var o startOrder
-			tc.send(actionEvents{order: &o, now: func() time.Time { return now }}, q)
+			tc.send(actionEvents{order: &o, progress: &progressWrites{}, now: func() time.Time { return now }}, q)
 			req, priority, _ := q.GetWithPriority()
 			if req.Name != "a" || priority != tc.priority {
 				t.Errorf("queued %v at priority %d, want priority %d", req, priority, tc.priority)

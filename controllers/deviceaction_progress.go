@@ -58,3 +58,10 @@ func (p *progressWrites) hold(read, action *mdmv1alpha1.DeviceAction, now time.T
 	p.last[action.UID] = now
 	return 0
 }
+
+// forget drops a deleted action.
+func (p *progressWrites) forget(uid types.UID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.last, uid)
+}

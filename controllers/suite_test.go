@@ -24,6 +24,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -100,6 +101,9 @@ var _ = BeforeSuite(func() {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		// As many workers as cmd/manager's default: actions that share a
+		// device must take turns under it.
+		Controller: config.Controller{MaxConcurrentReconciles: 4},
 		// The same cache restriction as cmd/manager: only kubemdm's Secrets.
 		Cache: cache.Options{
 			// Nothing reads managedFields from the cache (the DeviceAction

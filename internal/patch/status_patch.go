@@ -44,7 +44,9 @@ func statusPatch(before, after client.Object) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("status.%s: %w", name, err)
 		}
-		diff[name] = d
+		if d != nil {
+			diff[name] = d
+		}
 	}
 	if len(diff) == 0 {
 		return nil, nil
@@ -99,23 +101,31 @@ func jsonName(f reflect.StructField) (string, bool) {
 	return name, strings.Contains(","+opts+",", ",omitempty,")
 }
 
-// fieldDiff is what a merge patch sends for a status field that changed:
-// null when the new value is left out of the JSON, the member-wise diff
-// when both values are JSON objects, and the new value otherwise.
+// fieldDiff is what a merge patch sends for a status field whose Go value
+// changed: null when the new value is left out of the JSON, the member-wise
+// diff when both values are JSON objects, and the new value otherwise; nil
+// when the two marshal alike (times differing below the second, which the
+// JSON does not hold), as nothing stored would change.
 func fieldDiff(was, now reflect.Value, omitEmpty bool) (json.RawMessage, error) {
 	if omitEmpty && emptyJSON(now) {
+		if emptyJSON(was) {
+			return nil, nil
+		}
 		return json.RawMessage("null"), nil
 	}
 	a, err := json.Marshal(now.Interface())
 	if err != nil {
 		return nil, err
 	}
-	if !isObject(a) {
-		return a, nil
-	}
 	b, err := json.Marshal(was.Interface())
 	if err != nil {
 		return nil, err
+	}
+	switch {
+	case bytes.Equal(a, b):
+		return nil, nil
+	case !isObject(a):
+		return a, nil
 	}
 	return mergeDiff(b, a)
 }

@@ -86,6 +86,13 @@ func TestStatusPatch(t *testing.T) {
 	if body, err := statusPatch(read, read.DeepCopy()); err != nil || body != nil {
 		t.Errorf("an unchanged status gives patch %s, %v", body, err)
 	}
+	// A time recomputed with a fraction of a second the JSON does not
+	// hold changes nothing stored.
+	fraction := read.DeepCopy()
+	fraction.Status.StartTime = &metav1.Time{Time: at.Add(300 * time.Millisecond)}
+	if body, err := statusPatch(read, fraction); err != nil || body != nil {
+		t.Errorf("a change below the second gives patch %s, %v", body, err)
+	}
 }
 
 // TestStatusPatchOfDevice: nested status objects of another kind are
