@@ -67,12 +67,10 @@ func (r *ConfigurationReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if r.superseded.Stale(cfg) {
-		// The cache shows this reconciler's own status write, not yet the
-		// finalizer write that followed it; that event comes next.
+	patcher, stale := r.superseded.NewHelper(cfg)
+	if stale {
 		return ctrl.Result{}, nil
 	}
-	patcher := patch.NewHelper(cfg).Superseding(&r.superseded)
 	defer func() { patcher.Finish(ctx, r.Client, cfg, &res, &retErr) }()
 	if !cfg.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil

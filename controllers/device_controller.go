@@ -96,12 +96,10 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	if err := r.Get(ctx, req.NamespacedName, device); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if r.superseded.Stale(device) {
-		// The cache shows this reconciler's own status write, not yet the
-		// finalizer write that followed it; that event comes next.
+	patcher, stale := r.superseded.NewHelper(device)
+	if stale {
 		return ctrl.Result{}, nil
 	}
-	patcher := patch.NewHelper(device).Superseding(&r.superseded)
 	defer func() { patcher.Finish(ctx, r.Client, device, &res, &retErr) }()
 
 	if wait := connectionDue(device, time.Now()); wait > 0 {

@@ -74,12 +74,10 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.Get(ctx, req.NamespacedName, action); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if r.superseded.Stale(action) {
-		// The cache shows this reconciler's own status write, not yet the
-		// finalizer write that followed it; that event comes next.
+	patcher, stale := r.superseded.NewHelper(action)
+	if stale {
 		return ctrl.Result{}, nil
 	}
-	patcher := patch.NewHelper(action).Superseding(&r.superseded)
 	if action.Status.Phase.Finished() {
 		return r.reconcileFinished(ctx, patcher, action)
 	}
@@ -544,12 +542,10 @@ func (r *DeviceActionReconciler) reconcileFinished(ctx context.Context, patcher 
 	removed := controllerutil.RemoveFinalizer(action, mdmv1alpha1.Finalizer)
 	if removed || action.Status.ObservedGeneration != action.Generation {
 		action.Status.ObservedGeneration = action.Generation
-		if err := patcher.Patch(ctx, r.Client, action); err != nil {
-			if apierrors.IsConflict(err) {
-				// The gateway's last write raced this one: read again.
-				return ctrl.Result{RequeueAfter: patch.ConflictRetry}, nil
-			}
-			return ctrl.Result{}, fmt.Errorf("settling finished %s: %w", klog.KObj(action), err)
+		var res ctrl.Result
+		var err error
+		if !patcher.Finish(ctx, r.Client, action, &res, &err) {
+			return res, err
 		}
 	}
 	left, ok := ttlLeft(action, r.now())

@@ -63,12 +63,10 @@ func (r *EnrollmentTokenReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err := r.Get(ctx, req.NamespacedName, token); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if r.superseded.Stale(token) {
-		// The cache shows this reconciler's own status write, not yet the
-		// finalizer write that followed it; that event comes next.
+	patcher, stale := r.superseded.NewHelper(token)
+	if stale {
 		return ctrl.Result{}, nil
 	}
-	patcher := patch.NewHelper(token).Superseding(&r.superseded)
 	before := token.Status.Phase
 	destroyed := false
 	defer func() {

@@ -26,15 +26,10 @@ import (
 
 // Helper remembers an object as it was read.
 type Helper struct {
-	before     client.Object
+	before client.Object
+	// superseded, when set, records the version between a status and a
+	// finalizer write (see Superseded.NewHelper).
 	superseded *Superseded
-}
-
-// Superseding has Patch record in s the version between its status and its
-// finalizer write.
-func (h *Helper) Superseding(s *Superseded) *Helper {
-	h.superseded = s
-	return h
 }
 
 // NewHelper snapshots obj; call it right after reading obj.

@@ -48,3 +48,16 @@ func (s *Superseded) record(uid types.UID, resourceVersion string) {
 	}
 	s.rv[uid] = resourceVersion
 }
+
+// NewHelper is NewHelper for a reconciler that skips stale versions: it
+// reports stale, and no helper, when the cache shows the version between
+// this reconciler's own status and finalizer writes, whose event is
+// followed by the newer one's; the reconcile has nothing to do until then.
+func (s *Superseded) NewHelper(obj client.Object) (h *Helper, stale bool) {
+	if s.Stale(obj) {
+		return nil, true
+	}
+	h = NewHelper(obj)
+	h.superseded = s
+	return h, false
+}
