@@ -174,12 +174,22 @@ type deviceStage struct {
 }
 
 func (h *Harness) countDevices(ctx context.Context, ns string, when func(*mdmv1alpha1.Device) bool, stages ...deviceStage) (*deviceCounter, error) {
+	return h.followDevices(ctx, ns, nil, when, stages...)
+}
+
+// followDevices is countDevices that also tallies each Device's writers
+// into writers, when not nil.
+func (h *Harness) followDevices(ctx context.Context, ns string, writers *writerTally, when func(*mdmv1alpha1.Device) bool, stages ...deviceStage) (*deviceCounter, error) {
 	c := &deviceCounter{stages: []*deviceStage{{when: when, match: map[string]bool{}}}}
 	for _, s := range stages {
 		c.stages = append(c.stages, &deviceStage{name: s.name, when: s.when, match: map[string]bool{}})
 	}
-	informers, err := cache.New(h.cfg, cache.Options{Scheme: h.scheme, DefaultNamespaces: map[string]cache.Config{ns: {}},
-		DefaultTransform: cache.TransformStripManagedFields()})
+	opts := cache.Options{Scheme: h.scheme, DefaultNamespaces: map[string]cache.Config{ns: {}}}
+	if writers == nil {
+		// Only the tally reads them; 2 KiB per Device.
+		opts.DefaultTransform = cache.TransformStripManagedFields()
+	}
+	informers, err := cache.New(h.cfg, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -213,8 +223,20 @@ func (h *Harness) countDevices(ctx context.Context, ns string, when func(*mdmv1a
 		}
 	}
 	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { observe(obj, false) },
-		UpdateFunc: func(_, obj any) { observe(obj, false) },
+		AddFunc: func(obj any) {
+			if d, ok := obj.(*mdmv1alpha1.Device); ok && writers != nil {
+				writers.added(d)
+			}
+			observe(obj, false)
+		},
+		UpdateFunc: func(old, obj any) {
+			if d, ok := obj.(*mdmv1alpha1.Device); ok && writers != nil {
+				if o, ok := old.(*mdmv1alpha1.Device); ok {
+					writers.updated(o, d)
+				}
+			}
+			observe(obj, false)
+		},
 		DeleteFunc: func(obj any) { observe(obj, true) },
 	}); err != nil {
 		return nil, err

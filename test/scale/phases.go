@@ -139,7 +139,8 @@ func (h *Harness) enrollment(ctx context.Context, r *Results) (*fleet, error) {
 	}
 	// Where the storm's time goes: when the Devices were created, shown
 	// Enrolled by their controller and Connected by the gateway, by tenths.
-	ready, err := h.countDevices(ctx, ns, enrolledAndConnected,
+	writers := newWriterTally()
+	ready, err := h.followDevices(ctx, ns, writers, enrolledAndConnected,
 		deviceStage{name: "created", when: func(*mdmv1alpha1.Device) bool { return true }},
 		deviceStage{name: "enrolled", when: func(d *mdmv1alpha1.Device) bool {
 			return meta.IsStatusConditionTrue(d.Status.Conditions, mdmv1alpha1.DeviceConditionEnrolled)
@@ -156,6 +157,7 @@ func (h *Harness) enrollment(ctx context.Context, r *Results) (*fleet, error) {
 		return f, err
 	}
 	began := time.Now()
+	go h.profileAPIServer(ctx, "enrollment", 30*time.Second)
 	f.run()
 	steps := newProgress(n)
 	progress := time.NewTicker(100 * time.Millisecond)
@@ -200,6 +202,7 @@ func (h *Harness) enrollment(ctx context.Context, r *Results) (*fleet, error) {
 		return f, err
 	}
 	h.logf("Enrollment writes: %s", r.Enrollment.Writes)
+	h.logf("Enrollment writes seen on the Devices: %s", writers)
 	return f, h.group(ctx, ns)
 }
 
@@ -234,6 +237,11 @@ func (h *Harness) idle(ctx context.Context, f *fleet, r *Results) error {
 	if r.Idle.RSS, err = h.manager.RSS(); err != nil {
 		return err
 	}
+	// What the manager holds per stream: its live heap by allocation
+	// site, the runtime's statistics (stacks, spans) and its goroutines.
+	fetchManagerProfile(ctx, "heap", "idle.manager.heap.pprof")
+	fetchManagerProfile(ctx, "heap?debug=1", "idle.manager.heap.txt")
+	fetchManagerProfile(ctx, "goroutine", "idle.manager.goroutines.pprof")
 	r.Idle.SimulatorBytes = (liveBytes() - h.beforeFleet) / int64(h.profile.Devices)
 	h.logf("Idle: %d heartbeats, writes %s", r.Idle.Heartbeats, r.Idle.Writes)
 	return nil
@@ -288,6 +296,7 @@ func (h *Harness) configure(ctx context.Context, f *fleet, r *Results) error {
 	}
 	defer reported.stop()
 	began := time.Now()
+	go h.profileAPIServer(ctx, "configure", 30*time.Second)
 	if err := h.client.Create(ctx, cfg); err != nil {
 		return err
 	}

@@ -3,6 +3,11 @@ package scale
 import (
 	"math"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 )
 
 func TestParseWrites(t *testing.T) {
@@ -52,6 +57,7 @@ func TestTarget(t *testing.T) {
 		{"at least, missed but held", Target{Value: 0.04, Limit: 0.25, AtLeast: true, Holding: 0.03}, 1, false, true},
 		{"at least, worse than held", Target{Value: 0.02, Limit: 0.25, AtLeast: true, Holding: 0.03}, 1, false, false},
 		{"no heartbeat is infinitely many writes", Target{Value: math.Inf(1), Limit: 5}, 2, false, false},
+		{"not judged", Target{Value: 56, Limit: 16, Noisy: true, NotJudged: "fewer than 1000 Devices"}, 1, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.target.Met(tc.margin); got != tc.met {
@@ -61,5 +67,39 @@ func TestTarget(t *testing.T) {
 				t.Errorf("Holds: %v, want %v", got, tc.holding)
 			}
 		})
+	}
+}
+
+func TestWriterTally(t *testing.T) {
+	at := func(sec int64) metav1.Time { return metav1.Unix(sec, 0) }
+	entry := func(manager, sub string, sec int64, fields string) metav1.ManagedFieldsEntry {
+		return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationApply, Subresource: sub,
+			Time: ptr.To(at(sec)), FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)}}
+	}
+	device := func(rv string, entries ...metav1.ManagedFieldsEntry) *mdmv1alpha1.Device {
+		return &mdmv1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Name: "d", ResourceVersion: rv, ManagedFields: entries,
+			CreationTimestamp: at(10)}}
+	}
+	created := device("1", entry("enroll", "", 10, `{"f:spec":{}}`))
+	opened := device("2", entry("enroll", "", 10, `{"f:spec":{}}`), entry("gateway", "status", 11, `{"f:status":{}}`))
+	settled := device("3", entry("enroll", "", 10, `{"f:spec":{}}`), entry("gateway", "status", 11, `{"f:status":{}}`),
+		entry("manager", "status", 11, `{"f:status":{"f:phase":{}}}`))
+	again := device("4", settled.ManagedFields...)
+	w := newWriterTally()
+	w.added(created)
+	w.updated(created, opened)
+	w.updated(opened, settled)
+	w.updated(settled, settled) // a resync
+	w.updated(settled, again)   // moved nothing: within the second
+	other := device("1", entry("enroll", "", 10, `{"f:spec":{}}`))
+	other.Name = "e"
+	w.added(other)
+	want := "1 writes on 1 Devices, 4 writes on 1 Devices; by field manager: enroll/=2 gateway/status=1 manager/status=1;" +
+		" the Devices written more, in order: [enroll/, gateway/status, manager/status, ?] on 1;" +
+		" gateway/status first wrote 1s after the create at the median, 1s at p90, 1s at most;" +
+		" manager/status first wrote 1s after the create at the median, 1s at p90, 1s at most;" +
+		" 1 not attributable (a manager's second write within the second, no field newly owned)"
+	if got := w.String(); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }

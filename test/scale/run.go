@@ -11,6 +11,8 @@ import (
 	"runtime/pprof"
 	"strings"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // Profile is the size of a run.
@@ -217,6 +219,37 @@ func profile(phase string) (stop func(), err error) {
 // where a phase's time goes on the other side of the streams.
 func profileManager(ctx context.Context, phase string, d time.Duration) {
 	fetchManagerProfile(context.WithoutCancel(ctx), fmt.Sprintf("profile?seconds=%d", int(d.Seconds())), phase+".manager.cpu.pprof")
+}
+
+// profileAPIServer records the apiserver's CPU profile for d into
+// SCALE_PROFILE_DIR, when set: what the apiserver spends a phase's writes
+// on, next to the manager's.
+func (h *Harness) profileAPIServer(ctx context.Context, phase string, d time.Duration) {
+	dir := os.Getenv("SCALE_PROFILE_DIR")
+	if dir == "" {
+		return
+	}
+	hc, err := rest.HTTPClientFor(h.cfg)
+	if err != nil {
+		return
+	}
+	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodGet,
+		fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(h.cfg.Host, "/"), int(d.Seconds())), nil)
+	if err != nil {
+		return
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		h.logf("The apiserver's profile of %s: %v", phase, err)
+		return
+	}
+	defer func() { _ = resp.Body.Close() }()
+	out, err := os.Create(filepath.Join(dir, phase+".apiserver.cpu.pprof"))
+	if err != nil {
+		return
+	}
+	defer func() { _ = out.Close() }()
+	_, _ = io.Copy(out, resp.Body)
 }
 
 // dumpManagerGoroutines writes the manager's goroutines, with their stacks
