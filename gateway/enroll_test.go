@@ -165,6 +165,30 @@ var _ = Describe("Enrollment", func() {
 			"the controller copies the enrollment with the conditions the connection settles, in one write")
 	})
 
+	It("writes a Device three times when its agent reports after the controller's wait: the controller waits while the gateway holds the stream", func() {
+		value, pin := issuedToken(ctx, linuxToken(ns, "slow-report", true))
+		writes := watchDeviceWrites(ctx, ns, "sn-slow-report")
+		a, dev := newAgent(value, pin, "SN-SLOW-REPORT")
+		Expect(a.Enroll(ctx)).To(Succeed())
+		// The stream opens 3s after the create and the report comes 4s
+		// later, past the 5s the controller gives an agent not connected
+		// and within the wait of the opening for its report.
+		time.Sleep(3 * time.Second)
+		dev.ApplyDelay = 4 * time.Second
+		stop := run(a)
+		defer stop()
+		device := &mdmv1alpha1.Device{}
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "sn-slow-report"}, device)).To(Succeed())
+			g.Expect(device.Status.Phase).To(Equal(mdmv1alpha1.DeviceEnrolled))
+			g.Expect(device.Status.AppliedConfigGeneration).To(Equal(device.Generation))
+			g.Expect(meta.IsStatusConditionTrue(device.Status.Conditions, mdmv1alpha1.ConditionReady)).To(BeTrue())
+		}).Should(Succeed())
+		Eventually(writes).Should(HaveLen(3))
+		Consistently(writes, 2*time.Second).Should(HaveLen(3),
+			"the controller waited for the connection rather than write the enrollment before it")
+	})
+
 	It("shows Disabled a device that reports it before its enrollment record is copied", func() {
 		value, pin := issuedToken(ctx, linuxToken(ns, "disabled-early", true))
 		a, dev := newAgent(value, pin, "SN-EARLY")

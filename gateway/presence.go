@@ -234,6 +234,11 @@ func (p *presence) change(key types.NamespacedName, uid types.UID, delta int, re
 	p.wake()
 }
 
+// HoldsStream reports whether this replica holds a stream of the device,
+// or has a connection change of it still to write: the Device controller
+// leaves a Device it enrolled for its connection to land.
+func (s *Server) HoldsStream(key types.NamespacedName) bool { return s.presence.holds(key) }
+
 // holds reports whether this replica holds a stream of the device, or has
 // a connection change of it still to write.
 func (p *presence) holds(key types.NamespacedName) bool {

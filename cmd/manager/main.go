@@ -198,11 +198,14 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	// The Device controller asks the gateway whether a Device it enrolled
+	// has its connection on the way.
+	var streamHeld func(types.NamespacedName) bool
 	if o.enableGateway {
 		if err := gateway.ValidateReplicaName(o.gatewayReplica); err != nil {
 			return fmt.Errorf("%w (set --gateway-replica)", err)
 		}
-		if _, err := gateway.Setup(ctx, mgr, deviceCA, gateway.Options{
+		gw, err := gateway.Setup(ctx, mgr, deviceCA, gateway.Options{
 			Payloads:                 payloads,
 			BindAddress:              o.gatewayAddr,
 			Listener:                 gatewayListener,
@@ -215,9 +218,11 @@ func run(o options) error {
 			LeaseDuration:            o.leaseDuration,
 			MaxConcurrentEnrollments: o.maxEnrollments,
 			MaxConcurrentReports:     o.maxReports,
-		}); err != nil {
+		})
+		if err != nil {
 			return fmt.Errorf("setting up gateway: %w", err)
 		}
+		streamHeld = gw.HoldsStream
 	}
 	if o.enableWebhooks {
 		if err := mdmwebhook.Setup(mgr); err != nil {
@@ -236,7 +241,7 @@ func run(o options) error {
 		}
 		if err := (&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
 			DeletionTimeout: o.deletionTimeout, SeenWindow: o.seenWindow, ApplyGrace: o.applyGrace,
-			DeviceCAKey: deviceCA.PublicKey()}).SetupWithManager(mgr); err != nil {
+			DeviceCAKey: deviceCA.PublicKey(), StreamHeld: streamHeld}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up Device controller: %w", err)
 		}
 		if err := (&controllers.ConfigurationReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
