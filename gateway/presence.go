@@ -234,10 +234,13 @@ func (p *presence) change(key types.NamespacedName, uid types.UID, delta int, re
 	p.wake()
 }
 
-// HoldsStream reports whether this replica holds a stream of the device,
-// or has a connection change of it still to write: the Device controller
-// leaves a Device it enrolled for its connection to land.
-func (s *Server) HoldsStream(key types.NamespacedName) bool { return s.presence.holds(key) }
+// ConnectionExpected reports whether this replica holds a stream of the
+// device, has a connection change of it still to write, or enrolled it
+// moments ago while other enrollments waited their turn: its connection is
+// on its way to the Device, which the Device controller leaves for it.
+func (s *Server) ConnectionExpected(key types.NamespacedName) bool {
+	return s.presence.holds(key) || s.expected.holds(key, s.now())
+}
 
 // holds reports whether this replica holds a stream of the device, or has
 // a connection change of it still to write.

@@ -87,6 +87,7 @@ type Server struct {
 	arrivals  *arrivals
 	enrolling *admission
 	reporting *admission
+	expected  *expected
 	// freshWait overrides defaultFreshWait in tests.
 	freshWait time.Duration
 	payloads  client.Reader
@@ -117,6 +118,7 @@ func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder ev
 	s.arrivals = newArrivals()
 	s.enrolling = newAdmission(cmp.Or(opts.MaxConcurrentEnrollments, DefaultMaxConcurrentEnrollments))
 	s.reporting = newAdmission(cmp.Or(opts.MaxConcurrentReports, DefaultMaxConcurrentReports))
+	s.expected = newExpected()
 	return s
 }
 

@@ -200,7 +200,7 @@ func run(o options) error {
 	}
 	// The Device controller asks the gateway whether a Device it enrolled
 	// has its connection on the way.
-	var streamHeld func(types.NamespacedName) bool
+	var connectionExpected func(types.NamespacedName) bool
 	if o.enableGateway {
 		if err := gateway.ValidateReplicaName(o.gatewayReplica); err != nil {
 			return fmt.Errorf("%w (set --gateway-replica)", err)
@@ -222,7 +222,7 @@ func run(o options) error {
 		if err != nil {
 			return fmt.Errorf("setting up gateway: %w", err)
 		}
-		streamHeld = gw.HoldsStream
+		connectionExpected = gw.ConnectionExpected
 	}
 	if o.enableWebhooks {
 		if err := mdmwebhook.Setup(mgr); err != nil {
@@ -241,7 +241,7 @@ func run(o options) error {
 		}
 		if err := (&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
 			DeletionTimeout: o.deletionTimeout, SeenWindow: o.seenWindow, ApplyGrace: o.applyGrace,
-			DeviceCAKey: deviceCA.PublicKey(), StreamHeld: streamHeld}).SetupWithManager(mgr); err != nil {
+			DeviceCAKey: deviceCA.PublicKey(), ConnectionExpected: connectionExpected}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up Device controller: %w", err)
 		}
 		if err := (&controllers.ConfigurationReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),

@@ -98,6 +98,8 @@ func TestWriterTally(t *testing.T) {
 		" the Devices written more, in order: [enroll/, gateway/status, manager/status, ?] on 1;" +
 		" gateway/status first wrote 1s after the create at the median, 1s at p90, 1s at most;" +
 		" manager/status first wrote 1s after the create at the median, 1s at p90, 1s at most;" +
+		" gateway/status on the Devices written more first wrote 1s after the create at the median, 1s at p90, 1s at most;" +
+		" manager/status on the Devices written more first wrote 1s after the create at the median, 1s at p90, 1s at most;" +
 		" 1 not attributable (a manager's second write within the second, no field newly owned)"
 	if got := w.String(); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)

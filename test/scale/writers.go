@@ -28,17 +28,18 @@ type writerTally struct {
 	// byManager counts the writes attributed to each field manager (with
 	// its subresource); one write may move two entries.
 	byManager map[string]int
-	// firstAfter holds, by field manager, how long after each Device's
-	// create its first write came (to the second, as managedFields keep
-	// time): how long a writer's wait must be to catch another's write.
-	firstAfter map[string][]time.Duration
+	// firstAfter holds, for each Device and field manager, how long after
+	// the create the manager first wrote it (to the second, as
+	// managedFields keep time): how long a writer's wait must be to catch
+	// another's write.
+	firstAfter map[string]map[string]time.Duration
 	// unattributed writes moved no entry: a manager's second write within
 	// the second of its first that changed no field it did not own.
 	unattributed int
 }
 
 func newWriterTally() *writerTally {
-	return &writerTally{perDevice: map[string][]string{}, byManager: map[string]int{}, firstAfter: map[string][]time.Duration{}}
+	return &writerTally{perDevice: map[string][]string{}, byManager: map[string]int{}, firstAfter: map[string]map[string]time.Duration{}}
 }
 
 func managerKey(e metav1.ManagedFieldsEntry) string {
@@ -77,7 +78,10 @@ func (t *writerTally) updated(old, d *mdmv1alpha1.Device) {
 		t.byManager[managerKey(e)]++
 		writers = append(writers, managerKey(e))
 		if !ok && e.Time != nil {
-			t.firstAfter[managerKey(e)] = append(t.firstAfter[managerKey(e)], e.Time.Sub(d.CreationTimestamp.Time))
+			if t.firstAfter[d.Name] == nil {
+				t.firstAfter[d.Name] = map[string]time.Duration{}
+			}
+			t.firstAfter[d.Name][managerKey(e)] = e.Time.Sub(d.CreationTimestamp.Time)
 		}
 	}
 	if len(writers) == 0 {
@@ -132,13 +136,29 @@ func (t *writerTally) String() string {
 		}
 		fmt.Fprintf(&s, "; the Devices written more, in order: %s", strings.Join(most, ", "))
 	}
-	for _, m := range slices.Sorted(maps.Keys(t.firstAfter)) {
-		d := slices.Sorted(slices.Values(t.firstAfter[m]))
-		at := func(q float64) time.Duration { return d[min(int(q*float64(len(d))), len(d)-1)] }
-		fmt.Fprintf(&s, "; %s first wrote %s after the create at the median, %s at p90, %s at most", m, at(0.5), at(0.9), d[len(d)-1])
+	all, more := map[string][]time.Duration{}, map[string][]time.Duration{}
+	for name, firsts := range t.firstAfter {
+		for m, d := range firsts {
+			all[m] = append(all[m], d)
+			if len(t.perDevice[name]) > least {
+				more[m] = append(more[m], d)
+			}
+		}
 	}
+	firstWrites(&s, "", all)
+	firstWrites(&s, " on the Devices written more", more)
 	if t.unattributed > 0 {
 		fmt.Fprintf(&s, "; %d not attributable (a manager's second write within the second, no field newly owned)", t.unattributed)
 	}
 	return s.String()
+}
+
+// firstWrites describes, for each field manager, when it first wrote the
+// Devices: how long after their create.
+func firstWrites(s *strings.Builder, which string, by map[string][]time.Duration) {
+	for _, m := range slices.Sorted(maps.Keys(by)) {
+		d := slices.Sorted(slices.Values(by[m]))
+		at := func(q float64) time.Duration { return d[min(int(q*float64(len(d))), len(d)-1)] }
+		fmt.Fprintf(s, "; %s%s first wrote %s after the create at the median, %s at p90, %s at most", m, which, at(0.5), at(0.9), d[len(d)-1])
+	}
 }
