@@ -12,6 +12,14 @@ import (
 // written 19s after its create for one device in ten, 33s at most.
 const expectWindow = 30 * time.Second
 
+// ConnectionExpected reports whether this replica holds a stream of the
+// device, has a connection change of it still to write, or enrolled it
+// moments ago while other enrollments waited their turn: its connection is
+// on its way to the Device, which the Device controller leaves for it.
+func (s *Server) ConnectionExpected(key types.NamespacedName) bool {
+	return s.presence.holds(key) || s.expected.holds(key, s.now())
+}
+
 // expected holds the devices enrolled here while other enrollments waited
 // their turn: a storm, when the agent's connection and first report take
 // seconds to reach the Device. An enrollment that did not wait is not

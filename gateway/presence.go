@@ -234,14 +234,6 @@ func (p *presence) change(key types.NamespacedName, uid types.UID, delta int, re
 	p.wake()
 }
 
-// ConnectionExpected reports whether this replica holds a stream of the
-// device, has a connection change of it still to write, or enrolled it
-// moments ago while other enrollments waited their turn: its connection is
-// on its way to the Device, which the Device controller leaves for it.
-func (s *Server) ConnectionExpected(key types.NamespacedName) bool {
-	return s.presence.holds(key) || s.expected.holds(key, s.now())
-}
-
 // holds reports whether this replica holds a stream of the device, or has
 // a connection change of it still to write.
 func (p *presence) holds(key types.NamespacedName) bool {
