@@ -42,9 +42,6 @@ type Simulated struct {
 	OSVersion    string
 	Delay        time.Duration
 	FailureRate  float64
-	// ApplyDelay is how long applying a configuration takes: a device
-	// busy with what it was sent reports it late.
-	ApplyDelay time.Duration
 	// FailConfigurations names configurations that fail to install.
 	FailConfigurations map[string]bool
 	// FailSettings names setting paths (passcode.minLength,
@@ -205,13 +202,7 @@ func (s *Simulated) Config() *agentv1.DesiredConfig {
 
 // Apply converges the model to the configuration, as far as the device
 // can, and reports what it then shows.
-func (s *Simulated) Apply(ctx context.Context, cfg *agentv1.DesiredConfig) *agentv1.Facts {
-	if s.ApplyDelay > 0 {
-		select {
-		case <-ctx.Done():
-		case <-time.After(s.ApplyDelay):
-		}
-	}
+func (s *Simulated) Apply(_ context.Context, cfg *agentv1.DesiredConfig) *agentv1.Facts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.init()

@@ -11,7 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -80,10 +79,6 @@ type DeviceReconciler struct {
 	// Devices it creates (mdmv1alpha1.AnnotationEnrollment). Without it a
 	// record is never taken, and those Devices wait for a phase.
 	DeviceCAKey *ecdsa.PublicKey
-	// ConnectionExpected, when set, tells whether the gateway in this
-	// process expects the device's connection to reach its Device in a
-	// moment: it holds the stream, or enrolled the device during a storm.
-	ConnectionExpected func(types.NamespacedName) bool
 
 	superseded patch.Superseded
 }
@@ -107,9 +102,7 @@ func (r *DeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	}
 	defer func() { patcher.Finish(ctx, r.Client, device, &res, &retErr) }()
 
-	_, pending := enrollment.PendingRecord(device)
-	expected := pending && r.ConnectionExpected != nil && r.ConnectionExpected(req.NamespacedName)
-	if wait := connectionDue(device, expected, time.Now()); wait > 0 {
+	if wait := connectionDue(device, time.Now()); wait > 0 {
 		// The agent connects a moment after it enrolled: its connection
 		// and first report bring this Device back, and the enrollment
 		// goes into the status with the conditions they settle, in one
@@ -175,28 +168,14 @@ func (r *DeviceReconciler) adoptEnrollment(ctx context.Context, d *mdmv1alpha1.D
 // controller copies it into the status on its own.
 const connectionWait = 5 * time.Second
 
-// expectedConnectionWait is connectionWait for a device whose connection
-// the gateway in this process expects: it holds the stream, whose opening
-// is written once the agent reported the configuration it was sent, or
-// enrolled the device during a storm. In a 10,000-device storm on two
-// cores that took 10-19s for one device in ten, up to 33s. Written before
-// it, the enrollment would cost the Device a second write when the
-// connection lands.
-const expectedConnectionWait = 30 * time.Second
-
 // connectionDue returns how long to leave a Device whose enrollment record
-// awaits its controller, until its agent is shown connected: a moment, or
-// longer when its connection is expected.
-func connectionDue(d *mdmv1alpha1.Device, expected bool, now time.Time) time.Duration {
+// awaits its controller, until its agent is shown connected.
+func connectionDue(d *mdmv1alpha1.Device, now time.Time) time.Duration {
 	if _, pending := enrollment.PendingRecord(d); !pending || !d.DeletionTimestamp.IsZero() ||
 		conditions.IsTrue(d, mdmv1alpha1.DeviceConditionConnected) {
 		return 0
 	}
-	wait := connectionWait
-	if expected {
-		wait = expectedConnectionWait
-	}
-	return max(d.CreationTimestamp.Add(wait).Sub(now), 0)
+	return max(d.CreationTimestamp.Add(connectionWait).Sub(now), 0)
 }
 
 // enrollingGrace is how long a Device an enrollment created may go without

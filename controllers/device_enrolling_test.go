@@ -58,23 +58,19 @@ func TestConnectionDue(t *testing.T) {
 	deleted := device(time.Second, true, "", false)
 	deleted.DeletionTimestamp = &metav1.Time{Time: now}
 	for _, tc := range []struct {
-		name     string
-		d        *mdmv1alpha1.Device
-		expected bool
-		want     time.Duration
+		name string
+		d    *mdmv1alpha1.Device
+		want time.Duration
 	}{
-		{"enrolled a moment ago, agent not connected yet", device(time.Second, true, "", false), false, connectionWait - time.Second},
-		{"agent connected", device(time.Second, true, "", true), false, 0},
-		{"agent never connected", device(connectionWait, true, "", false), false, 0},
-		{"connection expected, not written yet", device(connectionWait, true, "", false), true, expectedConnectionWait - connectionWait},
-		{"connection expected and written", device(connectionWait, true, "", true), true, 0},
-		{"connection expected but never written", device(expectedConnectionWait, true, "", false), true, 0},
-		{"record copied already", device(time.Second, true, mdmv1alpha1.DeviceEnrolled, false), true, 0},
-		{"no record", device(time.Second, false, "", false), true, 0},
-		{"being deleted", deleted, true, 0},
+		{"enrolled a moment ago, agent not connected yet", device(time.Second, true, "", false), connectionWait - time.Second},
+		{"agent connected", device(time.Second, true, "", true), 0},
+		{"agent never connected", device(connectionWait, true, "", false), 0},
+		{"record copied already", device(time.Second, true, mdmv1alpha1.DeviceEnrolled, false), 0},
+		{"no record", device(time.Second, false, "", false), 0},
+		{"being deleted", deleted, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := connectionDue(tc.d, tc.expected, now); got != tc.want {
+			if got := connectionDue(tc.d, now); got != tc.want {
 				t.Errorf("connectionDue = %s, want %s", got, tc.want)
 			}
 		})

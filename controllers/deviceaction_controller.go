@@ -219,11 +219,8 @@ func (r *DeviceActionReconciler) start(ctx context.Context, action *mdmv1alpha1.
 const orderWait = 20 * time.Millisecond
 
 // unsettledGrace bounds how long an action waits for its targets to get a
-// phase; past it, a Device still without one is judged as it is. It
-// outlasts the Device controller's wait for the connection of a device it
-// enrolled (expectedConnectionWait), so that an action created with the
-// enrollment never judges a connected device on that gap.
-const unsettledGrace = expectedConnectionWait + 5*time.Second
+// phase; past it, a Device still without one is judged as it is.
+const unsettledGrace = 10 * time.Second
 
 // unsettledWait is how long to wait before starting, because a target
 // Device has no phase yet.

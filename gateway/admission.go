@@ -66,6 +66,3 @@ func (a *admission) enter(ctx context.Context, wait time.Duration, busy error) (
 }
 
 func (a *admission) leave() { <-a.slots }
-
-// full reports whether every slot is taken: a call entering now waits.
-func (a *admission) full() bool { return len(a.slots) == cap(a.slots) }

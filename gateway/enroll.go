@@ -60,7 +60,6 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 	}
 	// Past the checks that cost nothing: what follows writes to the
 	// apiserver, which a fleet enrolling at once must not flood.
-	storm := s.enrolling.full()
 	leave, err := s.enrolling.enter(ctx, enrollQueueWait, errEnrollmentsBusy)
 	if err != nil {
 		return nil, err
@@ -131,9 +130,6 @@ func (s *Server) Enroll(ctx context.Context, req *connect.Request[agentv1.Enroll
 	// No Event per enrollment: at fleet size they would be a write per
 	// device. The Enrolled condition and enrolledAt say it on the Device.
 	log.Info("Device enrolled", "device", klog.KObj(device))
-	if storm {
-		s.expected.enrolled(client.ObjectKeyFromObject(device), s.now())
-	}
 	return s.answer(device, certPEM, cert), nil
 }
 

@@ -87,7 +87,6 @@ type Server struct {
 	arrivals  *arrivals
 	enrolling *admission
 	reporting *admission
-	expected  *expected
 	// freshWait overrides defaultFreshWait in tests.
 	freshWait time.Duration
 	payloads  client.Reader
@@ -118,7 +117,6 @@ func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder ev
 	s.arrivals = newArrivals()
 	s.enrolling = newAdmission(cmp.Or(opts.MaxConcurrentEnrollments, DefaultMaxConcurrentEnrollments))
 	s.reporting = newAdmission(cmp.Or(opts.MaxConcurrentReports, DefaultMaxConcurrentReports))
-	s.expected = newExpected()
 	return s
 }
 

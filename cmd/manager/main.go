@@ -198,14 +198,11 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	// The Device controller asks the gateway whether a Device it enrolled
-	// has its connection on the way.
-	var connectionExpected func(types.NamespacedName) bool
 	if o.enableGateway {
 		if err := gateway.ValidateReplicaName(o.gatewayReplica); err != nil {
 			return fmt.Errorf("%w (set --gateway-replica)", err)
 		}
-		gw, err := gateway.Setup(ctx, mgr, deviceCA, gateway.Options{
+		if _, err := gateway.Setup(ctx, mgr, deviceCA, gateway.Options{
 			Payloads:                 payloads,
 			BindAddress:              o.gatewayAddr,
 			Listener:                 gatewayListener,
@@ -218,11 +215,9 @@ func run(o options) error {
 			LeaseDuration:            o.leaseDuration,
 			MaxConcurrentEnrollments: o.maxEnrollments,
 			MaxConcurrentReports:     o.maxReports,
-		})
-		if err != nil {
+		}); err != nil {
 			return fmt.Errorf("setting up gateway: %w", err)
 		}
-		connectionExpected = gw.ConnectionExpected
 	}
 	if o.enableWebhooks {
 		if err := mdmwebhook.Setup(mgr); err != nil {
@@ -241,7 +236,7 @@ func run(o options) error {
 		}
 		if err := (&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
 			DeletionTimeout: o.deletionTimeout, SeenWindow: o.seenWindow, ApplyGrace: o.applyGrace,
-			DeviceCAKey: deviceCA.PublicKey(), ConnectionExpected: connectionExpected}).SetupWithManager(mgr); err != nil {
+			DeviceCAKey: deviceCA.PublicKey()}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up Device controller: %w", err)
 		}
 		if err := (&controllers.ConfigurationReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),

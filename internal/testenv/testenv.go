@@ -263,8 +263,7 @@ func (e *Env) newManager(ctx context.Context, bind, replica string, withControll
 		return nil, nil, err
 	}
 	if err := (&controllers.DeviceReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("device-controller"),
-		DeletionTimeout: o.DeletionTimeout, ApplyGrace: o.ApplyGrace, DeviceCAKey: e.DeviceCA.PublicKey(),
-		ConnectionExpected: gw.ConnectionExpected}).SetupWithManager(mgr); err != nil {
+		DeletionTimeout: o.DeletionTimeout, ApplyGrace: o.ApplyGrace, DeviceCAKey: e.DeviceCA.PublicKey()}).SetupWithManager(mgr); err != nil {
 		return nil, nil, err
 	}
 	if err := (&controllers.ConfigurationReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
