@@ -87,6 +87,9 @@ type Server struct {
 	arrivals  *arrivals
 	enrolling *admission
 	reporting *admission
+	// listener takes the agents' connections and handshakes them, from
+	// New on when Options.Listener is bound already.
+	listener *handshakeListener
 	// freshWait overrides defaultFreshWait in tests.
 	freshWait time.Duration
 	payloads  client.Reader
@@ -117,8 +120,16 @@ func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder ev
 	s.arrivals = newArrivals()
 	s.enrolling = newAdmission(cmp.Or(opts.MaxConcurrentEnrollments, DefaultMaxConcurrentEnrollments))
 	s.reporting = newAdmission(cmp.Or(opts.MaxConcurrentReports, DefaultMaxConcurrentReports))
+	if opts.Listener != nil {
+		s.listener = newHandshakeListener(opts.Listener, s.TLSConfig(), handshakeTimeout)
+	}
 	return s
 }
+
+// handshakeTimeout bounds a connection's TLS handshake. An enrollment
+// storm queues thousands of handshakes at once, and one dropped after most
+// of its work only comes back to do it again.
+const handshakeTimeout = 30 * time.Second
 
 // compressMinBytes is the smallest message the gateway compresses, for an
 // agent that accepts compression.
@@ -177,12 +188,13 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := validatePresence(s.opts); err != nil {
 		return err
 	}
-	ln := s.opts.Listener
+	ln := s.listener
 	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", s.opts.BindAddress); err != nil {
+		bound, err := net.Listen("tcp", s.opts.BindAddress)
+		if err != nil {
 			return fmt.Errorf("gateway listening on %s: %w", s.opts.BindAddress, err)
 		}
+		ln = newHandshakeListener(bound, s.TLSConfig(), handshakeTimeout)
 	}
 	s.addr = ln.Addr()
 	close(s.listening)
@@ -193,9 +205,7 @@ func (s *Server) Start(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:   s.Handler(),
 		TLSConfig: s.TLSConfig(),
-		// Also the TLS handshake's deadline. An enrollment storm queues
-		// thousands of handshakes at once, and one dropped after most of
-		// its work only comes back to do it again.
+		// The listener has done the TLS handshake.
 		ReadHeaderTimeout: 30 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return serveCtx },
 		// Pings find a stream whose device vanished without a FIN (a
@@ -209,7 +219,7 @@ func (s *Server) Start(ctx context.Context) error {
 		background.Go(func() { run(ctx) })
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	go func() { errc <- srv.Serve(ln) }()
 	s.log.Info("Gateway serving", "address", s.addr.String(), "replica", s.opts.Replica)
 	select {
 	case err := <-errc:
