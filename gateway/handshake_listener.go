@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -45,20 +46,22 @@ func (l *handshakeListener) accept() {
 	var backoff time.Duration
 	for {
 		c, err := l.inner.Accept()
-		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				// Out of file descriptors and the like: as net/http
-				// does, wait a little and go on.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				select {
-				case <-time.After(backoff):
-					continue
-				case <-l.done:
-					return
-				}
-			}
+		if errors.Is(err, net.ErrClosed) {
 			l.acceptErr <- err
 			return
+		}
+		if err != nil {
+			// Out of file descriptors (EMFILE, ENFILE) and the like,
+			// which a reconnecting fleet makes likely: wait a little and
+			// go on, as net/http does, rather than stop accepting while
+			// the gateway looks healthy.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-l.done:
+				return
+			}
 		}
 		backoff = 0
 		go l.handshake(c)
@@ -75,15 +78,32 @@ func (l *handshakeListener) handshake(c net.Conn) {
 		_ = c.Close()
 		return
 	}
+	// A connection handshaken while the caches sync waits for the server,
+	// but not for ever: an agent whose connection is closed dials again.
+	wait := time.NewTimer(maxAcceptWait)
+	defer wait.Stop()
 	select {
 	case l.ready <- tc:
 	case <-l.done:
 		_ = c.Close()
+	case <-wait.C:
+		_ = c.Close()
 	}
 }
 
+// maxAcceptWait bounds how long a handshaken connection waits for the
+// server to take it: longer than a restart's cache sync with 100,000
+// Devices (31s), short enough that agents of a gateway that never serves
+// dial again rather than hang.
+const maxAcceptWait = time.Minute
+
 // Accept returns the next connection whose handshake completed.
 func (l *handshakeListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.done:
+		return nil, net.ErrClosed
+	default:
+	}
 	select {
 	case c := <-l.ready:
 		return c, nil

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -98,7 +99,7 @@ func TestHandshakeListenerHandshakesBeforeAccept(t *testing.T) {
 // good one.
 func TestHandshakeListenerDropsFailedAndStalledHandshakes(t *testing.T) {
 	serverConf, clientConf := selfSigned(t)
-	l := newHandshakeListener(listen(t), serverConf, 300*time.Millisecond)
+	l := newHandshakeListener(listen(t), serverConf, 2*time.Second)
 	defer func() { _ = l.Close() }()
 	garbage, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
@@ -185,4 +186,54 @@ func TestHandshakeListenerClose(t *testing.T) {
 		t.Fatal("Accept did not return after Close")
 	}
 	expectClosed(t, stalled, "a handshake under way at Close")
+}
+
+// failingListener fails its first Accept as a process out of file
+// descriptors does, then hands over real connections.
+type failingListener struct {
+	net.Listener
+	failed bool
+}
+
+func (f *failingListener) Accept() (net.Conn, error) {
+	if !f.failed {
+		f.failed = true
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	return f.Listener.Accept()
+}
+
+// TestHandshakeListenerKeepsAcceptingAfterAnError: running out of file
+// descriptors once does not stop the gateway accepting for good.
+func TestHandshakeListenerKeepsAcceptingAfterAnError(t *testing.T) {
+	serverConf, clientConf := selfSigned(t)
+	l := newHandshakeListener(&failingListener{Listener: listen(t)}, serverConf, 5*time.Second)
+	defer func() { _ = l.Close() }()
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := tls.Dial("tcp", l.Addr().String(), clientConf)
+		if err == nil {
+			defer func() { _ = c.Close() }()
+		}
+		dialed <- err
+	}()
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			_ = c.Close()
+		}
+		accepted <- err
+	}()
+	select {
+	case err := <-accepted:
+		if err != nil {
+			t.Fatalf("Accept after an EMFILE: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing accepted after an EMFILE")
+	}
+	if err := <-dialed; err != nil {
+		t.Fatal(err)
+	}
 }

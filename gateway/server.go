@@ -185,10 +185,13 @@ func (s *Server) NeedLeaderElection() bool { return false }
 // Start serves until ctx ends, then drains connections, writes the
 // presence changes and command results it holds, and releases its Lease.
 func (s *Server) Start(ctx context.Context) error {
+	ln := s.listener
 	if err := validatePresence(s.opts); err != nil {
+		if ln != nil {
+			_ = ln.Close()
+		}
 		return err
 	}
-	ln := s.listener
 	if ln == nil {
 		bound, err := net.Listen("tcp", s.opts.BindAddress)
 		if err != nil {
@@ -196,6 +199,8 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		ln = newHandshakeListener(bound, s.TLSConfig(), handshakeTimeout)
 	}
+	// Closed on every way out; Shutdown closes it too.
+	defer func() { _ = ln.Close() }()
 	s.addr = ln.Addr()
 	close(s.listening)
 	// The streams live on their own context, ended only once presence
