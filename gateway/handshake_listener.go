@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,8 @@ type handshakeListener struct {
 	closeOnce sync.Once
 	// acceptErr ends Accept once the inner listener fails.
 	acceptErr chan error
+	// handshaking counts the connections whose handshake is under way.
+	handshaking atomic.Int64
 }
 
 // newHandshakeListener starts accepting on inner and handshaking with
@@ -74,10 +77,19 @@ func (l *handshakeListener) handshake(c net.Conn) {
 	tc := tls.Server(c, l.config)
 	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
 	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	l.handshaking.Add(1)
+	err := tc.HandshakeContext(ctx)
+	l.handshaking.Add(-1)
+	if err != nil {
+		// Not logged: a port scanner or a load balancer's probe would
+		// fill the log. The counter tells a fleet's failures apart.
+		if result := handshakeFailure(ctx); result != "" {
+			tlsHandshakes.WithLabelValues(result).Inc()
+		}
 		_ = c.Close()
 		return
 	}
+	tlsHandshakes.WithLabelValues("ok").Inc()
 	// A connection handshaken while the caches sync waits for the server,
 	// but not for ever: an agent whose connection is closed dials again.
 	wait := time.NewTimer(maxAcceptWait)
@@ -87,7 +99,21 @@ func (l *handshakeListener) handshake(c net.Conn) {
 	case <-l.done:
 		_ = c.Close()
 	case <-wait.C:
+		tlsHandshakes.WithLabelValues("unserved").Inc()
 		_ = c.Close()
+	}
+}
+
+// handshakeFailure names why a handshake under ctx failed, as a label;
+// none when Close cut it off.
+func handshakeFailure(ctx context.Context) string {
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return "timeout"
+	case ctx.Err() != nil:
+		return ""
+	default:
+		return "error"
 	}
 }
 

@@ -1,43 +1,81 @@
 package gateway
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
-// selfSigned returns a server configuration and a client configuration
-// that trusts it.
+// selfSigned returns a server configuration with a certificate for
+// 127.0.0.1 and a client configuration that trusts its CA.
 func selfSigned(t *testing.T) (server, client *tls.Config) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caCert, caKey, err := pki.NewCA("gateway", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gateway"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	ca, err := pki.LoadCA(caCert, caKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := x509.ParseCertificate(der)
+	certPEM, keyPEM, err := ca.SignServing([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
-		&tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}},
+		&tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}
+}
+
+// dialAsync dials addr over TLS in the background and sends the outcome
+// of the handshake; a connection made is closed once hold is closed.
+func dialAsync(addr string, conf *tls.Config, hold <-chan struct{}) <-chan error {
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := tls.Dial("tcp", addr, conf)
+		dialed <- err
+		if err == nil {
+			<-hold
+			_ = c.Close()
+		}
+	}()
+	return dialed
+}
+
+// acceptAsync calls Accept in the background, closes what it hands over,
+// and sends its error.
+func acceptAsync(l net.Listener) <-chan error {
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			_ = c.Close()
+		}
+		accepted <- err
+	}()
+	return accepted
+}
+
+// within waits up to d for ch, failing with what when it does not answer.
+func within(t *testing.T, ch <-chan error, d time.Duration, what string) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(d):
+		t.Fatalf("%s: no answer within %s", what, d)
+		return nil
+	}
 }
 
 func listen(t *testing.T) net.Listener {
@@ -57,29 +95,17 @@ func TestHandshakeListenerHandshakesBeforeAccept(t *testing.T) {
 	l := newHandshakeListener(listen(t), serverConf, 5*time.Second)
 	defer func() { _ = l.Close() }()
 	const n = 20
-	dialed := make(chan error, n)
 	hold := make(chan struct{})
 	defer close(hold)
-	for range n {
-		go func() {
-			c, err := tls.Dial("tcp", l.Addr().String(), clientConf)
-			dialed <- err
-			if err == nil {
-				<-hold
-				_ = c.Close()
-			}
-		}()
+	dialed := make([]<-chan error, n)
+	for i := range n {
+		dialed[i] = dialAsync(l.Addr().String(), clientConf, hold)
 	}
 	// Each client's Dial returns once its handshake is done; nothing has
 	// called Accept yet.
-	for range n {
-		select {
-		case err := <-dialed:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("handshakes did not complete before Accept")
+	for _, d := range dialed {
+		if err := within(t, d, 5*time.Second, "a handshake before Accept"); err != nil {
+			t.Fatal(err)
 		}
 	}
 	for range n {
@@ -99,6 +125,7 @@ func TestHandshakeListenerHandshakesBeforeAccept(t *testing.T) {
 // good one.
 func TestHandshakeListenerDropsFailedAndStalledHandshakes(t *testing.T) {
 	serverConf, clientConf := selfSigned(t)
+	failedBefore, timedOutBefore := testutil.ToFloat64(tlsHandshakes.WithLabelValues("error")), testutil.ToFloat64(tlsHandshakes.WithLabelValues("timeout"))
 	l := newHandshakeListener(listen(t), serverConf, 2*time.Second)
 	defer func() { _ = l.Close() }()
 	garbage, err := net.Dial("tcp", l.Addr().String())
@@ -114,37 +141,27 @@ func TestHandshakeListenerDropsFailedAndStalledHandshakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = stalled.Close() }()
-	good := make(chan error, 1)
-	go func() {
-		c, err := tls.Dial("tcp", l.Addr().String(), clientConf)
-		if err == nil {
-			_ = c.Close()
-		}
-		good <- err
-	}()
-	select {
-	case err := <-good:
-		if err != nil {
-			t.Fatalf("a good client behind a bad and a stalled one: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a good client behind a bad and a stalled one did not complete its handshake")
+	hold := make(chan struct{})
+	defer close(hold)
+	good := dialAsync(l.Addr().String(), clientConf, hold)
+	if err := within(t, good, 5*time.Second, "a good client behind a bad and a stalled one"); err != nil {
+		t.Fatalf("a good client behind a bad and a stalled one: %v", err)
 	}
 	if _, err := l.Accept(); err != nil {
 		t.Fatal(err)
 	}
 	// The stalled one is closed once its handshake times out.
 	expectClosed(t, stalled, "the stalled connection")
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		if c, err := l.Accept(); err == nil {
-			accepted <- c
-		}
-	}()
 	select {
-	case c := <-accepted:
-		t.Fatalf("Accept handed over a connection whose handshake failed: %v", c.RemoteAddr())
+	case err := <-acceptAsync(l):
+		t.Fatalf("Accept handed over a connection whose handshake failed or returned %v", err)
 	case <-time.After(500 * time.Millisecond):
+	}
+	if d := testutil.ToFloat64(tlsHandshakes.WithLabelValues("error")) - failedBefore; d != 1 {
+		t.Errorf("failed handshakes counted: %v, want 1", d)
+	}
+	if d := testutil.ToFloat64(tlsHandshakes.WithLabelValues("timeout")) - timedOutBefore; d != 1 {
+		t.Errorf("timed out handshakes counted: %v, want 1", d)
 	}
 }
 
@@ -168,22 +185,19 @@ func TestHandshakeListenerClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = stalled.Close() }()
-	accepted := make(chan error, 1)
-	go func() {
-		_, err := l.Accept()
-		accepted <- err
-	}()
-	time.Sleep(100 * time.Millisecond)
+	accepted := acceptAsync(l)
+	// Close once the stalled connection's handshake is under way, so
+	// that it is Close, not the listening socket going, that ends it.
+	for deadline := time.Now().Add(5 * time.Second); l.handshaking.Load() != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("handshakes under way: %d, want 1", l.handshaking.Load())
+		}
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-accepted:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Accept did not return after Close")
+	if err := within(t, accepted, 5*time.Second, "Accept after Close"); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
 	}
 	expectClosed(t, stalled, "a handshake under way at Close")
 }
@@ -209,31 +223,13 @@ func TestHandshakeListenerKeepsAcceptingAfterAnError(t *testing.T) {
 	serverConf, clientConf := selfSigned(t)
 	l := newHandshakeListener(&failingListener{Listener: listen(t)}, serverConf, 5*time.Second)
 	defer func() { _ = l.Close() }()
-	dialed := make(chan error, 1)
-	go func() {
-		c, err := tls.Dial("tcp", l.Addr().String(), clientConf)
-		if err == nil {
-			defer func() { _ = c.Close() }()
-		}
-		dialed <- err
-	}()
-	accepted := make(chan error, 1)
-	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			_ = c.Close()
-		}
-		accepted <- err
-	}()
-	select {
-	case err := <-accepted:
-		if err != nil {
-			t.Fatalf("Accept after an EMFILE: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("nothing accepted after an EMFILE")
+	hold := make(chan struct{})
+	defer close(hold)
+	dialed := dialAsync(l.Addr().String(), clientConf, hold)
+	if err := within(t, acceptAsync(l), 5*time.Second, "Accept after an EMFILE"); err != nil {
+		t.Fatalf("Accept after an EMFILE: %v", err)
 	}
-	if err := <-dialed; err != nil {
+	if err := within(t, dialed, 5*time.Second, "the handshake after an EMFILE"); err != nil {
 		t.Fatal(err)
 	}
 }

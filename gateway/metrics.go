@@ -57,11 +57,15 @@ var (
 		Name: "kubemdm_presence_flushes_total",
 		Help: "Presence writes (lastSeen, Connected) of the gateway, by result (ok, error).",
 	}, []string{"result"})
+	tlsHandshakes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kubemdm_gateway_tls_handshakes_total",
+		Help: "TLS handshakes on the agent listener, by result: ok, error (not TLS, or a certificate refused), timeout, or unserved (handshaken, then closed because the gateway did not serve within a minute).",
+	}, []string{"result"})
 )
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(rpcsTotal, rpcSeconds, streamsOpen, enrollmentsTotal, commandsDelivered, commandsCompleted,
-		commandDelivered, commandCompletedIn, apiserverWrites, presenceFlushes)
+		commandDelivered, commandCompletedIn, apiserverWrites, presenceFlushes, tlsHandshakes)
 }
 
 // codeLabel is a call's Connect code as a label.
