@@ -243,8 +243,13 @@ func (h *Harness) profileAPIServer(ctx context.Context, phase string, d time.Dur
 		h.logf("The apiserver's profile of %s: %v", phase, err)
 		return
 	}
+	saveProfile(resp, dir, phase+".apiserver.cpu.pprof")
+}
+
+// saveProfile writes a profiler's answer into dir as name, and closes it.
+func saveProfile(resp *http.Response, dir, name string) {
 	defer func() { _ = resp.Body.Close() }()
-	out, err := os.Create(filepath.Join(dir, phase+".apiserver.cpu.pprof"))
+	out, err := os.Create(filepath.Join(dir, name))
 	if err != nil {
 		return
 	}
@@ -296,13 +301,7 @@ func fetchManagerProfile(ctx context.Context, query, name string) {
 	if err != nil {
 		return
 	}
-	defer func() { _ = resp.Body.Close() }()
-	out, err := os.Create(filepath.Join(dir, name))
-	if err != nil {
-		return
-	}
-	defer func() { _ = out.Close() }()
-	_, _ = io.Copy(out, resp.Body)
+	saveProfile(resp, dir, name)
 }
 
 // keepManagerLogs copies the managers' logs of the run into
