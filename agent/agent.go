@@ -82,7 +82,11 @@ func (a *Agent) client(withIdentity bool) (agentv1connect.AgentServiceClient, *h
 	}
 	// A restarting gateway binds its port before it serves: a handshake
 	// may wait in its accept queue for a while, but not for ever.
-	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: handshakeTimeout}
+	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: handshakeTimeout,
+		// Headers go uncompressed, so that neither end keeps an HPACK
+		// table for the life of the connection: a gateway holds one per
+		// device (see the gateway's noHeaderTable).
+		HTTP2: &http.HTTP2Config{MaxEncoderHeaderTableSize: 1}}
 	return agentv1connect.NewAgentServiceClient(&http.Client{Transport: tr}, "https://"+a.opts.Gateway), tr, nil
 }
 

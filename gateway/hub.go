@@ -42,6 +42,9 @@ func (s *subscriber) wasSent(id string) bool {
 func (s *subscriber) markSent(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.sent == nil {
+		s.sent = map[string]bool{}
+	}
 	s.sent[id] = true
 }
 
@@ -53,6 +56,10 @@ func (s *subscriber) keepSent(open map[string]bool) {
 		if !open[id] {
 			delete(s.sent, id)
 		}
+	}
+	// A map keeps its room once emptied; an idle stream holds none.
+	if len(s.sent) == 0 {
+		s.sent = nil
 	}
 }
 
@@ -148,7 +155,6 @@ func (h *hub) add(key types.NamespacedName, held configVersion) *subscriber {
 		closed:     make(chan struct{}),
 		configDue:  true,
 		configSent: held,
-		sent:       map[string]bool{},
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

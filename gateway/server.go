@@ -182,6 +182,11 @@ func (s *Server) Addr() net.Addr {
 // NeedLeaderElection is false: every replica serves devices.
 func (s *Server) NeedLeaderElection() bool { return false }
 
+// noHeaderTable is an HPACK dynamic table too small for any entry (each
+// counts 32 bytes beyond its name and value), so that nothing is indexed;
+// 0 would mean the default, 4 KiB.
+const noHeaderTable = 1
+
 // Start serves until ctx ends, then drains connections, writes the
 // presence changes and command results it holds, and releases its Lease.
 func (s *Server) Start(ctx context.Context) error {
@@ -216,7 +221,12 @@ func (s *Server) Start(ctx context.Context) error {
 		// Pings find a stream whose device vanished without a FIN (a
 		// dropped NAT entry, a phone that changed networks), so that its
 		// disconnect is not held for minutes.
-		HTTP2:    &http.HTTP2Config{SendPingTimeout: streamKeepalive, PingTimeout: 15 * time.Second},
+		HTTP2: &http.HTTP2Config{SendPingTimeout: streamKeepalive, PingTimeout: 15 * time.Second,
+			// A connection carries one long stream and a report now and
+			// then: header compression saves a few hundred bytes per call
+			// and its table costs 2-4 KiB per connection for its whole
+			// life. The agents do not index theirs either.
+			MaxEncoderHeaderTableSize: noHeaderTable},
 		ErrorLog: nil,
 	}
 	var background sync.WaitGroup
