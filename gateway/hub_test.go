@@ -35,6 +35,56 @@ func TestDeletedDeviceEndsItsStreams(t *testing.T) {
 	}
 }
 
+// TestDeviceUpdatesThatRenderAgain: only a change a render reads (the
+// spec, the labels, the UID) has the Device's streams render their
+// configuration again; its status, written on every report, does not.
+func TestDeviceUpdatesThatRenderAgain(t *testing.T) {
+	base := &mdmv1alpha1.Device{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: "phone", UID: "u1", Generation: 2, Labels: map[string]string{"site": "lyon"}},
+		Status:     mdmv1alpha1.DeviceStatus{Phase: mdmv1alpha1.DeviceEnrolled},
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(d *mdmv1alpha1.Device)
+		want   bool
+	}{
+		{"its report", func(d *mdmv1alpha1.Device) {
+			d.Status.Configurations = []mdmv1alpha1.DeviceConfigurationStatus{{Name: "wifi", State: mdmv1alpha1.ConfigurationApplied}}
+			d.Status.Conditions = []metav1.Condition{{Type: mdmv1alpha1.DeviceConditionConnected, Status: metav1.ConditionTrue}}
+			d.ResourceVersion = "9"
+		}, false},
+		{"an annotation", func(d *mdmv1alpha1.Device) { d.Annotations = map[string]string{"note": "desk 4"} }, false},
+		{"its spec", func(d *mdmv1alpha1.Device) { d.Generation++ }, true},
+		{"a label a selector may read", func(d *mdmv1alpha1.Device) { d.Labels = map[string]string{"site": "paris"} }, true},
+		{"a new label", func(d *mdmv1alpha1.Device) { d.Labels["ring"] = "canary" }, true},
+		{"recreated under its name", func(d *mdmv1alpha1.Device) { d.UID = "u2" }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(nil, nil, nil, nil, logr.Discard(), Options{StatusFlushInterval: time.Minute})
+			sub := s.hub.add(client.ObjectKeyFromObject(base), configVersion{})
+			sub.takeConfigDue()
+			d := base.DeepCopy()
+			tc.change(d)
+			s.onDeviceChange(base, d)
+			if got := sub.takeConfigDue(); got != tc.want {
+				t.Errorf("a render due after %s: %v, want %v", tc.name, got, tc.want)
+			}
+		})
+	}
+	t.Run("released", func(t *testing.T) {
+		s := New(nil, nil, nil, nil, logr.Discard(), Options{StatusFlushInterval: time.Minute})
+		sub := s.hub.add(client.ObjectKeyFromObject(base), configVersion{})
+		d := base.DeepCopy()
+		d.Status.Phase = mdmv1alpha1.DeviceRetired
+		s.onDeviceChange(base, d)
+		select {
+		case <-sub.closed:
+		case <-time.After(time.Second):
+			t.Fatal("the stream of a Device no longer managed stayed open")
+		}
+	})
+}
+
 // TestConfigurationDelivery: which updates reach an agent, and which
 // Configuration writes wake streams at all.
 func TestConfigurationDelivery(t *testing.T) {

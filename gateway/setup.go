@@ -110,12 +110,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, deviceCA *pki.CA, opts Options
 	}
 	if _, err := devices.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(o any) { s.arrivals.arrived(o.(*mdmv1alpha1.Device).UID) },
-		UpdateFunc: func(_, o any) {
+		UpdateFunc: func(old, o any) {
 			d := o.(*mdmv1alpha1.Device)
 			// A Device recreated under its name across a relist comes as
 			// an update with a new UID.
 			s.arrivals.arrived(d.UID)
-			s.onDeviceChange(d)
+			s.onDeviceChange(old.(*mdmv1alpha1.Device), d)
 		},
 		DeleteFunc: s.onDeviceDelete,
 	}); err != nil {

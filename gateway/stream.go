@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"connectrpc.com/connect"
@@ -268,7 +269,7 @@ func (s *Server) onActionChange(a *mdmv1alpha1.DeviceAction) {
 // onDeviceChange pushes a new configuration, or ends the streams of a device
 // that is no longer managed, and has a stream here shown disconnected
 // claimed again.
-func (s *Server) onDeviceChange(d *mdmv1alpha1.Device) {
+func (s *Server) onDeviceChange(old, d *mdmv1alpha1.Device) {
 	key := client.ObjectKeyFromObject(d)
 	subs := s.hub.get(key)
 	if len(subs) == 0 {
@@ -279,9 +280,22 @@ func (s *Server) onDeviceChange(d *mdmv1alpha1.Device) {
 		return
 	}
 	s.presence.observed(d)
+	if !rendersDiffer(old, d) {
+		return
+	}
 	for _, sub := range subs {
 		sub.offerConfig()
 	}
+}
+
+// rendersDiffer reports whether a Device's configuration may render
+// differently after an update: a render reads its spec (the generation),
+// its labels (the Configurations' selectors) and its UID (a staged
+// rollout's admission), never its status. Most updates are status ones,
+// the device's own reports among them; a render and a read of its
+// commands for each would double the gateway's work during a push.
+func rendersDiffer(old, d *mdmv1alpha1.Device) bool {
+	return old == nil || old.Generation != d.Generation || old.UID != d.UID || !maps.Equal(old.Labels, d.Labels)
 }
 
 // onDeviceDelete ends the streams of a deleted Device. A deletion the watch
