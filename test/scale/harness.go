@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -175,6 +176,9 @@ func (h *Harness) launchManager() error {
 		// For a look inside: go tool pprof http://ADDR/debug/pprof/heap
 		cmd.Args = append(cmd.Args, "--pprof-bind-address", addr)
 	}
+	// To try a flag's effect, e.g. "--gateway-max-concurrent-reports=64";
+	// a run with it measures that setting, not the defaults.
+	cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("SCALE_MANAGER_ARGS"))...)
 	p, err := testenv.Launch(fmt.Sprintf("manager-%d", h.managerRuns), cmd, h.dir)
 	if err != nil {
 		return err

@@ -157,7 +157,7 @@ func (h *Harness) enrollment(ctx context.Context, r *Results) (*fleet, error) {
 		return f, err
 	}
 	began := time.Now()
-	go h.profileAPIServer(ctx, "enrollment", 30*time.Second)
+	go h.profileAPIServer(ctx, "enrollment", h.phaseProfileLength())
 	f.run()
 	steps := newProgress(n)
 	progress := time.NewTicker(100 * time.Millisecond)
@@ -295,8 +295,17 @@ func (h *Harness) configure(ctx context.Context, f *fleet, r *Results) error {
 		return err
 	}
 	defer reported.stop()
+	h.fetchAPIServer(ctx, "/metrics", "configure.apiserver.metrics-before.txt")
 	began := time.Now()
-	go h.profileAPIServer(ctx, "configure", 30*time.Second)
+	go h.profileAPIServer(ctx, "configure", h.phaseProfileLength())
+	// The reconnect that follows kills this manager: its profile is
+	// waited for, or it would be asked again of the next one.
+	profiled := make(chan struct{})
+	go func() {
+		defer close(profiled)
+		profileManager(ctx, "configure", h.phaseProfileLength())
+	}()
+	defer func() { <-profiled }()
 	if err := h.client.Create(ctx, cfg); err != nil {
 		return err
 	}
@@ -334,6 +343,7 @@ func (h *Harness) configure(ctx context.Context, f *fleet, r *Results) error {
 		return fmt.Errorf("the Configuration counts %+v of %d devices: %w", cfg.Status.Devices, want, err)
 	}
 	r.Configure.Time = time.Since(began)
+	h.fetchAPIServer(ctx, "/metrics", "configure.apiserver.metrics.txt")
 	time.Sleep(2 * time.Second)
 	if r.Configure.Writes, err = h.managerWrites(ctx, m); err != nil {
 		return err

@@ -3,6 +3,7 @@ package scale
 import (
 	"fmt"
 	"math"
+	"os"
 	"strings"
 	"time"
 
@@ -154,6 +155,9 @@ func (r *Results) Table() string {
 	fmt.Fprintf(&s, "Machine: %s\n", r.Machine)
 	fmt.Fprintf(&s, "Profile: %d connected devices, %d registered Devices, heartbeat %s, window %s\n",
 		r.Profile.Devices, r.Profile.Registered, r.Profile.Heartbeat, r.Profile.Window)
+	if args := os.Getenv("SCALE_MANAGER_ARGS"); args != "" {
+		fmt.Fprintf(&s, "Manager flags beyond the defaults: %s\n", args)
+	}
 	fmt.Fprintf(&s, "Baseline: %d ConfigMaps by %d workers in %s (%.0f/s); create→watch p50 %s, p99 %s\n",
 		b.Creates, createWorkers, b.CreateTime.Round(time.Millisecond), b.CreateRate(),
 		b.WatchP50.Round(10*time.Microsecond), b.WatchP99.Round(10*time.Microsecond))

@@ -221,10 +221,25 @@ func profileManager(ctx context.Context, phase string, d time.Duration) {
 	fetchManagerProfile(context.WithoutCancel(ctx), fmt.Sprintf("profile?seconds=%d", int(d.Seconds())), phase+".manager.cpu.pprof")
 }
 
+// phaseProfileLength is how long a phase's profiles last: about as long
+// as a storm or a push takes at this size (10s for 1,000 devices), at most
+// 30s, so that a small run's profile ends before the run does.
+func (h *Harness) phaseProfileLength() time.Duration {
+	return min(max(time.Duration(h.profile.Devices)*10*time.Millisecond, 5*time.Second), 30*time.Second)
+}
+
 // profileAPIServer records the apiserver's CPU profile for d into
 // SCALE_PROFILE_DIR, when set: what the apiserver spends a phase's writes
 // on, next to the manager's.
 func (h *Harness) profileAPIServer(ctx context.Context, phase string, d time.Duration) {
+	h.fetchAPIServer(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())), phase+".apiserver.cpu.pprof")
+}
+
+// fetchAPIServer saves the apiserver's answer to path into
+// SCALE_PROFILE_DIR as name, when set. Its /metrics after a phase tell
+// how long its requests took (apiserver_request_duration_seconds) and
+// waited for a seat (apiserver_flowcontrol_request_wait_duration_seconds).
+func (h *Harness) fetchAPIServer(ctx context.Context, path, name string) {
 	dir := os.Getenv("SCALE_PROFILE_DIR")
 	if dir == "" {
 		return
@@ -233,17 +248,16 @@ func (h *Harness) profileAPIServer(ctx context.Context, phase string, d time.Dur
 	if err != nil {
 		return
 	}
-	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodGet,
-		fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(h.cfg.Host, "/"), int(d.Seconds())), nil)
+	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodGet, strings.TrimSuffix(h.cfg.Host, "/")+path, nil)
 	if err != nil {
 		return
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		h.logf("The apiserver's profile of %s: %v", phase, err)
+		h.logf("The apiserver's %s for %s: %v", path, name, err)
 		return
 	}
-	saveProfile(resp, dir, phase+".apiserver.cpu.pprof")
+	saveProfile(resp, dir, name)
 }
 
 // saveProfile writes a profiler's answer into dir as name, and closes it.
