@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -83,19 +85,19 @@ func (l *handshakeListener) handshake(c net.Conn) {
 	if err != nil {
 		// Not logged: a port scanner or a load balancer's probe would
 		// fill the log. The counter tells a fleet's failures apart.
-		if result := handshakeFailure(ctx); result != "" {
+		if result := handshakeFailure(ctx, err); result != "" {
 			tlsHandshakes.WithLabelValues(result).Inc()
 		}
 		_ = c.Close()
 		return
 	}
-	tlsHandshakes.WithLabelValues("ok").Inc()
 	// A connection handshaken while the caches sync waits for the server,
 	// but not for ever: an agent whose connection is closed dials again.
 	wait := time.NewTimer(maxAcceptWait)
 	defer wait.Stop()
 	select {
 	case l.ready <- tc:
+		tlsHandshakes.WithLabelValues("ok").Inc()
 	case <-l.done:
 		_ = c.Close()
 	case <-wait.C:
@@ -104,14 +106,18 @@ func (l *handshakeListener) handshake(c net.Conn) {
 	}
 }
 
-// handshakeFailure names why a handshake under ctx failed, as a label;
-// none when Close cut it off.
-func handshakeFailure(ctx context.Context) string {
+// handshakeFailure names why a handshake under ctx failed with err, as a
+// label; none when Close cut it off. A peer that hung up before its hello
+// (a load balancer's health check, a port scan) is told apart from a
+// refused one, so that refused certificates stand out.
+func handshakeFailure(ctx context.Context, err error) string {
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return "timeout"
 	case ctx.Err() != nil:
 		return ""
+	case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
+		return "closed"
 	default:
 		return "error"
 	}

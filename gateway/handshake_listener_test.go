@@ -120,14 +120,39 @@ func TestHandshakeListenerHandshakesBeforeAccept(t *testing.T) {
 	}
 }
 
+// handshakeCounts reads kubemdm_gateway_tls_handshakes_total by result.
+func handshakeCounts() map[string]float64 {
+	out := map[string]float64{}
+	for _, r := range []string{"ok", "closed", "error", "timeout", "unserved"} {
+		out[r] = testutil.ToFloat64(tlsHandshakes.WithLabelValues(r))
+	}
+	return out
+}
+
+// expectCounted fails unless the handshakes counted since before, by
+// result, are want.
+func expectCounted(t *testing.T, before map[string]float64, want map[string]float64) {
+	t.Helper()
+	for r, now := range handshakeCounts() {
+		if d := now - before[r]; d != want[r] {
+			t.Errorf("handshakes counted %s: %v, want %v", r, d, want[r])
+		}
+	}
+}
+
 // TestHandshakeListenerDropsFailedAndStalledHandshakes: a client that is
-// not TLS, and one that sends nothing, are closed without holding up a
-// good one.
+// not TLS, one that hangs up and one that sends nothing are closed without
+// holding up a good one, and counted apart.
 func TestHandshakeListenerDropsFailedAndStalledHandshakes(t *testing.T) {
 	serverConf, clientConf := selfSigned(t)
-	failedBefore, timedOutBefore := testutil.ToFloat64(tlsHandshakes.WithLabelValues("error")), testutil.ToFloat64(tlsHandshakes.WithLabelValues("timeout"))
+	before := handshakeCounts()
 	l := newHandshakeListener(listen(t), serverConf, 2*time.Second)
 	defer func() { _ = l.Close() }()
+	hungUp, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = hungUp.Close()
 	garbage, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -157,12 +182,7 @@ func TestHandshakeListenerDropsFailedAndStalledHandshakes(t *testing.T) {
 		t.Fatalf("Accept handed over a connection whose handshake failed or returned %v", err)
 	case <-time.After(500 * time.Millisecond):
 	}
-	if d := testutil.ToFloat64(tlsHandshakes.WithLabelValues("error")) - failedBefore; d != 1 {
-		t.Errorf("failed handshakes counted: %v, want 1", d)
-	}
-	if d := testutil.ToFloat64(tlsHandshakes.WithLabelValues("timeout")) - timedOutBefore; d != 1 {
-		t.Errorf("timed out handshakes counted: %v, want 1", d)
-	}
+	expectCounted(t, before, map[string]float64{"ok": 1, "closed": 1, "error": 1, "timeout": 1})
 }
 
 // expectClosed fails unless the server closes c within 5s.
@@ -185,6 +205,7 @@ func TestHandshakeListenerClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = stalled.Close() }()
+	before := handshakeCounts()
 	accepted := acceptAsync(l)
 	// Close once the stalled connection's handshake is under way, so
 	// that it is Close, not the listening socket going, that ends it.
@@ -200,6 +221,8 @@ func TestHandshakeListenerClose(t *testing.T) {
 		t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
 	}
 	expectClosed(t, stalled, "a handshake under way at Close")
+	// Cut off by Close, it failed for no reason of its own.
+	expectCounted(t, before, nil)
 }
 
 // failingListener fails its first Accept as a process out of file

@@ -59,13 +59,18 @@ var (
 	}, []string{"result"})
 	tlsHandshakes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kubemdm_gateway_tls_handshakes_total",
-		Help: "TLS handshakes on the agent listener, by result: ok, error (not TLS, or a certificate refused), timeout, or unserved (handshaken, then closed because the gateway did not serve within a minute).",
+		Help: "TLS handshakes on the agent listener, by result: ok (handed to the server), closed (the peer hung up before its hello), error (not TLS, or a certificate refused), timeout, or unserved (handshaken, then closed because the gateway did not serve within a minute).",
 	}, []string{"result"})
 )
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(rpcsTotal, rpcSeconds, streamsOpen, enrollmentsTotal, commandsDelivered, commandsCompleted,
 		commandDelivered, commandCompletedIn, apiserverWrites, presenceFlushes, tlsHandshakes)
+	// Every result from the start, so that an alert on a rate sees 0, not
+	// no data.
+	for _, result := range []string{"ok", "closed", "error", "timeout", "unserved"} {
+		tlsHandshakes.WithLabelValues(result)
+	}
 }
 
 // codeLabel is a call's Connect code as a label.

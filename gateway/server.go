@@ -225,7 +225,9 @@ func (s *Server) Start(ctx context.Context) error {
 			// A connection carries one long stream and a report now and
 			// then: header compression saves a few hundred bytes per call
 			// and its table costs 2-4 KiB per connection for its whole
-			// life. The agents do not index theirs either.
+			// life. Agents from this release index nothing either; the
+			// decoder's table is left at its size, since a client's first
+			// requests may use it before our settings reach it.
 			MaxEncoderHeaderTableSize: noHeaderTable},
 		ErrorLog: nil,
 	}

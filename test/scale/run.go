@@ -1,6 +1,7 @@
 package scale
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -260,9 +261,15 @@ func (h *Harness) fetchAPIServer(ctx context.Context, path, name string) {
 	saveProfile(resp, dir, name)
 }
 
-// saveProfile writes a profiler's answer into dir as name, and closes it.
+// saveProfile writes a profiler's answer into dir as name, and closes it;
+// a refusal is not saved as if it were the profile.
 func saveProfile(resp *http.Response, dir, name string) {
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		fmt.Fprintf(os.Stderr, "%s not saved: %s %s\n", name, resp.Status, bytes.TrimSpace(msg))
+		return
+	}
 	out, err := os.Create(filepath.Join(dir, name))
 	if err != nil {
 		return
