@@ -94,6 +94,12 @@ func start(ctx context.Context, p Profile, log io.Writer) (*Harness, error) {
 		CRDs:                  []*apiextensionsv1.CustomResourceDefinition{shadow},
 		ErrorIfCRDPathMissing: true,
 	}
+	// To look inside the apiserver, e.g. "contention-profiling=true" for
+	// its /debug/pprof/block and mutex; such a run measures that setting.
+	for _, arg := range strings.Fields(os.Getenv("SCALE_APISERVER_ARGS")) {
+		name, value, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+		h.env.ControlPlane.GetAPIServer().Configure().Append(name, value)
+	}
 	cfg, err := h.env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting the control plane: %w", err)

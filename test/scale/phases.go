@@ -296,6 +296,7 @@ func (h *Harness) configure(ctx context.Context, f *fleet, r *Results) error {
 	}
 	defer reported.stop()
 	h.fetchAPIServer(ctx, "/metrics", "configure.apiserver.metrics-before.txt")
+	h.fetchContention(ctx, "configure.apiserver.block-before.pprof")
 	began := time.Now()
 	go h.profileAPIServer(ctx, "configure", h.phaseProfileLength())
 	// The reconnect that follows kills this manager: its profile is
@@ -344,6 +345,7 @@ func (h *Harness) configure(ctx context.Context, f *fleet, r *Results) error {
 	}
 	r.Configure.Time = time.Since(began)
 	h.fetchAPIServer(ctx, "/metrics", "configure.apiserver.metrics.txt")
+	h.fetchContention(ctx, "configure.apiserver.block.pprof")
 	time.Sleep(2 * time.Second)
 	if r.Configure.Writes, err = h.managerWrites(ctx, m); err != nil {
 		return err

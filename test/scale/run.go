@@ -261,6 +261,16 @@ func (h *Harness) fetchAPIServer(ctx context.Context, path, name string) {
 	saveProfile(resp, dir, name)
 }
 
+// fetchContention saves the apiserver's block profile as name, when it
+// records one (SCALE_APISERVER_ARGS=--contention-profiling=true): taken
+// before and after a phase, `go tool pprof -base` shows what the phase's
+// requests waited on.
+func (h *Harness) fetchContention(ctx context.Context, name string) {
+	if strings.Contains(os.Getenv("SCALE_APISERVER_ARGS"), "contention-profiling") {
+		h.fetchAPIServer(ctx, "/debug/pprof/block", name)
+	}
+}
+
 // saveProfile writes a profiler's answer into dir as name, and closes it;
 // a refusal is not saved as if it were the profile.
 func saveProfile(resp *http.Response, dir, name string) {
