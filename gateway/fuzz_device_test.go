@@ -33,14 +33,7 @@ type deviceServer struct {
 
 func newDeviceServer(tb testing.TB) *deviceServer {
 	tb.Helper()
-	caCert, caKey, err := pki.NewCA("test", time.Hour)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ca, err := pki.LoadCA(caCert, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	ca := newTestCA(tb, "test")
 	id := pki.DeviceIdentity{Namespace: "fleet", Name: "phone", UID: "0c2f4a3e-0000-4000-8000-000000000001"}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/index"
-	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
 // FuzzHandler throws arbitrary bodies at every procedure, in JSON and in
@@ -68,14 +67,7 @@ func FuzzHandler(f *testing.F) {
 // newTestServer serves the gateway's handler over plain HTTP, with a fake
 // cache: enough for the decoding and validation that run before any lookup.
 func newTestServer(tb testing.TB) *httptest.Server {
-	caCert, caKey, err := pki.NewCA("test", time.Hour)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ca, err := pki.LoadCA(caCert, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	ca := newTestCA(tb, "test")
 	c := fakeCache().Build()
 	s := New(c, c, ca, nil, logr.Discard(), Options{CertificateLifetime: time.Hour, StatusFlushInterval: time.Minute, Serving: &ServingCertificate{}})
 	return httptest.NewServer(s.Handler())

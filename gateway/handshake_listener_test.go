@@ -9,22 +9,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
 // selfSigned returns a server configuration with a certificate for
 // 127.0.0.1 and a client configuration that trusts its CA.
 func selfSigned(t *testing.T) (server, client *tls.Config) {
 	t.Helper()
-	caCert, caKey, err := pki.NewCA("gateway", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pki.LoadCA(caCert, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := newTestCA(t, "gateway")
 	certPEM, keyPEM, err := ca.SignServing([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)

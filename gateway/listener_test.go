@@ -12,8 +12,6 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-
-	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
 // TestStartServesTheListenerGiven: a connection made to a listener the
@@ -32,14 +30,7 @@ func TestStartServesTheListenerGiven(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caCert, caKey, err := pki.NewCA("devices", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deviceCA, err := pki.LoadCA(caCert, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	deviceCA := newTestCA(t, "devices")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
