@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // handshakeListener accepts connections and runs their TLS handshakes as
@@ -35,12 +37,14 @@ type handshakeListener struct {
 	acceptErr chan error
 	// handshaking counts the connections whose handshake is under way.
 	handshaking atomic.Int64
+	// results counts the finished handshakes by result.
+	results *prometheus.CounterVec
 }
 
 // newHandshakeListener starts accepting on inner and handshaking with
-// config, each handshake bounded by timeout.
-func newHandshakeListener(inner net.Listener, config *tls.Config, timeout time.Duration) *handshakeListener {
-	l := &handshakeListener{inner: inner, config: config, timeout: timeout,
+// config, each handshake bounded by timeout and counted in results.
+func newHandshakeListener(inner net.Listener, config *tls.Config, timeout time.Duration, results *prometheus.CounterVec) *handshakeListener {
+	l := &handshakeListener{inner: inner, config: config, timeout: timeout, results: results,
 		ready: make(chan *tls.Conn), done: make(chan struct{}), acceptErr: make(chan error, 1)}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	go l.accept()
@@ -86,7 +90,7 @@ func (l *handshakeListener) handshake(c net.Conn) {
 		// Not logged: a port scanner or a load balancer's probe would
 		// fill the log. The counter tells a fleet's failures apart.
 		if result := handshakeFailure(ctx, err); result != "" {
-			tlsHandshakes.WithLabelValues(result).Inc()
+			l.results.WithLabelValues(result).Inc()
 		}
 		_ = c.Close()
 		return
@@ -97,11 +101,11 @@ func (l *handshakeListener) handshake(c net.Conn) {
 	defer wait.Stop()
 	select {
 	case l.ready <- tc:
-		tlsHandshakes.WithLabelValues("ok").Inc()
+		l.results.WithLabelValues("ok").Inc()
 	case <-l.done:
 		_ = c.Close()
 	case <-wait.C:
-		tlsHandshakes.WithLabelValues("unserved").Inc()
+		l.results.WithLabelValues("unserved").Inc()
 		_ = c.Close()
 	}
 }

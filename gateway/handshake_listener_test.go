@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -83,7 +84,7 @@ func listen(t *testing.T) net.Listener {
 // over handshaken.
 func TestHandshakeListenerHandshakesBeforeAccept(t *testing.T) {
 	serverConf, clientConf := selfSigned(t)
-	l := newHandshakeListener(listen(t), serverConf, 5*time.Second)
+	l := newHandshakeListener(listen(t), serverConf, 5*time.Second, newHandshakeCounter())
 	defer func() { _ = l.Close() }()
 	const n = 20
 	hold := make(chan struct{})
@@ -111,22 +112,14 @@ func TestHandshakeListenerHandshakesBeforeAccept(t *testing.T) {
 	}
 }
 
-// handshakeCounts reads kubemdm_gateway_tls_handshakes_total by result.
-func handshakeCounts() map[string]float64 {
-	out := map[string]float64{}
-	for _, r := range []string{"ok", "closed", "error", "timeout", "unserved"} {
-		out[r] = testutil.ToFloat64(tlsHandshakes.WithLabelValues(r))
-	}
-	return out
-}
-
-// expectCounted fails unless the handshakes counted since before, by
-// result, are want.
-func expectCounted(t *testing.T, before map[string]float64, want map[string]float64) {
+// expectCounted fails unless the handshakes counted, by result, are
+// want. Each test's listener counts apart from the process-wide counter,
+// which a gateway or agent left over from another test may still move.
+func expectCounted(t *testing.T, counted *prometheus.CounterVec, want map[string]float64) {
 	t.Helper()
-	for r, now := range handshakeCounts() {
-		if d := now - before[r]; d != want[r] {
-			t.Errorf("handshakes counted %s: %v, want %v", r, d, want[r])
+	for _, r := range []string{"ok", "closed", "error", "timeout", "unserved"} {
+		if got := testutil.ToFloat64(counted.WithLabelValues(r)); got != want[r] {
+			t.Errorf("handshakes counted %s: %v, want %v", r, got, want[r])
 		}
 	}
 }
@@ -136,8 +129,8 @@ func expectCounted(t *testing.T, before map[string]float64, want map[string]floa
 // holding up a good one, and counted apart.
 func TestHandshakeListenerDropsFailedAndStalledHandshakes(t *testing.T) {
 	serverConf, clientConf := selfSigned(t)
-	before := handshakeCounts()
-	l := newHandshakeListener(listen(t), serverConf, 2*time.Second)
+	counted := newHandshakeCounter()
+	l := newHandshakeListener(listen(t), serverConf, 2*time.Second, counted)
 	defer func() { _ = l.Close() }()
 	hungUp, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
@@ -173,7 +166,7 @@ func TestHandshakeListenerDropsFailedAndStalledHandshakes(t *testing.T) {
 		t.Fatalf("Accept handed over a connection whose handshake failed or returned %v", err)
 	case <-time.After(500 * time.Millisecond):
 	}
-	expectCounted(t, before, map[string]float64{"ok": 1, "closed": 1, "error": 1, "timeout": 1})
+	expectCounted(t, counted, map[string]float64{"ok": 1, "closed": 1, "error": 1, "timeout": 1})
 }
 
 // expectClosed fails unless the server closes c within 5s.
@@ -190,13 +183,13 @@ func expectClosed(t *testing.T, c net.Conn, what string) {
 // way.
 func TestHandshakeListenerClose(t *testing.T) {
 	serverConf, _ := selfSigned(t)
-	l := newHandshakeListener(listen(t), serverConf, time.Minute)
+	counted := newHandshakeCounter()
+	l := newHandshakeListener(listen(t), serverConf, time.Minute, counted)
 	stalled, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = stalled.Close() }()
-	before := handshakeCounts()
 	accepted := acceptAsync(l)
 	// Close once the stalled connection's handshake is under way, so
 	// that it is Close, not the listening socket going, that ends it.
@@ -213,7 +206,7 @@ func TestHandshakeListenerClose(t *testing.T) {
 	}
 	expectClosed(t, stalled, "a handshake under way at Close")
 	// Cut off by Close, it failed for no reason of its own.
-	expectCounted(t, before, nil)
+	expectCounted(t, counted, nil)
 }
 
 // failingListener fails its first Accept as a process out of file
@@ -235,7 +228,7 @@ func (f *failingListener) Accept() (net.Conn, error) {
 // descriptors once does not stop the gateway accepting for good.
 func TestHandshakeListenerKeepsAcceptingAfterAnError(t *testing.T) {
 	serverConf, clientConf := selfSigned(t)
-	l := newHandshakeListener(&failingListener{Listener: listen(t)}, serverConf, 5*time.Second)
+	l := newHandshakeListener(&failingListener{Listener: listen(t)}, serverConf, 5*time.Second, newHandshakeCounter())
 	defer func() { _ = l.Close() }()
 	hold := make(chan struct{})
 	defer close(hold)

@@ -57,20 +57,26 @@ var (
 		Name: "kubemdm_presence_flushes_total",
 		Help: "Presence writes (lastSeen, Connected) of the gateway, by result (ok, error).",
 	}, []string{"result"})
-	tlsHandshakes = prometheus.NewCounterVec(prometheus.CounterOpts{
+	tlsHandshakes = newHandshakeCounter()
+)
+
+// newHandshakeCounter builds kubemdm_gateway_tls_handshakes_total with
+// every result from the start, so that an alert on a rate sees 0, not no
+// data.
+func newHandshakeCounter() *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kubemdm_gateway_tls_handshakes_total",
 		Help: "TLS handshakes on the agent listener, by result: ok (handed to the server), closed (the peer hung up before its hello), error (not TLS, or a certificate refused), timeout, or unserved (handshaken, then closed because the gateway did not serve within a minute).",
 	}, []string{"result"})
-)
+	for _, result := range []string{"ok", "closed", "error", "timeout", "unserved"} {
+		c.WithLabelValues(result)
+	}
+	return c
+}
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(rpcsTotal, rpcSeconds, streamsOpen, enrollmentsTotal, commandsDelivered, commandsCompleted,
 		commandDelivered, commandCompletedIn, apiserverWrites, presenceFlushes, tlsHandshakes)
-	// Every result from the start, so that an alert on a rate sees 0, not
-	// no data.
-	for _, result := range []string{"ok", "closed", "error", "timeout", "unserved"} {
-		tlsHandshakes.WithLabelValues(result)
-	}
 }
 
 // codeLabel is a call's Connect code as a label.

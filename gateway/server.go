@@ -121,7 +121,7 @@ func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder ev
 	s.enrolling = newAdmission(cmp.Or(opts.MaxConcurrentEnrollments, DefaultMaxConcurrentEnrollments))
 	s.reporting = newAdmission(cmp.Or(opts.MaxConcurrentReports, DefaultMaxConcurrentReports))
 	if opts.Listener != nil {
-		s.listener = newHandshakeListener(opts.Listener, s.TLSConfig(), handshakeTimeout)
+		s.listener = newHandshakeListener(opts.Listener, s.TLSConfig(), handshakeTimeout, tlsHandshakes)
 	}
 	return s
 }
@@ -202,7 +202,7 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("gateway listening on %s: %w", s.opts.BindAddress, err)
 		}
-		ln = newHandshakeListener(bound, s.TLSConfig(), handshakeTimeout)
+		ln = newHandshakeListener(bound, s.TLSConfig(), handshakeTimeout, tlsHandshakes)
 	}
 	// Closed on every way out; Shutdown closes it too.
 	defer func() { _ = ln.Close() }()
