@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/makiuchi-d/gozxing"
-	gozxingqr "github.com/makiuchi-d/gozxing/qrcode"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +21,7 @@ import (
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/enrollment"
+	"github.com/kubemdm/kubemdm/internal/qrscan"
 )
 
 // issuedValues collects every token value the tests saw, so that the last
@@ -75,14 +74,9 @@ func secretGone(ctx context.Context, ns, name string) func(g Gomega) {
 func decodeQR(pngBytes []byte) string {
 	img, err := png.Decode(bytes.NewReader(pngBytes))
 	Expect(err).NotTo(HaveOccurred())
-	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	text, err := qrscan.Decode(img)
 	Expect(err).NotTo(HaveOccurred())
-	// The PNG is the code alone in its quiet zone, so its modules are read
-	// where they are: locating the finder patterns of a code this dense
-	// fails for about one random token value in fifteen.
-	res, err := gozxingqr.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
-	Expect(err).NotTo(HaveOccurred())
-	return res.GetText()
+	return text
 }
 
 var _ = Describe("EnrollmentToken", Ordered, func() {

@@ -3,8 +3,7 @@ package enrollment
 import (
 	"testing"
 
-	"github.com/makiuchi-d/gozxing"
-	gozxingqr "github.com/makiuchi-d/gozxing/qrcode"
+	"github.com/kubemdm/kubemdm/internal/qrscan"
 )
 
 func TestQRCodeTextDecodes(t *testing.T) {
@@ -13,15 +12,11 @@ func TestQRCodeTextDecodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bmp, err := gozxing.NewBinaryBitmapFromImage(QRCodeTextImage(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := gozxingqr.NewQRCodeReader().Decode(bmp, nil)
+	got, err := qrscan.Decode(QRCodeTextImage(text))
 	if err != nil {
 		t.Fatalf("the drawing does not decode: %v\n%s", err, text)
 	}
-	if res.GetText() != payload {
-		t.Errorf("decoded %q, want the payload", res.GetText())
+	if got != payload {
+		t.Errorf("decoded %q, want the payload", got)
 	}
 }

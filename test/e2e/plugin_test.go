@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/makiuchi-d/gozxing"
-	gozxingqr "github.com/makiuchi-d/gozxing/qrcode"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -25,6 +23,7 @@ import (
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/enrollment"
+	"github.com/kubemdm/kubemdm/internal/qrscan"
 )
 
 // plugin runs "kubectl mdm …" with the real kubectl, which finds the
@@ -282,9 +281,7 @@ var _ = Describe("kubectl mdm token", func() {
 
 func decodeQR(img image.Image) string {
 	GinkgoHelper()
-	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	text, err := qrscan.Decode(img)
 	Expect(err).NotTo(HaveOccurred())
-	res, err := gozxingqr.NewQRCodeReader().Decode(bmp, nil)
-	Expect(err).NotTo(HaveOccurred())
-	return res.GetText()
+	return text
 }
