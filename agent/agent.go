@@ -43,6 +43,8 @@ type Agent struct {
 	heartbeats atomic.Uint64
 	// sessions counts the streams that opened: the first message came.
 	sessions atomic.Uint64
+	// tlsSessions are kept for resuming across connections.
+	tlsSessions tlsSessions
 }
 
 // New creates an agent that keeps its state in state.
@@ -79,6 +81,9 @@ func (a *Agent) client(withIdentity bool) (agentv1connect.AgentServiceClient, *h
 	cfg, err := trust.tlsConfig(a.opts.Gateway, cert)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cert != nil {
+		cfg.ClientSessionCache = a.tlsSessions.cacheFor(cert, trust)
 	}
 	// A restarting gateway binds its port before it serves: a handshake
 	// may wait in its accept queue for a while, but not for ever.

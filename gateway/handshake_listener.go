@@ -101,7 +101,11 @@ func (l *handshakeListener) handshake(c net.Conn) {
 	defer wait.Stop()
 	select {
 	case l.ready <- tc:
-		l.results.WithLabelValues("ok").Inc()
+		if tc.ConnectionState().DidResume {
+			l.results.WithLabelValues("resumed").Inc()
+		} else {
+			l.results.WithLabelValues("ok").Inc()
+		}
 	case <-l.done:
 		_ = c.Close()
 	case <-wait.C:

@@ -117,7 +117,7 @@ func TestHandshakeListenerHandshakesBeforeAccept(t *testing.T) {
 // which a gateway or agent left over from another test may still move.
 func expectCounted(t *testing.T, counted *prometheus.CounterVec, want map[string]float64) {
 	t.Helper()
-	for _, r := range []string{"ok", "closed", "error", "timeout", "unserved"} {
+	for _, r := range handshakeResults {
 		if got := testutil.ToFloat64(counted.WithLabelValues(r)); got != want[r] {
 			t.Errorf("handshakes counted %s: %v, want %v", r, got, want[r])
 		}

@@ -60,15 +60,18 @@ var (
 	tlsHandshakes = newHandshakeCounter()
 )
 
+// handshakeResults are the results of kubemdm_gateway_tls_handshakes_total.
+var handshakeResults = []string{"ok", "resumed", "closed", "error", "timeout", "unserved"}
+
 // newHandshakeCounter builds kubemdm_gateway_tls_handshakes_total with
 // every result from the start, so that an alert on a rate sees 0, not no
 // data.
 func newHandshakeCounter() *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kubemdm_gateway_tls_handshakes_total",
-		Help: "TLS handshakes on the agent listener, by result: ok (handed to the server), closed (the peer hung up before its hello), error (not TLS, or a certificate refused), timeout, or unserved (handshaken, then closed because the gateway did not serve within a minute).",
+		Help: "TLS handshakes on the agent listener, by result: ok (a full handshake, handed to the server), resumed (a session resumed, handed to the server), closed (the peer hung up before its hello), error (not TLS, or a certificate refused), timeout, or unserved (handshaken, then closed because the gateway did not serve within a minute).",
 	}, []string{"result"})
-	for _, result := range []string{"ok", "closed", "error", "timeout", "unserved"} {
+	for _, result := range handshakeResults {
 		c.WithLabelValues(result)
 	}
 	return c

@@ -94,6 +94,9 @@ type Server struct {
 	freshWait time.Duration
 	payloads  client.Reader
 	now       func() time.Time
+	// tickets keeps agents' TLS sessions valid across restarts and
+	// replicas; nil leaves Go's per-process keys.
+	tickets *ticketKeyring
 
 	// listening is closed once the listener is bound; Addr is then valid.
 	listening chan struct{}
@@ -108,6 +111,10 @@ func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder ev
 	s := &Server{
 		cache: c, apiReader: apiReader, deviceCA: deviceCA, recorder: recorder, log: log, opts: opts,
 		now: time.Now, listening: make(chan struct{}), payloads: opts.Payloads,
+	}
+	var err error
+	if s.tickets, err = newTicketKeyring(deviceCA, s.now); err != nil {
+		log.Error(err, "Agents will not resume TLS sessions across restarts")
 	}
 	s.opts.LeaseDuration = cmp.Or(opts.LeaseDuration, DefaultLeaseDuration)
 	s.opts.HandoverGrace = cmp.Or(opts.HandoverGrace, DefaultHandoverGrace)
@@ -164,13 +171,15 @@ func (s *Server) Handler() http.Handler {
 // optional (Enroll has none yet) but, when sent, must chain to the device CA,
 // so a certificate from any other CA is refused during the handshake.
 func (s *Server) TLSConfig() *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: s.opts.Serving.GetCertificate,
 		ClientAuth:     tls.VerifyClientCertIfGiven,
 		ClientCAs:      s.deviceCA.Pool(),
 		NextProtos:     []string{"h2", "http/1.1"},
 	}
+	s.tickets.apply(cfg)
+	return cfg
 }
 
 // Addr is the bound address, once Start has bound it.
