@@ -53,6 +53,8 @@ type Harness struct {
 	manager     *testenv.Process
 	managerRuns int
 	gatewayAddr string
+	// metricsAddr serves the manager's metrics, over plain HTTP.
+	metricsAddr string
 	// beforeFleet is this process's live memory before the fleet existed.
 	beforeFleet int64
 	// agentLog takes the simulated agents' logs (SCALE_AGENT_LOG).
@@ -136,6 +138,9 @@ func start(ctx context.Context, p Profile, log io.Writer) (*Harness, error) {
 	if h.gatewayAddr, err = freeAddr(); err != nil {
 		return nil, err
 	}
+	if h.metricsAddr, err = freeAddr(); err != nil {
+		return nil, err
+	}
 	return h, h.startManager(ctx)
 }
 
@@ -170,7 +175,7 @@ func (h *Harness) launchManager() error {
 		"--kubeconfig", h.kubeconfig,
 		"--namespace", managerNamespace,
 		"--enable-webhooks=false",
-		"--metrics-bind-address", "0",
+		"--metrics-bind-address", h.metricsAddr, "--metrics-secure=false",
 		"--health-probe-bind-address", "0",
 		"--gateway-bind-address", h.gatewayAddr,
 		"--enrollment-host", h.gatewayAddr,

@@ -456,7 +456,10 @@ func (h *Harness) reconnect(ctx context.Context, f *fleet, r *Results) error {
 	if r.Reconnect.Writes, err = h.managerWrites(ctx, m); err != nil {
 		return err
 	}
-	h.logf("Reconnected and synced in %s, writes %s", r.Reconnect.Time.Round(time.Millisecond), r.Reconnect.Writes)
+	if r.Reconnect.Handshakes, err = h.managerHandshakes(ctx); err != nil {
+		return err
+	}
+	h.logf("Reconnected and synced in %s, writes %s, TLS handshakes %v", r.Reconnect.Time.Round(time.Millisecond), r.Reconnect.Writes, r.Reconnect.Handshakes)
 	return nil
 }
 

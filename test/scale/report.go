@@ -145,6 +145,10 @@ func (r *Results) Targets() []Target {
 		Value: r.Reconnect.Time.Seconds(), Figure: fmt.Sprintf("%d devices in groups of %d", p.Devices, mdmv1alpha1.MaxSelectorMatches)})
 	add(Target{Name: "Device writes per device on reconnect", Limit: 1,
 		Value: r.Reconnect.Writes.Of("devices") / n, Figure: r.Reconnect.Writes.String()})
+	hs := r.Reconnect.Handshakes
+	add(Target{Name: "reconnect handshakes that resumed a TLS session", AtLeast: true, Limit: 0.9,
+		Value:  resumedShare(hs),
+		Figure: fmt.Sprintf("%.0f of %.0f handed to the restarted gateway; %.0f failed or timed out", hs["resumed"], hs["ok"]+hs["resumed"], hs["error"]+hs["timeout"]+hs["closed"]+hs["unserved"])})
 	return ts
 }
 

@@ -105,3 +105,29 @@ func TestWriterTally(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
+
+func TestParseHandshakes(t *testing.T) {
+	raw := []byte(`# HELP kubemdm_gateway_tls_handshakes_total TLS handshakes
+# TYPE kubemdm_gateway_tls_handshakes_total counter
+kubemdm_gateway_tls_handshakes_total{result="closed"} 0
+kubemdm_gateway_tls_handshakes_total{result="ok"} 12
+kubemdm_gateway_tls_handshakes_total{result="resumed"} 288
+kubemdm_gateway_tls_handshakes_totally{result="ok"} 5
+`)
+	hs, err := parseHandshakes(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs["ok"] != 12 || hs["resumed"] != 288 || len(hs) != 3 {
+		t.Errorf("parsed %v", hs)
+	}
+	if got := resumedShare(hs); got != 0.96 {
+		t.Errorf("resumed share %v, want 0.96", got)
+	}
+	if _, err := parseHandshakes([]byte("go_goroutines 7\n")); err == nil {
+		t.Error("metrics without the handshake counter parsed")
+	}
+	if _, err := parseHandshakes([]byte(`kubemdm_gateway_tls_handshakes_total{result="ok"} many` + "\n")); err == nil {
+		t.Error("a count that is no number parsed")
+	}
+}

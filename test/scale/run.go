@@ -88,6 +88,9 @@ type Results struct {
 		// reached every device and completed.
 		Time   time.Duration
 		Writes Writes
+		// Handshakes are the restarted gateway's TLS handshakes handed to
+		// its server: full ones (ok) and resumed sessions (resumed).
+		Handshakes map[string]float64
 	}
 }
 
