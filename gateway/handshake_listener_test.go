@@ -70,7 +70,7 @@ func within(t *testing.T, ch <-chan error, d time.Duration, what string) error {
 	}
 }
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

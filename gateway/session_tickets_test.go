@@ -28,7 +28,7 @@ type ticketGateway struct {
 // certificate of its own from gatewayCA, from a new Server on deviceCA
 // whose clock reads now, and answers each connection with a byte, so that
 // its client reads the session ticket sent before it.
-func startTicketGateway(t *testing.T, gatewayCA, deviceCA *pki.CA, now func() time.Time) ticketGateway {
+func startTicketGateway(t testing.TB, gatewayCA, deviceCA *pki.CA, now func() time.Time) ticketGateway {
 	t.Helper()
 	certPEM, keyPEM, err := gatewayCA.SignServing([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
@@ -59,7 +59,7 @@ func startTicketGateway(t *testing.T, gatewayCA, deviceCA *pki.CA, now func() ti
 }
 
 // deviceCertificate is a certificate deviceCA issued to a device.
-func deviceCertificate(t *testing.T, deviceCA *pki.CA) tls.Certificate {
+func deviceCertificate(t testing.TB, deviceCA *pki.CA) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
