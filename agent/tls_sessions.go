@@ -19,8 +19,8 @@ type tlsSessions struct {
 	cache tls.ClientSessionCache
 }
 
-// tlsSessionsKept is how many sessions the agent keeps: one per gateway
-// address, and it talks to one.
+// tlsSessionsKept is how many sessions the agent keeps, by gateway
+// address: it talks to one, and a second covers a move to another.
 const tlsSessionsKept = 2
 
 // cacheFor returns the sessions of connections that present cert and verify

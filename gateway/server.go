@@ -65,6 +65,11 @@ type Options struct {
 	// to their Devices at once; the others wait their turn.
 	// DefaultMaxConcurrentReports when zero.
 	MaxConcurrentReports int
+	// TicketSecret, at least 32 bytes that every replica shares (see
+	// EnsureTicketSecret), lets agents resume their TLS sessions across
+	// restarts and replicas; without it they resume with this process
+	// only.
+	TicketSecret []byte
 }
 
 // Server is the device-facing gateway. It runs on every manager replica
@@ -113,7 +118,7 @@ func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder ev
 		now: time.Now, listening: make(chan struct{}), payloads: opts.Payloads,
 	}
 	var err error
-	if s.tickets, err = newTicketKeyring(deviceCA, s.now); err != nil {
+	if s.tickets, err = newTicketKeyring(opts.TicketSecret, s.now); err != nil {
 		log.Error(err, "Agents will not resume TLS sessions across restarts")
 	}
 	s.opts.LeaseDuration = cmp.Or(opts.LeaseDuration, DefaultLeaseDuration)

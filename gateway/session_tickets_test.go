@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,10 +27,11 @@ type ticketGateway struct {
 }
 
 // startTicketGateway serves TLS as the gateway does, with a serving
-// certificate of its own from gatewayCA, from a new Server on deviceCA
-// whose clock reads now, and answers each connection with a byte, so that
-// its client reads the session ticket sent before it.
-func startTicketGateway(t testing.TB, gatewayCA, deviceCA *pki.CA, now func() time.Time) ticketGateway {
+// certificate of its own from gatewayCA, from a new Server on deviceCA and
+// the ticket secret whose clock is now, and answers each connection with
+// a byte, so that its client reads the session ticket sent before it: 1
+// when the connection's verified chain names the device, 0 when not.
+func startTicketGateway(t testing.TB, gatewayCA, deviceCA *pki.CA, secret []byte, now func() time.Time) ticketGateway {
 	t.Helper()
 	certPEM, keyPEM, err := gatewayCA.SignServing([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
@@ -38,7 +41,7 @@ func startTicketGateway(t testing.TB, gatewayCA, deviceCA *pki.CA, now func() ti
 	if err := serving.set(certPEM, keyPEM, gatewayCA.CertPEM); err != nil {
 		t.Fatal(err)
 	}
-	s := New(nil, nil, deviceCA, nil, logr.Discard(), Options{StatusFlushInterval: time.Minute, Serving: serving})
+	s := New(nil, nil, deviceCA, nil, logr.Discard(), Options{StatusFlushInterval: time.Minute, Serving: serving, TicketSecret: secret})
 	s.tickets.now = now
 	counted := newHandshakeCounter()
 	l := newHandshakeListener(listen(t), s.TLSConfig(), 5*time.Second, counted)
@@ -49,13 +52,31 @@ func startTicketGateway(t testing.TB, gatewayCA, deviceCA *pki.CA, now func() ti
 			if err != nil {
 				return
 			}
-			if _, err := c.Write([]byte{1}); err != nil {
+			if _, err := c.Write([]byte{namesTheDevice(c)}); err != nil {
 				t.Logf("writing: %v", err)
 			}
 			_ = c.Close()
 		}
 	}()
 	return ticketGateway{addr: l.Addr().String(), counted: counted}
+}
+
+// namesTheDevice is 1 when c's verified chain names the device of
+// deviceCertificate, read as the gateway's withIdentity reads it, which a
+// resumed session restores from its ticket.
+func namesTheDevice(c net.Conn) byte {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return 0
+	}
+	chains := tc.ConnectionState().VerifiedChains
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return 0
+	}
+	if id, err := pki.IdentityFromCertificate(chains[0][0]); err != nil || id.Name != "phone" {
+		return 0
+	}
+	return 1
 }
 
 // deviceCertificate is a certificate deviceCA issued to a device.
@@ -83,9 +104,10 @@ func deviceCertificate(t testing.TB, deviceCA *pki.CA) tls.Certificate {
 // TestSessionTicketsOutliveARestart: an agent reconnecting to a restarted
 // gateway, or to another replica, resumes its TLS session, and is counted
 // so, until the period after the one its ticket was issued in ends; not
-// over TLS 1.2.
+// at a gateway of another secret, nor over TLS 1.2.
 func TestSessionTicketsOutliveARestart(t *testing.T) {
 	gatewayCA, deviceCA := newTestCA(t, "gateway"), newTestCA(t, "devices")
+	secret, otherSecret := randomSecret(t), randomSecret(t)
 	cert := deviceCertificate(t, deviceCA)
 	agent := func(maxVersion uint16) *tls.Config {
 		return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: gatewayCA.Pool(), ServerName: "127.0.0.1", MaxVersion: maxVersion,
@@ -99,8 +121,12 @@ func TestSessionTicketsOutliveARestart(t *testing.T) {
 		}
 		defer func() { _ = c.Close() }()
 		// The byte may come with the end of the connection, as over TLS 1.2.
-		if n, err := c.Read(make([]byte, 1)); n != 1 {
+		answer := make([]byte, 1)
+		if n, err := c.Read(answer); n != 1 {
 			t.Fatalf("reading: %v (handshakes counted %v)", err, counts(g.counted))
+		}
+		if answer[0] != 1 {
+			t.Errorf("the gateway found no device in the verified chain (resumed: %v)", c.ConnectionState().DidResume)
 		}
 		return c.ConnectionState().DidResume
 	}
@@ -110,21 +136,27 @@ func TestSessionTicketsOutliveARestart(t *testing.T) {
 		name       string
 		maxVersion uint16
 		// after is how much later the restarted gateway's clock reads.
-		after   time.Duration
-		resumed bool
+		after       time.Duration
+		otherSecret bool
+		resumed     bool
 	}{
 		{name: "restarted a minute later", after: time.Minute, resumed: true},
 		{name: "restarted the next day, in the ticket's second period", after: 25 * time.Hour, resumed: true},
 		{name: "restarted after the ticket's second period", after: 49 * time.Hour},
+		{name: "another secret", otherSecret: true, after: time.Minute},
 		{name: "TLS 1.2", maxVersion: tls.VersionTLS12, after: time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conf := agent(tc.maxVersion)
-			first := startTicketGateway(t, gatewayCA, deviceCA, at(start))
+			first := startTicketGateway(t, gatewayCA, deviceCA, secret, at(start))
 			if connect(t, conf, first) {
 				t.Fatal("the first connection resumed a session")
 			}
-			restarted := startTicketGateway(t, gatewayCA, deviceCA, at(start.Add(tc.after)))
+			restartedWith := secret
+			if tc.otherSecret {
+				restartedWith = otherSecret
+			}
+			restarted := startTicketGateway(t, gatewayCA, deviceCA, restartedWith, at(start.Add(tc.after)))
 			if got := connect(t, conf, restarted); got != tc.resumed {
 				t.Errorf("resumed: %v, want %v", got, tc.resumed)
 			}
@@ -144,7 +176,7 @@ func TestSessionTicketsOutliveARestart(t *testing.T) {
 	t.Run("running into a new period", func(t *testing.T) {
 		var clock atomic.Int64
 		clock.Store(start.UnixNano())
-		running := startTicketGateway(t, gatewayCA, deviceCA, func() time.Time { return time.Unix(0, clock.Load()) })
+		running := startTicketGateway(t, gatewayCA, deviceCA, secret, func() time.Time { return time.Unix(0, clock.Load()) })
 		conf := agent(0)
 		if connect(t, conf, running) {
 			t.Fatal("the first connection resumed a session")
@@ -153,39 +185,75 @@ func TestSessionTicketsOutliveARestart(t *testing.T) {
 		if connect(t, conf, running) {
 			t.Error("a ticket of two periods before resumed")
 		}
-		if !connect(t, conf, startTicketGateway(t, gatewayCA, deviceCA, at(start.Add(49*time.Hour)))) {
+		if !connect(t, conf, startTicketGateway(t, gatewayCA, deviceCA, secret, at(start.Add(49*time.Hour)))) {
 			t.Error("the ticket issued in the new period did not resume at a gateway started then")
 		}
 	})
 }
 
-// TestTicketKeysAreTheCAsAndThePeriods: gateways of another device CA
-// share no key, and a period's second key is the one before's first.
-func TestTicketKeysAreTheCAsAndThePeriods(t *testing.T) {
-	keyring := func(ca *pki.CA) *ticketKeyring {
-		k, err := newTicketKeyring(ca, time.Now)
+// TestTicketKeysAreTheSecretsAndThePeriods: gateways of another secret
+// share no key; a period opens the tickets of the one before and the one
+// after, and issues its own with a key of its own.
+func TestTicketKeysAreTheSecretsAndThePeriods(t *testing.T) {
+	keyring := func(secret []byte) *ticketKeyring {
+		k, err := newTicketKeyring(secret, time.Now)
 		if err != nil || k == nil {
 			t.Fatalf("no keyring: %v", err)
 		}
 		return k
 	}
-	ca := newTestCA(t, "devices")
-	mine, again, other := keyring(ca), keyring(ca), keyring(newTestCA(t, "devices"))
+	secret := randomSecret(t)
+	mine, again, other := keyring(secret), keyring(secret), keyring(randomSecret(t))
 	const p = 20428
 	if mine.keys(p)[0] != again.keys(p)[0] {
-		t.Error("two keyrings of one CA derive different keys")
+		t.Error("two keyrings of one secret derive different keys")
 	}
-	if mine.keys(p)[1] != mine.keys(p - 1)[0] {
-		t.Error("a period does not open the tickets of the period before")
+	if got := mine.keys(p); got[1] != mine.keys(p - 1)[0] || got[2] != mine.keys(p + 1)[0] {
+		t.Error("a period does not open the tickets of the periods beside it")
 	}
 	for _, k := range other.keys(p) {
-		if k == mine.keys(p)[0] || k == mine.keys(p)[1] {
-			t.Error("two device CAs share a ticket key")
+		if slices.Contains(mine.keys(p), k) {
+			t.Error("two secrets share a ticket key")
 		}
 	}
 	if mine.keys(p)[0] == mine.keys(p + 1)[0] {
 		t.Error("two periods share a ticket key")
 	}
+	if k, err := newTicketKeyring(secret[:16], time.Now); err == nil || k != nil {
+		t.Errorf("a 16-byte secret gave a keyring (error %v)", err)
+	}
+}
+
+// TestOffersTLS13: only a hello with the supported_versions extension
+// negotiates TLS 1.3, whatever versions Go lists for it.
+func TestOffersTLS13(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		extensions []uint16
+		versions   []uint16
+		want       bool
+	}{
+		{"TLS 1.3 client", []uint16{0, 10, 43, 51}, []uint16{tls.VersionTLS13, tls.VersionTLS12}, true},
+		{"TLS 1.2 client", []uint16{0, 10, 35}, []uint16{tls.VersionTLS12, tls.VersionTLS11}, false},
+		{"version field past 1.2, no extension", []uint16{0, 10}, []uint16{tls.VersionTLS13, tls.VersionTLS12}, false},
+		{"extension without 1.3", []uint16{0, 43}, []uint16{tls.VersionTLS12}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := offersTLS13(&tls.ClientHelloInfo{Extensions: tc.extensions, SupportedVersions: tc.versions}); got != tc.want {
+				t.Errorf("offersTLS13: %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// randomSecret is a ticket secret as EnsureTicketSecret makes one.
+func randomSecret(t testing.TB) []byte {
+	t.Helper()
+	secret := make([]byte, minTicketSecret)
+	if _, err := rand.Read(secret); err != nil {
+		t.Fatal(err)
+	}
+	return secret
 }
 
 func counts(c *prometheus.CounterVec) map[string]float64 {

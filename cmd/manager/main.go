@@ -65,6 +65,7 @@ type options struct {
 	gatewayAddr         string
 	deviceCASecret      string
 	gatewayCASecret     string
+	ticketSecret        string
 	gatewayTLSSecret    string
 	gatewayTLSHosts     string
 	certificateLifetime time.Duration
@@ -98,6 +99,7 @@ func main() {
 	flag.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "kubemdm-system"), "Namespace of the manager's own Secrets (device CA, gateway CA).")
 	flag.StringVar(&o.gatewayAddr, "gateway-bind-address", ":7443", "Address the device gateway listens on.")
 	flag.StringVar(&o.deviceCASecret, "device-ca-secret", "kubemdm-device-ca", "Secret holding the CA that signs device certificates; created on first start.")
+	flag.StringVar(&o.ticketSecret, "gateway-session-ticket-secret", "kubemdm-gateway-session-tickets", "Secret holding what the gateway's TLS session tickets are derived from, so that agents resume their sessions across restarts and replicas; created on first start. Whoever reads it can pose as the gateway to a device resuming a session: guard it as the gateway's serving key. Empty: sessions resume with the same process only.")
 	flag.StringVar(&o.gatewayCASecret, "gateway-ca-secret", "kubemdm-gateway-ca", "Secret holding the CA of the self-signed gateway certificate; created on first start.")
 	flag.StringVar(&o.gatewayTLSSecret, "gateway-tls-secret", "", "kubernetes.io/tls Secret (with ca.crt, as cert-manager writes it) to serve the gateway with, instead of a self-signed certificate.")
 	flag.StringVar(&o.gatewayTLSHosts, "gateway-tls-hosts", "localhost,127.0.0.1", "Comma-separated DNS names and IPs of the self-signed gateway certificate.")
@@ -202,6 +204,13 @@ func run(o options) error {
 		if err := gateway.ValidateReplicaName(o.gatewayReplica); err != nil {
 			return fmt.Errorf("%w (set --gateway-replica)", err)
 		}
+		var ticketSecret []byte
+		if o.ticketSecret != "" {
+			if ticketSecret, err = gateway.EnsureTicketSecret(ctx, mgr.GetAPIReader(), mgr.GetClient(),
+				types.NamespacedName{Namespace: o.namespace, Name: o.ticketSecret}); err != nil {
+				return err
+			}
+		}
 		if _, err := gateway.Setup(ctx, mgr, deviceCA, gateway.Options{
 			Payloads:                 payloads,
 			BindAddress:              o.gatewayAddr,
@@ -215,6 +224,7 @@ func run(o options) error {
 			LeaseDuration:            o.leaseDuration,
 			MaxConcurrentEnrollments: o.maxEnrollments,
 			MaxConcurrentReports:     o.maxReports,
+			TicketSecret:             ticketSecret,
 		}); err != nil {
 			return fmt.Errorf("setting up gateway: %w", err)
 		}

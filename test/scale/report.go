@@ -148,7 +148,7 @@ func (r *Results) Targets() []Target {
 	hs := r.Reconnect.Handshakes
 	add(Target{Name: "reconnect handshakes that resumed a TLS session", AtLeast: true, Limit: 0.9,
 		Value:  resumedShare(hs),
-		Figure: fmt.Sprintf("%.0f of %.0f handed to the restarted gateway; %.0f failed or timed out", hs["resumed"], hs["ok"]+hs["resumed"], hs["error"]+hs["timeout"]+hs["closed"]+hs["unserved"])})
+		Figure: fmt.Sprintf("%.0f of %.0f handed to the restarted gateway; %.0f not handed over (closed, refused, timed out or unserved)", hs["resumed"], hs["ok"]+hs["resumed"], hs["error"]+hs["timeout"]+hs["closed"]+hs["unserved"])})
 	return ts
 }
 
