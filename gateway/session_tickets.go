@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -59,7 +60,7 @@ func newTicketKeyring(secret []byte, now func() time.Time) (*ticketKeyring, erro
 	if err != nil {
 		return nil, fmt.Errorf("deriving session ticket keys: %w", err)
 	}
-	return &ticketKeyring{prk: prk, now: now}, nil
+	return &ticketKeyring{prk: prk, now: now, period: math.MinInt64}, nil
 }
 
 // keys are the keys of period p: its own first, which issues tickets; the
@@ -92,7 +93,7 @@ func (k *ticketKeyring) apply(cfg *tls.Config) {
 	if k == nil {
 		return
 	}
-	var set int64
+	set := int64(math.MinInt64)
 	rotate := func() {
 		// A clock read per handshake; the keys change once a period, and
 		// only forward, whichever handshake reads the clock first.

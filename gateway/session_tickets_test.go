@@ -143,6 +143,7 @@ func TestSessionTicketsOutliveARestart(t *testing.T) {
 		{name: "restarted a minute later", after: time.Minute, resumed: true},
 		{name: "restarted the next day, in the ticket's second period", after: 25 * time.Hour, resumed: true},
 		{name: "restarted after the ticket's second period", after: 49 * time.Hour},
+		{name: "a replica whose clock is in the period before", after: -13 * time.Hour, resumed: true},
 		{name: "another secret", otherSecret: true, after: time.Minute},
 		{name: "TLS 1.2", maxVersion: tls.VersionTLS12, after: time.Minute},
 	} {
@@ -187,6 +188,25 @@ func TestSessionTicketsOutliveARestart(t *testing.T) {
 		}
 		if !connect(t, conf, startTicketGateway(t, gatewayCA, deviceCA, secret, at(start.Add(49*time.Hour)))) {
 			t.Error("the ticket issued in the new period did not resume at a gateway started then")
+		}
+	})
+
+	// A handshake that read the clock before another moved the keys on
+	// does not move them back: the keys of two periods before stay closed.
+	t.Run("a clock read late", func(t *testing.T) {
+		var clock atomic.Int64
+		clock.Store(start.Add(49 * time.Hour).UnixNano())
+		running := startTicketGateway(t, gatewayCA, deviceCA, secret, func() time.Time { return time.Unix(0, clock.Load()) })
+		if connect(t, agent(0), running) {
+			t.Fatal("the first connection resumed a session")
+		}
+		old := agent(0)
+		if connect(t, old, startTicketGateway(t, gatewayCA, deviceCA, secret, at(start))) {
+			t.Fatal("the first connection resumed a session")
+		}
+		clock.Store(start.UnixNano())
+		if connect(t, old, running) {
+			t.Error("a clock read late moved the keys back two periods")
 		}
 	})
 }

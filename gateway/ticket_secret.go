@@ -29,7 +29,7 @@ func EnsureTicketSecret(ctx context.Context, reader client.Reader, writer client
 	if apierrors.IsNotFound(err) {
 		value := make([]byte, minTicketSecret)
 		if _, err := rand.Read(value); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("drawing a session ticket secret: %w", err)
 		}
 		secret = &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
@@ -39,7 +39,9 @@ func EnsureTicketSecret(ctx context.Context, reader client.Reader, writer client
 		}
 		err = writer.Create(ctx, secret)
 		if apierrors.IsAlreadyExists(err) {
-			// Another replica created it first.
+			// Another replica created it first: read its secret, into an
+			// empty object so that nothing of the one drawn here stays.
+			secret = &corev1.Secret{}
 			err = reader.Get(ctx, key, secret)
 		}
 	}
@@ -48,7 +50,7 @@ func EnsureTicketSecret(ctx context.Context, reader client.Reader, writer client
 	}
 	value := secret.Data[TicketSecretKey]
 	if len(value) < minTicketSecret {
-		return nil, fmt.Errorf("session ticket Secret %s: data[%q] has %d bytes, fewer than %d", key, TicketSecretKey, len(value), minTicketSecret)
+		return nil, fmt.Errorf("session ticket Secret %s: data[%q] has %d bytes, fewer than %d; delete the Secret for a new one, or set --gateway-session-ticket-secret to another", key, TicketSecretKey, len(value), minTicketSecret)
 	}
 	return value, nil
 }

@@ -2,13 +2,16 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemdm/kubemdm/gateway"
 )
@@ -41,11 +44,41 @@ var _ = Describe("The session ticket Secret", func() {
 		Expect(again).To(Equal(stored.Data[gateway.TicketSecretKey]), "a restart reads the same secret")
 	})
 
-	It("refuses a secret too short to derive keys from, naming the Secret and its key", func() {
+	It("reads the secret of a replica that created the Secret after this one looked", func() {
+		key := types.NamespacedName{Namespace: newNamespace(ctx), Name: "tickets"}
+		theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+			Data: map[string][]byte{gateway.TicketSecretKey: []byte("0123456789abcdef0123456789abcdef")}}
+		Expect(k8sClient.Create(ctx, theirs)).To(Succeed())
+		secret, err := gateway.EnsureTicketSecret(ctx, &lateReader{Reader: k8sClient}, k8sClient, key)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(secret)).To(Equal("0123456789abcdef0123456789abcdef"))
+	})
+
+	It("refuses a Secret without a secret long enough to derive keys from, naming the Secret and its key", func() {
 		ns := newNamespace(ctx)
-		short := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tickets"}, Data: map[string][]byte{gateway.TicketSecretKey: []byte("hunter2")}}
-		Expect(k8sClient.Create(ctx, short)).To(Succeed())
-		_, err := gateway.EnsureTicketSecret(ctx, k8sClient, k8sClient, types.NamespacedName{Namespace: ns, Name: "tickets"})
-		Expect(err).To(MatchError(ContainSubstring(`session ticket Secret ` + ns + `/tickets: data["secret"] has 7 bytes, fewer than 32`)))
+		for name, data := range map[string]map[string][]byte{
+			"short":   {gateway.TicketSecretKey: []byte("hunter2")},
+			"missing": {"tls.key": []byte("0123456789abcdef0123456789abcdef")},
+		} {
+			Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: data})).To(Succeed())
+			_, err := gateway.EnsureTicketSecret(ctx, k8sClient, k8sClient, types.NamespacedName{Namespace: ns, Name: name})
+			Expect(err).To(MatchError(ContainSubstring(fmt.Sprintf(`session ticket Secret %s/%s: data["secret"] has %d bytes, fewer than 32; delete the Secret`,
+				ns, name, len(data[gateway.TicketSecretKey])))), name)
+		}
 	})
 })
+
+// lateReader answers its first Get as the apiserver did before another
+// replica created the object: not found.
+type lateReader struct {
+	client.Reader
+	asked bool
+}
+
+func (r *lateReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if !r.asked {
+		r.asked = true
+		return apierrors.NewNotFound(corev1.Resource("secrets"), key.Name)
+	}
+	return r.Reader.Get(ctx, key, obj, opts...)
+}

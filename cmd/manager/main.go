@@ -96,7 +96,7 @@ func main() {
 	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the webhook server.")
 	flag.StringVar(&o.enrollmentHost, "enrollment-host", "", "Gateway address (host:port) that enrollment payloads and QR codes send devices to.")
 	flag.BoolVar(&o.enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics and webhook servers (off by default against HTTP/2 rapid-reset attacks).")
-	flag.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "kubemdm-system"), "Namespace of the manager's own Secrets (device CA, gateway CA).")
+	flag.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "kubemdm-system"), "Namespace of the manager's own Secrets (device CA, gateway CA, session tickets).")
 	flag.StringVar(&o.gatewayAddr, "gateway-bind-address", ":7443", "Address the device gateway listens on.")
 	flag.StringVar(&o.deviceCASecret, "device-ca-secret", "kubemdm-device-ca", "Secret holding the CA that signs device certificates; created on first start.")
 	flag.StringVar(&o.ticketSecret, "gateway-session-ticket-secret", "kubemdm-gateway-session-tickets", "Secret holding what the gateway's TLS session tickets are derived from, so that agents resume their sessions across restarts and replicas; created on first start. Whoever reads it can pose as the gateway to a device resuming a session: guard it as the gateway's serving key. Empty: sessions resume with the same process only.")
