@@ -7,7 +7,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -192,12 +191,11 @@ func (e *Env) newManager(ctx context.Context, bind, replica string, withControll
 	metricsBind := "0"
 	if e.opts.Metrics && withControllers {
 		if e.MetricsAddr == "" {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
+			addr, err := FreeAddr()
 			if err != nil {
 				return nil, nil, err
 			}
-			e.MetricsAddr = l.Addr().String()
-			_ = l.Close()
+			e.MetricsAddr = addr
 		}
 		metricsBind = e.MetricsAddr
 	}

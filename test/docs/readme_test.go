@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kubemdm/kubemdm/internal/testenv"
 )
 
 // TestReadmeRunsAsWritten starts `make dev` as the README says, on free
@@ -211,10 +213,9 @@ func withoutMake(env []string) []string {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testenv.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }

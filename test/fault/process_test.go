@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -49,10 +48,9 @@ func launch(name string, cmd *exec.Cmd, dir string) *testenv.Process {
 
 // freeAddr is a loopback address nothing listens on.
 func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testenv.FreeAddr()
 	Expect(err).NotTo(HaveOccurred())
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // startManager runs the manager as replica name with its gateway on addr;

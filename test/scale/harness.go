@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,10 +134,10 @@ func start(ctx context.Context, p Profile, log io.Writer) (*Harness, error) {
 	if err := os.WriteFile(h.kubeconfig, kc, 0o600); err != nil {
 		return nil, err
 	}
-	if h.gatewayAddr, err = freeAddr(); err != nil {
+	if h.gatewayAddr, err = testenv.FreeAddr(); err != nil {
 		return nil, err
 	}
-	if h.metricsAddr, err = freeAddr(); err != nil {
+	if h.metricsAddr, err = testenv.FreeAddr(); err != nil {
 		return nil, err
 	}
 	return h, h.startManager(ctx)
@@ -147,15 +146,6 @@ func start(ctx context.Context, p Profile, log io.Writer) (*Harness, error) {
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // startManager runs the manager and waits until its gateway accepts
