@@ -3,11 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
-	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
 // deviceServer is the gateway over mutual TLS with one enrolled Device and
@@ -34,23 +29,8 @@ type deviceServer struct {
 func newDeviceServer(tb testing.TB) *deviceServer {
 	tb.Helper()
 	ca := newTestCA(tb, "test")
-	id := pki.DeviceIdentity{Namespace: "fleet", Name: "phone", UID: "0c2f4a3e-0000-4000-8000-000000000001"}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(csrDER)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	_, leaf, err := ca.SignDevice(csr, id, time.Hour)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	id := testDevice
+	cert := deviceCertificate(tb, ca, id)
 
 	now := metav1.Now()
 	device := &mdmv1alpha1.Device{
@@ -78,7 +58,7 @@ func newDeviceServer(tb testing.TB) *deviceServer {
 	tb.Cleanup(srv.Close)
 	cl := srv.Client()
 	tr := cl.Transport.(*http.Transport)
-	tr.TLSClientConfig.Certificates = []tls.Certificate{{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}}
+	tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
 	cl.Timeout = 5 * time.Second
 	return &deviceServer{url: srv.URL, client: cl}
 }

@@ -13,7 +13,7 @@ import (
 func BenchmarkAgentHandshake(b *testing.B) {
 	gatewayCA, deviceCA := newTestCA(b, "gateway"), newTestCA(b, "devices")
 	g := startTicketGateway(b, gatewayCA, deviceCA, randomSecret(b), time.Now)
-	full := &tls.Config{Certificates: []tls.Certificate{deviceCertificate(b, deviceCA)}, RootCAs: gatewayCA.Pool(), ServerName: "127.0.0.1"}
+	full := &tls.Config{Certificates: []tls.Certificate{deviceCertificate(b, deviceCA, testDevice)}, RootCAs: gatewayCA.Pool(), ServerName: "127.0.0.1"}
 	resuming := full.Clone()
 	resuming.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 	connect := func(conf *tls.Config) bool {

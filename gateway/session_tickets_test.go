@@ -1,11 +1,8 @@
 package gateway
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"net"
 	"slices"
 	"sync/atomic"
@@ -28,10 +25,15 @@ type ticketGateway struct {
 
 // startTicketGateway serves TLS as the gateway does, with a serving
 // certificate of its own from gatewayCA, from a new Server on deviceCA and
-// the ticket secret whose clock is now, and answers each connection with
-// a byte, so that its client reads the session ticket sent before it: 1
-// when the connection's verified chain names the device, 0 when not.
+// the ticket secret whose clock is now.
 func startTicketGateway(t testing.TB, gatewayCA, deviceCA *pki.CA, secret []byte, now func() time.Time) ticketGateway {
+	t.Helper()
+	return serveTickets(t, newTicketServer(t, gatewayCA, deviceCA, secret, now))
+}
+
+// newTicketServer is a Server on deviceCA with a serving certificate of its
+// own from gatewayCA and the ticket secret, whose clock is now.
+func newTicketServer(t testing.TB, gatewayCA, deviceCA *pki.CA, secret []byte, now func() time.Time) *Server {
 	t.Helper()
 	certPEM, keyPEM, err := gatewayCA.SignServing([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
@@ -43,6 +45,14 @@ func startTicketGateway(t testing.TB, gatewayCA, deviceCA *pki.CA, secret []byte
 	}
 	s := New(nil, nil, deviceCA, nil, logr.Discard(), Options{StatusFlushInterval: time.Minute, Serving: serving, TicketSecret: secret})
 	s.tickets.now = now
+	return s
+}
+
+// serveTickets serves s's TLS config and answers each connection with a
+// byte, so that its client reads the session ticket sent before it: 1 when
+// the connection's verified chain names the device, 0 when not.
+func serveTickets(t testing.TB, s *Server) ticketGateway {
+	t.Helper()
 	counted := newHandshakeCounter()
 	l := newHandshakeListener(listen(t), s.TLSConfig(), 5*time.Second, counted)
 	t.Cleanup(func() { _ = l.Close() })
@@ -79,28 +89,6 @@ func namesTheDevice(c net.Conn) byte {
 	return 1
 }
 
-// deviceCertificate is a certificate deviceCA issued to a device.
-func deviceCertificate(t testing.TB, deviceCA *pki.CA) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(csrDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, leaf, err := deviceCA.SignDevice(csr, pki.DeviceIdentity{Namespace: "fleet", Name: "phone", UID: "0c2f4a3e-0000-4000-8000-000000000002"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}
-}
-
 // TestSessionTicketsOutliveARestart: an agent reconnecting to a restarted
 // gateway, or to another replica, resumes its TLS session, and is counted
 // so, until the period after the one its ticket was issued in ends; not
@@ -108,7 +96,7 @@ func deviceCertificate(t testing.TB, deviceCA *pki.CA) tls.Certificate {
 func TestSessionTicketsOutliveARestart(t *testing.T) {
 	gatewayCA, deviceCA := newTestCA(t, "gateway"), newTestCA(t, "devices")
 	secret, otherSecret := randomSecret(t), randomSecret(t)
-	cert := deviceCertificate(t, deviceCA)
+	cert := deviceCertificate(t, deviceCA, testDevice)
 	agent := func(maxVersion uint16) *tls.Config {
 		return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: gatewayCA.Pool(), ServerName: "127.0.0.1", MaxVersion: maxVersion,
 			ClientSessionCache: tls.NewLRUClientSessionCache(1)}
@@ -207,6 +195,26 @@ func TestSessionTicketsOutliveARestart(t *testing.T) {
 		clock.Store(start.UnixNano())
 		if connect(t, old, running) {
 			t.Error("a clock read late moved the keys back two periods")
+		}
+	})
+
+	// The gateway makes more than one TLS config from its keyring (the
+	// listener's and the HTTP server's): one made while the clock reads
+	// behind the period another config moved the keyring to issues under
+	// the later period's key, which a gateway started in it opens.
+	t.Run("a second config made with the clock behind", func(t *testing.T) {
+		var clock atomic.Int64
+		clock.Store(start.Add(49 * time.Hour).UnixNano())
+		s := newTicketServer(t, gatewayCA, deviceCA, secret, func() time.Time { return time.Unix(0, clock.Load()) })
+		_ = s.TLSConfig()
+		clock.Store(start.UnixNano())
+		second := serveTickets(t, s)
+		conf := agent(0)
+		if connect(t, conf, second) {
+			t.Fatal("the first connection resumed a session")
+		}
+		if !connect(t, conf, startTicketGateway(t, gatewayCA, deviceCA, secret, at(start.Add(49*time.Hour)))) {
+			t.Error("the second config issued its ticket under a key two periods old")
 		}
 	})
 }

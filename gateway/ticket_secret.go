@@ -6,12 +6,10 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/pki"
 )
 
 // TicketSecretKey is the key of the session ticket Secret's data that
@@ -24,27 +22,13 @@ const TicketSecretKey = "secret"
 // replica reads the new one when it next starts, and meanwhile the fleet
 // makes full handshakes with replicas that disagree.
 func EnsureTicketSecret(ctx context.Context, reader client.Reader, writer client.Writer, key types.NamespacedName) ([]byte, error) {
-	secret := &corev1.Secret{}
-	err := reader.Get(ctx, key, secret)
-	if apierrors.IsNotFound(err) {
+	secret, err := pki.EnsureSecret(ctx, reader, writer, key, corev1.SecretTypeOpaque, func() (map[string][]byte, error) {
 		value := make([]byte, minTicketSecret)
 		if _, err := rand.Read(value); err != nil {
 			return nil, fmt.Errorf("drawing a session ticket secret: %w", err)
 		}
-		secret = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
-				Labels: map[string]string{mdmv1alpha1.LabelManagedBy: mdmv1alpha1.ManagedByValue}},
-			Type: corev1.SecretTypeOpaque,
-			Data: map[string][]byte{TicketSecretKey: value},
-		}
-		err = writer.Create(ctx, secret)
-		if apierrors.IsAlreadyExists(err) {
-			// Another replica created it first: read its secret, into an
-			// empty object so that nothing of the one drawn here stays.
-			secret = &corev1.Secret{}
-			err = reader.Get(ctx, key, secret)
-		}
-	}
+		return map[string][]byte{TicketSecretKey: value}, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ensuring session ticket Secret %s: %w", key, err)
 	}

@@ -21,26 +21,13 @@ const caValidity = 10 * 365 * 24 * time.Hour
 // replicas may start at once: the first create wins and the others read it.
 // reader must not be a cache, which would not have the Secret yet.
 func EnsureCA(ctx context.Context, reader client.Reader, writer client.Writer, key types.NamespacedName, commonName string) (*CA, error) {
-	secret := &corev1.Secret{}
-	err := reader.Get(ctx, key, secret)
-	if apierrors.IsNotFound(err) {
-		certPEM, keyPEM, genErr := NewCA(commonName, caValidity)
-		if genErr != nil {
-			return nil, genErr
+	secret, err := EnsureSecret(ctx, reader, writer, key, corev1.SecretTypeTLS, func() (map[string][]byte, error) {
+		certPEM, keyPEM, err := NewCA(commonName, caValidity)
+		if err != nil {
+			return nil, err
 		}
-		secret = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{
-				Namespace: key.Namespace, Name: key.Name,
-				Labels: map[string]string{mdmv1alpha1.LabelManagedBy: mdmv1alpha1.ManagedByValue},
-			},
-			Type: corev1.SecretTypeTLS,
-			Data: map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM, "ca.crt": certPEM},
-		}
-		err = writer.Create(ctx, secret)
-		if apierrors.IsAlreadyExists(err) {
-			err = reader.Get(ctx, key, secret)
-		}
-	}
+		return map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM, "ca.crt": certPEM}, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ensuring CA Secret %s: %w", key, err)
 	}
@@ -49,4 +36,35 @@ func EnsureCA(ctx context.Context, reader client.Reader, writer client.Writer, k
 		return nil, fmt.Errorf("loading CA Secret %s: %w", key, err)
 	}
 	return ca, nil
+}
+
+// EnsureSecret reads the Secret key, creating it with the data newData
+// draws when there is none. Several replicas may start at once: the first
+// create wins, and the others read the winner's Secret into an empty
+// object, so that nothing they drew themselves stays in it. reader must
+// not be a cache, which would not have the Secret yet.
+func EnsureSecret(ctx context.Context, reader client.Reader, writer client.Writer, key types.NamespacedName, typ corev1.SecretType, newData func() (map[string][]byte, error)) (*corev1.Secret, error) {
+	secret := &corev1.Secret{}
+	err := reader.Get(ctx, key, secret)
+	if !apierrors.IsNotFound(err) {
+		return secret, err
+	}
+	data, err := newData()
+	if err != nil {
+		return nil, err
+	}
+	secret = &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: key.Namespace, Name: key.Name,
+			Labels: map[string]string{mdmv1alpha1.LabelManagedBy: mdmv1alpha1.ManagedByValue},
+		},
+		Type: typ,
+		Data: data,
+	}
+	err = writer.Create(ctx, secret)
+	if apierrors.IsAlreadyExists(err) {
+		secret = &corev1.Secret{}
+		err = reader.Get(ctx, key, secret)
+	}
+	return secret, err
 }
