@@ -106,8 +106,13 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 
 	// The finalizer lets a deleted action cancel its commands and undo
 	// what it did to devices before it goes. A dry run changes nothing.
-	if !canceling(action) && !action.Spec.DryRun && controllerutil.AddFinalizer(action, mdmv1alpha1.Finalizer) {
-		// The deferred patch adds the finalizer; its watch event brings us back.
+	// A starting action goes on in the same pass: it only records rows,
+	// and changes no device until they are stored, and the deferred patch
+	// stores an added finalizer before the status. Waiting for the
+	// finalizer's watch event instead cost every new action seconds at
+	// fleet size. Another pass changes devices, so it waits for it.
+	added := !canceling(action) && !action.Spec.DryRun && controllerutil.AddFinalizer(action, mdmv1alpha1.Finalizer)
+	if added && !starting {
 		return ctrl.Result{}, nil
 	}
 	if starting {

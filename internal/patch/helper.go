@@ -42,40 +42,85 @@ func (h *Helper) Before() client.Object { return h.before }
 
 // Patch writes what changed in obj since NewHelper. A NotFound answer is not
 // an error: removing the last finalizer may already have deleted the object.
+//
+// A finalizer added goes first, so that no status it guards (an action's
+// rows, which the gateway acts on) is ever stored without it; a finalizer
+// removed goes last, after the status that ends what it guarded. Each
+// write is guarded by the version the one before it produced.
 func (h *Helper) Patch(ctx context.Context, c client.Client, obj client.Object) error {
 	desiredFinalizers := slices.Clone(obj.GetFinalizers())
 	keepTransitionTimes(h.before, obj)
-	body, err := statusPatch(h.before, obj)
+	diff, err := statusDiff(h.before, obj)
 	if err != nil {
 		return err
 	}
-	var errs []error
-	if body != nil {
-		err := c.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
+	finalizersChanged := !slices.Equal(h.before.GetFinalizers(), desiredFinalizers)
+	adding := finalizersChanged && onlyAdded(h.before.GetFinalizers(), desiredFinalizers)
+	// The version each write is guarded by: the one read, then the one
+	// this pass's own first write made.
+	guard := h.before.GetResourceVersion()
+	writeFinalizers := func() error {
+		// patchFinalizers reads the answer into obj, status included: the
+		// status diff was taken before.
+		err := patchFinalizers(ctx, c, obj, guard, desiredFinalizers)
 		if err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("patching status: %w", err))
+			return fmt.Errorf("patching finalizers: %w", err)
 		}
+		return nil
 	}
-	if !slices.Equal(h.before.GetFinalizers(), desiredFinalizers) && len(errs) == 0 {
-		between := obj.GetResourceVersion()
-		err := patchFinalizers(ctx, c, obj, desiredFinalizers)
-		switch {
-		case err == nil && body != nil && h.superseded != nil:
-			h.superseded.record(obj.GetUID(), between)
-		case err != nil && !apierrors.IsNotFound(err):
-			errs = append(errs, fmt.Errorf("patching finalizers: %w", err))
+	writeStatus := func() error {
+		body, err := guardedStatus(diff, guard)
+		if err != nil {
+			return err
 		}
+		err = c.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("patching status: %w", err)
+		}
+		return nil
 	}
-	return errors.Join(errs...)
+	first, second := writeStatus, writeFinalizers
+	if adding {
+		first, second = writeFinalizers, writeStatus
+	}
+	switch {
+	case diff != nil && finalizersChanged:
+		if err := first(); err != nil {
+			return err
+		}
+		guard = obj.GetResourceVersion()
+		if err := second(); err != nil {
+			return err
+		}
+		if h.superseded != nil && obj.GetResourceVersion() != guard {
+			h.superseded.record(obj.GetUID(), guard)
+		}
+		return nil
+	case diff != nil:
+		return writeStatus()
+	case finalizersChanged:
+		return writeFinalizers()
+	}
+	return nil
 }
 
-func patchFinalizers(ctx context.Context, c client.Client, obj client.Object, finalizers []string) error {
+// onlyAdded reports whether after holds every finalizer of before.
+func onlyAdded(before, after []string) bool {
+	for _, f := range before {
+		if !slices.Contains(after, f) {
+			return false
+		}
+	}
+	return true
+}
+
+func patchFinalizers(ctx context.Context, c client.Client, obj client.Object, resourceVersion string, finalizers []string) error {
 	if finalizers == nil {
 		finalizers = []string{}
 	}
 	body, err := json.Marshal(map[string]any{"metadata": map[string]any{
 		"finalizers":      finalizers,
-		"resourceVersion": obj.GetResourceVersion(),
+		"resourceVersion": resourceVersion,
 	}})
 	if err != nil {
 		return err

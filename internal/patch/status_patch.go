@@ -21,6 +21,25 @@ import (
 // atomic list, are marshalled only when they changed, and then sent whole,
 // as a merge patch sends any list.
 func statusPatch(before, after client.Object) ([]byte, error) {
+	diff, err := statusDiff(before, after)
+	if diff == nil || err != nil {
+		return nil, err
+	}
+	return guardedStatus(diff, before.GetResourceVersion())
+}
+
+// guardedStatus is the merge patch that sets the status fields of diff on
+// the version resourceVersion, and fails on any other.
+func guardedStatus(diff map[string]json.RawMessage, resourceVersion string) ([]byte, error) {
+	return json.Marshal(map[string]any{
+		"metadata": map[string]any{"resourceVersion": resourceVersion},
+		"status":   diff,
+	})
+}
+
+// statusDiff is each status field that changed from before to after, as
+// its merge patch, or nil when none did.
+func statusDiff(before, after client.Object) (map[string]json.RawMessage, error) {
 	was, now, err := statusValues(before, after)
 	if err != nil {
 		return nil, err
@@ -51,10 +70,7 @@ func statusPatch(before, after client.Object) ([]byte, error) {
 	if len(diff) == 0 {
 		return nil, nil
 	}
-	return json.Marshal(map[string]any{
-		"metadata": map[string]any{"resourceVersion": before.GetResourceVersion()},
-		"status":   diff,
-	})
+	return diff, nil
 }
 
 // statusValues are the Status structs of two objects of one kind.
