@@ -382,6 +382,7 @@ func (h *Harness) logDeviceSize(ctx context.Context, ns string) {
 // every device a command at once.
 func (h *Harness) reconnect(ctx context.Context, f *fleet, r *Results) error {
 	before := f.sessions()
+	h.fetchAPIServer(ctx, "/metrics", "reconnect.apiserver.metrics-before.txt")
 	h.manager.Kill()
 	m, err := h.mark(ctx)
 	if err != nil {
@@ -425,6 +426,7 @@ func (h *Harness) reconnect(ctx context.Context, f *fleet, r *Results) error {
 		listening <- err
 	}()
 	go profileManager(watching, "reconnect", 30*time.Second)
+	go h.profileAPIServer(watching, "reconnect", 30*time.Second)
 	go dumpManagerGoroutines(watching, "reconnect", began, 10*time.Second, 20*time.Second, 30*time.Second, 40*time.Second)
 	groups := (h.profile.Devices + mdmv1alpha1.MaxSelectorMatches - 1) / mdmv1alpha1.MaxSelectorMatches
 	errs := make(chan error, groups+1)
@@ -459,6 +461,7 @@ func (h *Harness) reconnect(ctx context.Context, f *fleet, r *Results) error {
 	if r.Reconnect.Handshakes, err = h.managerHandshakes(ctx); err != nil {
 		return err
 	}
+	h.fetchAPIServer(ctx, "/metrics", "reconnect.apiserver.metrics.txt")
 	h.logf("Reconnected and synced in %s, writes %s, TLS handshakes %v", r.Reconnect.Time.Round(time.Millisecond), r.Reconnect.Writes, r.Reconnect.Handshakes)
 	return nil
 }
