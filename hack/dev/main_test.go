@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubemdm/kubemdm/internal/testenv"
+	"github.com/kubemdm/kubemdm/internal/loopback"
 )
 
 // TestBusyPortFailsFast runs the launcher as make dev does, with the
@@ -58,7 +58,7 @@ func TestBusyPortFailsFast(t *testing.T) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	addr, err := testenv.FreeAddr()
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/kubemdm/kubemdm/controllers"
 	"github.com/kubemdm/kubemdm/gateway"
 	"github.com/kubemdm/kubemdm/internal/configset"
+	"github.com/kubemdm/kubemdm/internal/loopback"
 	"github.com/kubemdm/kubemdm/internal/pki"
 	mdmwebhook "github.com/kubemdm/kubemdm/webhook"
 )
@@ -126,7 +127,13 @@ func Start(o Options) (*Env, error) {
 	if err := e.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
 		return nil, err
 	}
-	if err := e.startManager("127.0.0.1:0"); err != nil {
+	// Not port 0: RestartManager binds the same address again, and a port
+	// from the ephemeral range may be taken meanwhile by any connection.
+	addr, err := loopback.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	if err := e.startManager(addr); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -191,7 +198,7 @@ func (e *Env) newManager(ctx context.Context, bind, replica string, withControll
 	metricsBind := "0"
 	if e.opts.Metrics && withControllers {
 		if e.MetricsAddr == "" {
-			addr, err := FreeAddr()
+			addr, err := loopback.FreeAddr()
 			if err != nil {
 				return nil, nil, err
 			}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubemdm/kubemdm/internal/testenv"
+	"github.com/kubemdm/kubemdm/internal/loopback"
 )
 
 // TestReadmeRunsAsWritten starts `make dev` as the README says, on free
@@ -213,7 +213,7 @@ func withoutMake(env []string) []string {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	addr, err := testenv.FreeAddr()
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/loopback"
 	"github.com/kubemdm/kubemdm/internal/testenv"
 )
 
@@ -48,7 +49,7 @@ func launch(name string, cmd *exec.Cmd, dir string) *testenv.Process {
 
 // freeAddr is a loopback address nothing listens on.
 func freeAddr() string {
-	addr, err := testenv.FreeAddr()
+	addr, err := loopback.FreeAddr()
 	Expect(err).NotTo(HaveOccurred())
 	return addr
 }

@@ -25,6 +25,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
+	"github.com/kubemdm/kubemdm/internal/loopback"
 	"github.com/kubemdm/kubemdm/internal/testenv"
 )
 
@@ -134,10 +135,10 @@ func start(ctx context.Context, p Profile, log io.Writer) (*Harness, error) {
 	if err := os.WriteFile(h.kubeconfig, kc, 0o600); err != nil {
 		return nil, err
 	}
-	if h.gatewayAddr, err = testenv.FreeAddr(); err != nil {
+	if h.gatewayAddr, err = loopback.FreeAddr(); err != nil {
 		return nil, err
 	}
-	if h.metricsAddr, err = testenv.FreeAddr(); err != nil {
+	if h.metricsAddr, err = loopback.FreeAddr(); err != nil {
 		return nil, err
 	}
 	return h, h.startManager(ctx)

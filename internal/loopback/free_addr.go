@@ -1,4 +1,6 @@
-package testenv
+// Package loopback hands out loopback addresses for processes a test
+// starts later.
+package loopback
 
 import (
 	"math/rand/v2"
@@ -6,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // freePortFloor keeps FreeAddr clear of the well-known and registered ports
@@ -22,18 +25,46 @@ const freePortFloor = 10000
 // process fails with "address already in use". A port below that range is
 // never handed out implicitly; only another explicit choice can collide with
 // it, and trying it here rules out one already taken.
+//
+// A port is handed out once per process, so that two calls made before
+// either process binds (a gateway's and a metrics address) never collide.
 func FreeAddr() (string, error) {
 	if low := ephemeralLow(); low-freePortFloor >= 1000 {
 		for range 100 {
 			port := freePortFloor + rand.IntN(low-freePortFloor)
+			if !handedOut.take(port) {
+				continue
+			}
 			if addr, err := listenOnce(net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
 				return addr, nil
 			}
 		}
 	}
 	// Too little room below the ephemeral range (or no Linux to ask): the
-	// kernel's choice is the best left.
+	// kernel's choice is the best left, with the race above.
 	return listenOnce("127.0.0.1:0")
+}
+
+// handedOut is every port FreeAddr returned or tried in this process.
+var handedOut ports
+
+type ports struct {
+	mu    sync.Mutex
+	taken map[int]bool
+}
+
+// take reports whether port was not handed out before, and marks it.
+func (p *ports) take(port int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.taken[port] {
+		return false
+	}
+	if p.taken == nil {
+		p.taken = map[int]bool{}
+	}
+	p.taken[port] = true
+	return true
 }
 
 func listenOnce(addr string) (string, error) {

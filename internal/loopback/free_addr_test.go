@@ -1,4 +1,4 @@
-package testenv
+package loopback
 
 import (
 	"net"
@@ -14,6 +14,7 @@ func TestFreeAddrIsOutsideTheEphemeralRange(t *testing.T) {
 	if low-freePortFloor < 1000 {
 		t.Skipf("no room below the ephemeral range (starts at %d)", low)
 	}
+	seen := map[string]bool{}
 	for range 50 {
 		addr, err := FreeAddr()
 		if err != nil {
@@ -27,6 +28,10 @@ func TestFreeAddrIsOutsideTheEphemeralRange(t *testing.T) {
 		if port < freePortFloor || port >= low {
 			t.Fatalf("FreeAddr gave %s, want a port in [%d, %d)", addr, freePortFloor, low)
 		}
+		if seen[addr] {
+			t.Fatalf("FreeAddr gave %s twice", addr)
+		}
+		seen[addr] = true
 		// And it is free: the caller can bind it.
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
