@@ -110,7 +110,8 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	// and changes no device until they are stored, and the deferred patch
 	// stores an added finalizer before the status. Waiting for the
 	// finalizer's watch event instead cost every new action seconds at
-	// fleet size. Another pass changes devices, so it waits for it.
+	// fleet size. Any other pass may change devices, so it returns and
+	// waits for that event.
 	added := !canceling(action) && !action.Spec.DryRun && controllerutil.AddFinalizer(action, mdmv1alpha1.Finalizer)
 	if added && !starting {
 		return ctrl.Result{}, nil
@@ -132,7 +133,7 @@ func (r *DeviceActionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			return ctrl.Result{}, nil
 		}
 	}
-	return r.follow(ctx, action, &hold)
+	return r.follow(ctx, action, patcher.Before().(*mdmv1alpha1.DeviceAction), &hold)
 }
 
 // start resolves the targets and checks each against the eligibility table.
@@ -348,7 +349,7 @@ func (r *DeviceActionReconciler) targets(ctx context.Context, action *mdmv1alpha
 // action whose rows change their devices claims them first; one that never
 // changes a device (a Lock, a Sync) decides from its own rows only, and
 // follows beside any other.
-func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1.DeviceAction, hold *claim) (ctrl.Result, error) {
+func (r *DeviceActionReconciler) follow(ctx context.Context, action, read *mdmv1alpha1.DeviceAction, hold *claim) (ctrl.Result, error) {
 	if settlesOnDevice(action) {
 		names := make([]string, len(action.Status.Devices))
 		for i, row := range action.Status.Devices {
@@ -358,12 +359,13 @@ func (r *DeviceActionReconciler) follow(ctx context.Context, action *mdmv1alpha1
 	}
 	now := r.now()
 	deadline := action.Deadline()
-	// Only rows stored as ended do their part on the devices: a row this
-	// pass ends (canceled, expired) might still lose to a delivery the
-	// gateway records meanwhile, and must not undo anything before its end
-	// is written.
+	// Only rows stored as ended (in the version read) do their part on the
+	// devices: a row this pass ends (canceled, expired) might still lose to
+	// a delivery the gateway records meanwhile, and must not undo anything
+	// before its end is written; nor may a row the starting pass made, nor
+	// before the finalizer that pass adds is stored.
 	stored := map[string]bool{}
-	for _, row := range action.Status.Devices {
+	for _, row := range read.Status.Devices {
 		if !row.Phase.Unfinished() {
 			stored[row.Name] = true
 		}

@@ -1,7 +1,8 @@
 // Package patch writes a reconciler's changes back in one deferred step, in the
 // shape of cluster-api's util/patch: the status through the status
 // subresource and the finalizers through the main resource, each only when
-// it changed and each guarded by the resourceVersion the reconciler read.
+// it changed, and guarded by the resourceVersion the reconciler read or, for
+// the second of the two, the one its first made.
 //
 // Controllers never write spec, labels or annotations through this helper,
 // which is what keeps GitOps tools the only owners of those fields.
@@ -45,51 +46,50 @@ func (h *Helper) Before() client.Object { return h.before }
 //
 // A finalizer added goes first, so that no status it guards (an action's
 // rows, which the gateway acts on) is ever stored without it; a finalizer
-// removed goes last, after the status that ends what it guarded. Each
-// write is guarded by the version the one before it produced.
+// removed goes last, after the status that ends what it guarded. The first
+// write is guarded by the version NewHelper saw, the second by the one the
+// first made. Each write reads the answer into obj: after a failed second
+// write, obj holds what the first stored, not this pass's status.
 func (h *Helper) Patch(ctx context.Context, c client.Client, obj client.Object) error {
 	desiredFinalizers := slices.Clone(obj.GetFinalizers())
 	keepTransitionTimes(h.before, obj)
+	// Taken before any write, which replaces obj's status with the stored one.
 	diff, err := statusDiff(h.before, obj)
 	if err != nil {
 		return err
 	}
 	finalizersChanged := !slices.Equal(h.before.GetFinalizers(), desiredFinalizers)
-	adding := finalizersChanged && onlyAdded(h.before.GetFinalizers(), desiredFinalizers)
-	// The version each write is guarded by: the one read, then the one
-	// this pass's own first write made.
 	guard := h.before.GetResourceVersion()
-	writeFinalizers := func() error {
-		// patchFinalizers reads the answer into obj, status included: the
-		// status diff was taken before.
+	// Each reports whether the object is gone.
+	writeFinalizers := func() (bool, error) {
 		err := patchFinalizers(ctx, c, obj, guard, desiredFinalizers)
 		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("patching finalizers: %w", err)
+			return false, fmt.Errorf("patching finalizers: %w", err)
 		}
-		return nil
+		return err != nil, nil
 	}
-	writeStatus := func() error {
+	writeStatus := func() (bool, error) {
 		body, err := guardedStatus(diff, guard)
 		if err != nil {
-			return err
+			return false, err
 		}
 		err = c.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
 		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("patching status: %w", err)
+			return false, fmt.Errorf("patching status: %w", err)
 		}
-		return nil
-	}
-	first, second := writeStatus, writeFinalizers
-	if adding {
-		first, second = writeFinalizers, writeStatus
+		return err != nil, nil
 	}
 	switch {
 	case diff != nil && finalizersChanged:
-		if err := first(); err != nil {
+		first, second := writeStatus, writeFinalizers
+		if onlyAdded(h.before.GetFinalizers(), desiredFinalizers) {
+			first, second = writeFinalizers, writeStatus
+		}
+		if gone, err := first(); gone || err != nil {
 			return err
 		}
 		guard = obj.GetResourceVersion()
-		if err := second(); err != nil {
+		if gone, err := second(); gone || err != nil {
 			return err
 		}
 		if h.superseded != nil && obj.GetResourceVersion() != guard {
@@ -97,9 +97,11 @@ func (h *Helper) Patch(ctx context.Context, c client.Client, obj client.Object) 
 		}
 		return nil
 	case diff != nil:
-		return writeStatus()
+		_, err := writeStatus()
+		return err
 	case finalizersChanged:
-		return writeFinalizers()
+		_, err := writeFinalizers()
+		return err
 	}
 	return nil
 }

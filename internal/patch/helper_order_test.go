@@ -2,10 +2,12 @@ package patch
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -95,4 +97,47 @@ func previousVersion(t *testing.T, rv string) string {
 		t.Fatalf("resourceVersion %q is not a count", rv)
 	}
 	return strconv.Itoa(n - 1)
+}
+
+// TestStatusRefusedAfterTheFinalizer: when the status write after an added
+// finalizer is refused, the finalizer stays, Patch reports the conflict (a
+// requeue, whose pass finds the finalizer there and writes the status),
+// and the stored version is not taken for one this pass replaced.
+func TestStatusRefusedAfterTheFinalizer(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := mdmv1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c := fake.NewClientBuilder().WithScheme(scheme).
+		WithStatusSubresource(&mdmv1alpha1.DeviceAction{}).
+		WithObjects(&mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: "lock", UID: "a1"},
+			Spec: mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionLock, Devices: []string{"phone"}}}).
+		WithInterceptorFuncs(interceptor.Funcs{
+			SubResourcePatch: func(context.Context, client.Client, string, client.Object, client.Patch, ...client.SubResourcePatchOption) error {
+				return apierrors.NewConflict(mdmv1alpha1.GroupVersion.WithResource("deviceactions").GroupResource(), "lock", errors.New("changed"))
+			},
+		}).Build()
+	read := &mdmv1alpha1.DeviceAction{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "fleet", Name: "lock"}, read); err != nil {
+		t.Fatal(err)
+	}
+	var superseded Superseded
+	h, _ := superseded.NewHelper(read)
+	action := read.DeepCopy()
+	action.Finalizers = []string{mdmv1alpha1.Finalizer}
+	action.Status.Phase = mdmv1alpha1.ActionRunning
+	if err := h.Patch(ctx, c, action); !apierrors.IsConflict(err) {
+		t.Fatalf("patch: %v, want the status write's conflict", err)
+	}
+	stored := &mdmv1alpha1.DeviceAction{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "fleet", Name: "lock"}, stored); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(stored.Finalizers, []string{mdmv1alpha1.Finalizer}) || stored.Status.Phase != "" {
+		t.Errorf("stored finalizers %v and phase %q, want the finalizer alone", stored.Finalizers, stored.Status.Phase)
+	}
+	if superseded.Stale(stored) {
+		t.Error("the version the finalizer write stored is taken for superseded; its reconcile, which writes the status, would be skipped")
+	}
 }

@@ -11,23 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// statusPatch is the JSON merge patch that turns before's status into
-// after's, guarded by the resourceVersion before was read at, or nil when
-// the status did not change.
-//
-// It is cheaper than diffing the two whole objects: the status fields are
-// compared as Go values, and only those that changed are marshalled. A
-// thousand-row DeviceAction changes a few fields per pass; its rows, an
-// atomic list, are marshalled only when they changed, and then sent whole,
-// as a merge patch sends any list.
-func statusPatch(before, after client.Object) ([]byte, error) {
-	diff, err := statusDiff(before, after)
-	if diff == nil || err != nil {
-		return nil, err
-	}
-	return guardedStatus(diff, before.GetResourceVersion())
-}
-
 // guardedStatus is the merge patch that sets the status fields of diff on
 // the version resourceVersion, and fails on any other.
 func guardedStatus(diff map[string]json.RawMessage, resourceVersion string) ([]byte, error) {
@@ -39,6 +22,12 @@ func guardedStatus(diff map[string]json.RawMessage, resourceVersion string) ([]b
 
 // statusDiff is each status field that changed from before to after, as
 // its merge patch, or nil when none did.
+//
+// It is cheaper than diffing the two whole objects: the status fields are
+// compared as Go values, and only those that changed are marshalled. A
+// thousand-row DeviceAction changes a few fields per pass; its rows, an
+// atomic list, are marshalled only when they changed, and then sent whole,
+// as a merge patch sends any list.
 func statusDiff(before, after client.Object) (map[string]json.RawMessage, error) {
 	was, now, err := statusValues(before, after)
 	if err != nil {

@@ -9,10 +9,22 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 	"github.com/kubemdm/kubemdm/internal/conditions"
 )
+
+// statusPatch is the status patch Patch sends first: the merge patch
+// that turns before's status into after's, guarded by the resourceVersion
+// before was read at, or nil when the status did not change.
+func statusPatch(before, after client.Object) ([]byte, error) {
+	diff, err := statusDiff(before, after)
+	if diff == nil || err != nil {
+		return nil, err
+	}
+	return guardedStatus(diff, before.GetResourceVersion())
+}
 
 // TestStatusPatch: the patch, applied to the object as read, gives exactly
 // the status the reconcile left, whatever changed (a row, a field dropped

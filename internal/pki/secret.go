@@ -17,9 +17,8 @@ import (
 // caValidity is long because re-keying a CA means re-enrolling every device.
 const caValidity = 10 * 365 * 24 * time.Hour
 
-// EnsureCA loads the CA kept in a Secret, creating it on first start. Several
-// replicas may start at once: the first create wins and the others read it.
-// reader must not be a cache, which would not have the Secret yet.
+// EnsureCA loads the CA kept in a Secret, creating it on first start (see
+// EnsureSecret).
 func EnsureCA(ctx context.Context, reader client.Reader, writer client.Writer, key types.NamespacedName, commonName string) (*CA, error) {
 	secret, err := EnsureSecret(ctx, reader, writer, key, corev1.SecretTypeTLS, func() (map[string][]byte, error) {
 		certPEM, keyPEM, err := NewCA(commonName, caValidity)
