@@ -426,7 +426,7 @@ func (h *Harness) reconnect(ctx context.Context, f *fleet, r *Results) error {
 		listening <- err
 	}()
 	go profileManager(watching, "reconnect", 30*time.Second)
-	go h.profileAPIServer(watching, "reconnect", 30*time.Second)
+	go h.profileAPIServer(watching, "reconnect", h.phaseProfileLength())
 	go dumpManagerGoroutines(watching, "reconnect", began, 10*time.Second, 20*time.Second, 30*time.Second, 40*time.Second)
 	groups := (h.profile.Devices + mdmv1alpha1.MaxSelectorMatches - 1) / mdmv1alpha1.MaxSelectorMatches
 	errs := make(chan error, groups+1)
