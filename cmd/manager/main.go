@@ -78,6 +78,8 @@ type options struct {
 	leaseDuration       time.Duration
 	maxEnrollments      int
 	maxReports          int
+	kubeAPIQPS          float64
+	kubeAPIBurst        int
 }
 
 func main() {
@@ -111,6 +113,8 @@ func main() {
 	flag.DurationVar(&o.leaseDuration, "gateway-lease-duration", gateway.DefaultLeaseDuration, "How long a gateway replica's Lease holds without renewal; the other replicas then mark its devices disconnected.")
 	flag.IntVar(&o.maxEnrollments, "gateway-max-concurrent-enrollments", gateway.DefaultMaxConcurrentEnrollments, "How many enrollments one gateway replica runs at once; during a storm the others wait their turn rather than flood the apiserver.")
 	flag.IntVar(&o.maxReports, "gateway-max-concurrent-reports", gateway.DefaultMaxConcurrentReports, "How many agents' reports one gateway replica writes to their Devices at once; when a whole fleet reports, the others wait their turn rather than flood the apiserver.")
+	flag.Float64Var(&o.kubeAPIQPS, "kube-api-qps", -1, "Requests per second the manager may send the apiserver, reads and watches included; negative: no client-side limit, leaving the apiserver's priority and fairness to queue them (the gateway's enrollments and reports, and each controller's workers, are bounded by their own flags).")
+	flag.IntVar(&o.kubeAPIBurst, "kube-api-burst", 0, "Requests the manager may send at once above --kube-api-qps; 0: two seconds' worth.")
 	flag.DurationVar(&o.seenWindow, "compliance-seen-window", compliance.DefaultSeenWindow, "A device whose agent was not seen for this long is NonCompliant.")
 	flag.DurationVar(&o.applyGrace, "compliance-apply-grace", compliance.DefaultApplyGrace, "A device that has not applied a configuration revision this long after it became due is NonCompliant.")
 	zapOpts := zap.Options{Development: false}
@@ -132,6 +136,15 @@ func run(o options) error {
 	if o.concurrency < 1 {
 		return fmt.Errorf("--max-concurrent-reconciles must be at least 1, not %d", o.concurrency)
 	}
+	qps, burst, err := clientRate(float32(o.kubeAPIQPS), o.kubeAPIBurst)
+	if err != nil {
+		return err
+	}
+	restConfig, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("reading the kubeconfig: %w", err)
+	}
+	restConfig.QPS, restConfig.Burst = qps, burst
 
 	// The gateway's port is bound first, before the caches sync: after a
 	// restart of a replica with thousands of devices, their reconnects
@@ -156,7 +169,7 @@ func run(o options) error {
 	}
 
 	managedBy := labels.SelectorFromSet(labels.Set{mdmv1alpha1.LabelManagedBy: mdmv1alpha1.ManagedByValue})
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  o.probeAddr,
