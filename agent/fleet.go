@@ -40,6 +40,9 @@ const ExecutionLogName = "executions.log"
 type Fleet struct {
 	Agents  []*Agent
 	Devices []*Simulated
+
+	mu    sync.Mutex
+	stops []context.CancelFunc
 }
 
 // NewFleet prepares size simulated devices.
@@ -67,7 +70,16 @@ func NewFleet(o FleetOptions, log logr.Logger) (*Fleet, error) {
 func (f *Fleet) Run(ctx context.Context, spread time.Duration) []error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(f.Agents))
+	f.mu.Lock()
+	stops := make([]context.CancelFunc, len(f.Agents))
+	contexts := make([]context.Context, len(f.Agents))
+	for i := range f.Agents {
+		contexts[i], stops[i] = context.WithCancel(ctx)
+	}
+	f.stops = stops
+	f.mu.Unlock()
 	for i, a := range f.Agents {
+		ctx := contexts[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -82,6 +94,9 @@ func (f *Fleet) Run(ctx context.Context, spread time.Duration) []error {
 		}()
 	}
 	wg.Wait()
+	for _, stop := range stops {
+		stop()
+	}
 	var out []error
 	for i, err := range errs {
 		if err != nil {
@@ -89,4 +104,14 @@ func (f *Fleet) Run(ctx context.Context, spread time.Duration) []error {
 		}
 	}
 	return out
+}
+
+// Stop stops agent i of a running fleet, as a device switched off does:
+// its stream ends and it does not come back. Its Run returns no error.
+func (f *Fleet) Stop(i int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if i < len(f.stops) {
+		f.stops[i]()
+	}
 }

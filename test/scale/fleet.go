@@ -257,6 +257,24 @@ func (c *deviceCounter) value() int {
 	return c.stages[0].count
 }
 
+// matching is the names of the Devices stage holds for now.
+func (c *deviceCounter) matching(stage string) map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]bool{}
+	for _, s := range c.stages {
+		if s.name != stage {
+			continue
+		}
+		for name, ok := range s.match {
+			if ok {
+				out[name] = true
+			}
+		}
+	}
+	return out
+}
+
 // note adds each stage's count to p.
 func (c *deviceCounter) note(p *progress, at time.Duration) {
 	c.mu.Lock()

@@ -149,6 +149,11 @@ func (r *Results) Targets() []Target {
 	add(Target{Name: "reconnect handshakes that resumed a TLS session", AtLeast: true, Limit: 0.9,
 		Value:  resumedShare(hs),
 		Figure: fmt.Sprintf("%.0f of %.0f handed to the restarted gateway; %.0f not handed over (closed, refused, timed out or unserved)", hs["resumed"], hs["ok"]+hs["resumed"], hs["error"]+hs["timeout"]+hs["closed"]+hs["unserved"])})
+	pr := r.Presence
+	add(Target{Name: "presence transitions lost across a kill -9", Limit: 0,
+		Value: float64(r.lostTransitions()),
+		Figure: fmt.Sprintf("%d of %d switched off while the manager was down shown disconnected in %s, %d others ever shown disconnected, %d of %d shown connected; writes %s",
+			pr.ShownOff, pr.Off, pr.Time.Round(time.Millisecond), pr.WronglyOff, pr.ShownOn, pr.Devices-pr.Off, pr.Writes)})
 	return ts
 }
 

@@ -131,3 +131,28 @@ kubemdm_gateway_tls_handshakes_totally{result="ok"} 5
 		t.Error("a count that is no number parsed")
 	}
 }
+
+// TestLostTransitions: each wrong showing counts (a switched-off device
+// not shown disconnected, a device that came back shown disconnected at any
+// moment, one not shown connected at the end), and none cancels another.
+func TestLostTransitions(t *testing.T) {
+	for _, tc := range []struct {
+		name                                        string
+		devices, off, shownOff, wronglyOff, shownOn int
+		want                                        int
+	}{
+		{name: "all shown right", devices: 300, off: 30, shownOff: 30, shownOn: 270},
+		{name: "a switched-off device still shown connected", devices: 300, off: 30, shownOff: 29, shownOn: 270, want: 1},
+		{name: "a device that came back shown disconnected for a moment", devices: 300, off: 30, shownOff: 30, wronglyOff: 1, shownOn: 270, want: 1},
+		{name: "a device that came back left disconnected", devices: 300, off: 30, shownOff: 30, wronglyOff: 1, shownOn: 269, want: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Results{}
+			r.Presence.Devices, r.Presence.Off = tc.devices, tc.off
+			r.Presence.ShownOff, r.Presence.WronglyOff, r.Presence.ShownOn = tc.shownOff, tc.wronglyOff, tc.shownOn
+			if got := r.lostTransitions(); got != tc.want {
+				t.Errorf("%d lost, want %d", got, tc.want)
+			}
+		})
+	}
+}

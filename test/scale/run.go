@@ -92,6 +92,19 @@ type Results struct {
 		// its server: full ones (ok) and resumed sessions (resumed).
 		Handshakes map[string]float64
 	}
+	Presence struct {
+		// Devices were connected; Off of them were switched off while the
+		// manager was down.
+		Devices, Off int
+		// ShownOff of those were shown disconnected afterwards,
+		// WronglyOff others at any moment, and ShownOn of the others were
+		// shown connected at the end.
+		ShownOff, WronglyOff, ShownOn int
+		// Time is from the restart until every switched-off device was
+		// shown disconnected and every other had reconnected.
+		Time   time.Duration
+		Writes Writes
+	}
 }
 
 // Run runs every phase of p and returns the figures.
@@ -151,6 +164,7 @@ func Run(ctx context.Context, p Profile, log io.Writer) (_ *Results, retErr erro
 		{"fan-out", func() error { return h.fanOut(ctx, f, r) }},
 		{"configure", func() error { return h.configure(ctx, f, r) }},
 		{"reconnect", func() error { return h.reconnect(ctx, f, r) }},
+		{"presence", func() error { return h.presence(ctx, f, r) }},
 	} {
 		if err := step(s.name, s.fn); err != nil {
 			return r, err
