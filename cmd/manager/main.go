@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -113,7 +114,7 @@ func main() {
 	flag.DurationVar(&o.leaseDuration, "gateway-lease-duration", gateway.DefaultLeaseDuration, "How long a gateway replica's Lease holds without renewal; the other replicas then mark its devices disconnected.")
 	flag.IntVar(&o.maxEnrollments, "gateway-max-concurrent-enrollments", gateway.DefaultMaxConcurrentEnrollments, "How many enrollments one gateway replica runs at once; during a storm the others wait their turn rather than flood the apiserver.")
 	flag.IntVar(&o.maxReports, "gateway-max-concurrent-reports", gateway.DefaultMaxConcurrentReports, "How many agents' reports one gateway replica writes to their Devices at once; when a whole fleet reports, the others wait their turn rather than flood the apiserver.")
-	flag.Float64Var(&o.kubeAPIQPS, "kube-api-qps", -1, "Requests per second the manager may send the apiserver, reads and watches included; negative: no client-side limit, leaving the apiserver's priority and fairness to queue them (the gateway's enrollments and reports, and each controller's workers, are bounded by their own flags).")
+	flag.Float64Var(&o.kubeAPIQPS, "kube-api-qps", -1, "Requests per second the manager may send the apiserver, all its clients together; negative: no client-side limit (see the README).")
 	flag.IntVar(&o.kubeAPIBurst, "kube-api-burst", 0, "Requests the manager may send at once above --kube-api-qps; 0: two seconds' worth.")
 	flag.DurationVar(&o.seenWindow, "compliance-seen-window", compliance.DefaultSeenWindow, "A device whose agent was not seen for this long is NonCompliant.")
 	flag.DurationVar(&o.applyGrace, "compliance-apply-grace", compliance.DefaultApplyGrace, "A device that has not applied a configuration revision this long after it became due is NonCompliant.")
@@ -136,15 +137,18 @@ func run(o options) error {
 	if o.concurrency < 1 {
 		return fmt.Errorf("--max-concurrent-reconciles must be at least 1, not %d", o.concurrency)
 	}
-	qps, burst, err := clientRate(float32(o.kubeAPIQPS), o.kubeAPIBurst)
-	if err != nil {
+	// The flags are checked before the kubeconfig is read, so that a bad
+	// one is named whatever else is wrong.
+	if err := limitClientRate(&rest.Config{}, o.kubeAPIQPS, o.kubeAPIBurst); err != nil {
 		return err
 	}
 	restConfig, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("reading the kubeconfig: %w", err)
 	}
-	restConfig.QPS, restConfig.Burst = qps, burst
+	if err := limitClientRate(restConfig, o.kubeAPIQPS, o.kubeAPIBurst); err != nil {
+		return err
+	}
 
 	// The gateway's port is bound first, before the caches sync: after a
 	// restart of a replica with thousands of devices, their reconnects
