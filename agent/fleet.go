@@ -108,10 +108,13 @@ func (f *Fleet) Run(ctx context.Context, spread time.Duration) []error {
 
 // Stop stops agent i of a running fleet, as a device switched off does:
 // its stream ends and it does not come back. Its Run returns no error.
-func (f *Fleet) Stop(i int) {
+// Stop reports false when the fleet is not running or has no agent i.
+func (f *Fleet) Stop(i int) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if i < len(f.stops) {
-		f.stops[i]()
+	if i < 0 || i >= len(f.stops) {
+		return false
 	}
+	f.stops[i]()
+	return true
 }

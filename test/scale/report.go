@@ -152,8 +152,10 @@ func (r *Results) Targets() []Target {
 	pr := r.Presence
 	add(Target{Name: "presence transitions lost across a kill -9", Limit: 0,
 		Value: float64(r.lostTransitions()),
-		Figure: fmt.Sprintf("%d of %d switched off while the manager was down shown disconnected in %s, %d others ever shown disconnected, %d of %d shown connected; writes %s",
-			pr.ShownOff, pr.Off, pr.Time.Round(time.Millisecond), pr.WronglyOff, pr.ShownOn, pr.Devices-pr.Off, pr.Writes)})
+		Figure: fmt.Sprintf("%d of %d switched off while the manager was down shown disconnected in %s; of the %d that came back, %d seen disconnected, %d connected throughout",
+			pr.ShownOff, pr.Off, pr.Time.Round(time.Millisecond), pr.Devices-pr.Off, pr.WronglyOff, pr.ShownOn)})
+	add(Target{Name: "Device writes per switched-off device across a kill -9", Limit: 1.1,
+		Value: pr.Writes.Of("devices") / float64(max(pr.Off, 1)), Figure: pr.Writes.String()})
 	return ts
 }
 

@@ -96,9 +96,10 @@ type Results struct {
 		// Devices were connected; Off of them were switched off while the
 		// manager was down.
 		Devices, Off int
-		// ShownOff of those were shown disconnected afterwards,
-		// WronglyOff others at any moment, and ShownOn of the others were
-		// shown connected at the end.
+		// ShownOff of those were shown disconnected afterwards; of the
+		// others, WronglyOff were seen disconnected, and ShownOn were
+		// connected throughout (their condition's transition time is from
+		// before the kill).
 		ShownOff, WronglyOff, ShownOn int
 		// Time is from the restart until every switched-off device was
 		// shown disconnected and every other had reconnected.
