@@ -24,10 +24,6 @@ import (
 // version the first made (the store refuses any other), and that version
 // between the two is remembered as superseded.
 func TestFinalizerAddedFirstAndRemovedLast(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := mdmv1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name       string
 		finalizers []string // stored before the pass
@@ -39,24 +35,16 @@ func TestFinalizerAddedFirstAndRemovedLast(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			var writes []string
-			c := fake.NewClientBuilder().WithScheme(scheme).
-				WithStatusSubresource(&mdmv1alpha1.DeviceAction{}).
-				WithObjects(&mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: "lock", UID: "a1", Finalizers: tc.finalizers},
-					Spec: mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionLock, Devices: []string{"phone"}}}).
-				WithInterceptorFuncs(interceptor.Funcs{
-					Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
-						writes = append(writes, "finalizers")
-						return c.Patch(ctx, obj, p, opts...)
-					},
-					SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
-						writes = append(writes, sub)
-						return c.SubResource(sub).Patch(ctx, obj, p, opts...)
-					},
-				}).Build()
-			read := &mdmv1alpha1.DeviceAction{}
-			if err := c.Get(ctx, client.ObjectKey{Namespace: "fleet", Name: "lock"}, read); err != nil {
-				t.Fatal(err)
-			}
+			c, read := storedAction(t, tc.finalizers, interceptor.Funcs{
+				Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+					writes = append(writes, "finalizers")
+					return c.Patch(ctx, obj, p, opts...)
+				},
+				SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+					writes = append(writes, sub)
+					return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+				},
+			})
 			var superseded Superseded
 			h, _ := superseded.NewHelper(read)
 			action := read.DeepCopy()
@@ -104,24 +92,12 @@ func previousVersion(t *testing.T, rv string) string {
 // requeue, whose pass finds the finalizer there and writes the status),
 // and the stored version is not taken for one this pass replaced.
 func TestStatusRefusedAfterTheFinalizer(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := mdmv1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	c := fake.NewClientBuilder().WithScheme(scheme).
-		WithStatusSubresource(&mdmv1alpha1.DeviceAction{}).
-		WithObjects(&mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: "lock", UID: "a1"},
-			Spec: mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionLock, Devices: []string{"phone"}}}).
-		WithInterceptorFuncs(interceptor.Funcs{
-			SubResourcePatch: func(context.Context, client.Client, string, client.Object, client.Patch, ...client.SubResourcePatchOption) error {
-				return apierrors.NewConflict(mdmv1alpha1.GroupVersion.WithResource("deviceactions").GroupResource(), "lock", errors.New("changed"))
-			},
-		}).Build()
-	read := &mdmv1alpha1.DeviceAction{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: "fleet", Name: "lock"}, read); err != nil {
-		t.Fatal(err)
-	}
+	c, read := storedAction(t, nil, interceptor.Funcs{
+		SubResourcePatch: func(context.Context, client.Client, string, client.Object, client.Patch, ...client.SubResourcePatchOption) error {
+			return apierrors.NewConflict(mdmv1alpha1.GroupVersion.WithResource("deviceactions").GroupResource(), "lock", errors.New("changed"))
+		},
+	})
 	var superseded Superseded
 	h, _ := superseded.NewHelper(read)
 	action := read.DeepCopy()
@@ -140,4 +116,24 @@ func TestStatusRefusedAfterTheFinalizer(t *testing.T) {
 	if superseded.Stale(stored) {
 		t.Error("the version the finalizer write stored is taken for superseded; its reconcile, which writes the status, would be skipped")
 	}
+}
+
+// storedAction is a store holding one Lock action with finalizers, whose
+// writes go through funcs, and the action as read from it.
+func storedAction(t *testing.T, finalizers []string, funcs interceptor.Funcs) (client.Client, *mdmv1alpha1.DeviceAction) {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := mdmv1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme).
+		WithStatusSubresource(&mdmv1alpha1.DeviceAction{}).
+		WithObjects(&mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: "lock", UID: "a1", Finalizers: finalizers},
+			Spec: mdmv1alpha1.DeviceActionSpec{Action: mdmv1alpha1.ActionLock, Devices: []string{"phone"}}}).
+		WithInterceptorFuncs(funcs).Build()
+	read := &mdmv1alpha1.DeviceAction{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "fleet", Name: "lock"}, read); err != nil {
+		t.Fatal(err)
+	}
+	return c, read
 }
