@@ -36,8 +36,12 @@ func (p *progressWrites) hold(read, action *mdmv1alpha1.DeviceAction, now time.T
 	if p.last == nil {
 		p.last = map[types.UID]time.Time{}
 	}
-	if action.Status.Phase != mdmv1alpha1.ActionRunning || read.Status.Phase != mdmv1alpha1.ActionRunning {
+	if action.Status.Phase != mdmv1alpha1.ActionRunning {
 		delete(p.last, action.UID)
+		return 0
+	}
+	if read.Status.Phase != mdmv1alpha1.ActionRunning {
+		p.last[action.UID] = now
 		return 0
 	}
 	progressOnly := action.Status

@@ -11,8 +11,10 @@ import (
 )
 
 // TestProgressWrites: a pass that changed only a running action's counts
-// writes them at most every progressEvery, and is told when to come back;
-// a pass that changed a row, or ended the action, writes at once.
+// writes them at most every progressEvery after the last write, the one
+// that started the action included, and is told when to come back; a pass
+// that started the action, changed a row, or ended the action writes at
+// once.
 func TestProgressWrites(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	read := &mdmv1alpha1.DeviceAction{ObjectMeta: metav1.ObjectMeta{UID: "a"}}
@@ -27,6 +29,21 @@ func TestProgressWrites(t *testing.T) {
 		return a
 	}
 	var p progressWrites
+
+	pending := read.DeepCopy()
+	pending.Status.Phase, pending.Status.Summary = mdmv1alpha1.ActionPending, nil
+	started := read.DeepCopy()
+	if wait := p.hold(pending, started, now.Add(-time.Second)); wait != 0 {
+		t.Fatalf("the pass that started the action is held %s", wait)
+	}
+	// The gateway's first deliveries come a moment after the rows; their
+	// counts alone wait, so that a fan-out's rows are not written again
+	// between its deliveries and its results.
+	early := recounted()
+	if wait := p.hold(read, early, now.Add(-500*time.Millisecond)); wait != progressEvery-500*time.Millisecond ||
+		early.Status.Summary.Queued != 2 {
+		t.Errorf("counts alone, 500ms after the start, held %s with counts %+v", wait, early.Status.Summary)
+	}
 
 	rowChanged := recounted()
 	rowChanged.Status.Devices[1].Phase = mdmv1alpha1.CommandExpired
