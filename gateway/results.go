@@ -21,14 +21,17 @@ import (
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 )
 
-// Updates gather resultQuietWindow before they are written, as one patch per
-// DeviceAction: a device waits on them (its command goes out once its
-// delivery is recorded). When many are waiting (a fan-out), they gather up
-// to resultBatchWindow, so that a thousand devices cost a few writes.
+// Updates are written, as one patch per DeviceAction, once they stop
+// arriving: when none came for resultQuiet, or when the oldest has waited
+// resultGatherMax. Devices wait on them (a command goes out once its
+// delivery is recorded, an agent's result call returns once the result
+// is), so a lone update goes out within resultQuiet. A fan-out's
+// deliveries and results come as bursts; writing as soon as the first few
+// had arrived cost a write of every row for them, and the rest of the
+// burst waited behind it.
 const (
-	resultQuietWindow = 2 * time.Millisecond
-	resultBatchWindow = 50 * time.Millisecond
-	resultBurst       = 16
+	resultQuiet     = 10 * time.Millisecond
+	resultGatherMax = 250 * time.Millisecond
 )
 
 // rowUpdate moves one device's row of a DeviceAction forward.
@@ -58,6 +61,10 @@ type resultWriter struct {
 
 	mu      sync.Mutex
 	pending map[types.NamespacedName][]rowUpdate
+	// queued counts the pending updates; since is when the oldest of
+	// them arrived.
+	queued int
+	since  time.Time
 	// stopped refuses updates that arrive after the final flush.
 	stopped bool
 	wakeup  chan struct{}
@@ -87,19 +94,31 @@ func (w *resultWriter) enqueue(action types.NamespacedName, u rowUpdate) {
 		}
 		return
 	}
+	w.countLocked(1)
 	w.pending[action] = append(w.pending[action], u)
 	w.mu.Unlock()
 	w.wake()
 }
 
-func (w *resultWriter) pendingCount() int {
+func (w *resultWriter) countLocked(n int) {
+	if w.queued == 0 {
+		w.since = time.Now()
+	}
+	w.queued += n
+}
+
+// waiting is how many updates are pending, and since when the oldest is.
+func (w *resultWriter) waiting() (int, time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n := 0
-	for _, updates := range w.pending {
-		n += len(updates)
-	}
-	return n
+	return w.queued, w.since
+}
+
+// gathered reports whether the pending updates are to be written now: none
+// arrived over the last wait (seen were pending before it, n are now), or
+// the oldest has waited long enough.
+func gathered(seen, n int, oldest, now time.Time) bool {
+	return n == seen || now.Sub(oldest) >= resultGatherMax
 }
 
 func (w *resultWriter) wake() {
@@ -118,19 +137,19 @@ func (w *resultWriter) run(ctx context.Context) {
 			return
 		case <-w.wakeup:
 		}
-		// Let the updates that arrive close together join one patch.
-		window := resultQuietWindow
-		for waited := time.Duration(0); waited < resultBatchWindow; waited += window {
+		// Let a burst of updates join one patch.
+		for seen, _ := w.waiting(); ; {
 			select {
 			case <-ctx.Done():
 				w.stop()
 				return
-			case <-time.After(window):
+			case <-time.After(resultQuiet):
 			}
-			if w.pendingCount() < resultBurst {
+			n, oldest := w.waiting()
+			if gathered(seen, n, oldest, time.Now()) {
 				break
 			}
-			window = resultBatchWindow / 5
+			seen = n
 		}
 		if w.flushPending(ctx) {
 			retry = resultRetryMin
@@ -156,7 +175,7 @@ const resultWorkers = 8
 func (w *resultWriter) flushPending(ctx context.Context) bool {
 	w.mu.Lock()
 	batch := w.pending
-	w.pending = map[types.NamespacedName][]rowUpdate{}
+	w.pending, w.queued = map[types.NamespacedName][]rowUpdate{}, 0
 	w.mu.Unlock()
 	var failed atomic.Bool
 	inParallel(resultWorkers, slices.Collect(maps.Keys(batch)), func(key types.NamespacedName) {
@@ -187,6 +206,8 @@ func (w *resultWriter) flushAction(ctx context.Context, key types.NamespacedName
 	}
 	if len(again) > 0 {
 		w.mu.Lock()
+		w.countLocked(len(again))
+		// Before the updates that came meanwhile, which are newer.
 		w.pending[key] = append(again, w.pending[key]...)
 		w.mu.Unlock()
 	}

@@ -199,3 +199,28 @@ func (w barrierStatusWriter) Patch(ctx context.Context, obj client.Object, patch
 	}
 	return w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 }
+
+// TestGathered: updates are written once a wait brought no new one, or once
+// the oldest has waited resultGatherMax, however many keep coming.
+func TestGathered(t *testing.T) {
+	oldest := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		seen, n  int
+		waited   time.Duration
+		gathered bool
+	}{
+		{"a lone update, nothing after it", 1, 1, resultQuiet, true},
+		{"a burst still arriving", 8, 40, 2 * resultQuiet, false},
+		{"a burst that stopped", 40, 40, 3 * resultQuiet, true},
+		{"a burst that keeps arriving, the oldest at the bound", 900, 950, resultGatherMax, true},
+		{"a burst that keeps arriving, the oldest just under the bound", 900, 950, resultGatherMax - time.Millisecond, false},
+		{"nothing pending", 0, 0, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := gathered(tc.seen, tc.n, oldest, oldest.Add(tc.waited)); got != tc.gathered {
+				t.Errorf("gathered(%d, %d, waited %s) = %t", tc.seen, tc.n, tc.waited, got)
+			}
+		})
+	}
+}
