@@ -21,17 +21,19 @@ import (
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
 )
 
-// Updates are written, as one patch per DeviceAction, once they stop
-// arriving: when none came for resultQuiet, or when the oldest has waited
-// resultGatherMax. Devices wait on them (a command goes out once its
+// A DeviceAction's updates are written, as one patch, once they stop
+// arriving: when none came for it for resultQuiet, or when its oldest has
+// waited resultGatherMax. Devices wait on them (a command goes out once its
 // delivery is recorded, an agent's result call returns once the result
-// is), so a lone update goes out within resultQuiet. A fan-out's
-// deliveries and results come as bursts; writing as soon as the first few
-// had arrived cost a write of every row for them, and the rest of the
-// burst waited behind it.
+// is), so a lone update goes out within resultQuiet and a tick, whatever
+// other actions are doing. A fan-out's deliveries and results come as
+// bursts; writing as soon as the first few had arrived cost a write of
+// every row for them, and the rest of the burst waited behind it.
 const (
 	resultQuiet     = 10 * time.Millisecond
 	resultGatherMax = 250 * time.Millisecond
+	// resultTick is how often gathering updates are looked at.
+	resultTick = 5 * time.Millisecond
 )
 
 // rowUpdate moves one device's row of a DeviceAction forward.
@@ -50,21 +52,20 @@ type rowUpdate struct {
 // patch never lands on a moved row or moves a row backwards, and no
 // resourceVersion conflict arises from unrelated changes to the action.
 //
-// A write that fails is not lost: a waiting CompleteCommand gets the error
-// (its agent sends the result again), and an update nobody waits for (a
-// delivery) is tried again with backoff. When the gateway stops, what is
-// pending is written once more before it returns.
+// A write that fails is not lost: a waiting caller gets the error (a
+// stream that could not record a delivery ends, and its agent subscribes
+// again; an agent sends its result again), and an update nobody waits for
+// is tried again with backoff. When the gateway stops, what is pending is
+// written once more before it returns.
 type resultWriter struct {
 	client    client.Client
 	apiReader client.Reader
 	log       logr.Logger
 
 	mu      sync.Mutex
-	pending map[types.NamespacedName][]rowUpdate
-	// queued counts the pending updates; since is when the oldest of
-	// them arrived.
-	queued int
-	since  time.Time
+	pending map[types.NamespacedName]*gathering
+	// now is the clock; nil means time.Now.
+	now func() time.Time
 	// stopped refuses updates that arrive after the final flush.
 	stopped bool
 	wakeup  chan struct{}
@@ -82,7 +83,43 @@ var errGatewayStopping = errors.New("the gateway is stopping")
 
 func newResultWriter(c client.Client, apiReader client.Reader, log logr.Logger) *resultWriter {
 	return &resultWriter{client: c, apiReader: apiReader, log: log,
-		pending: map[types.NamespacedName][]rowUpdate{}, wakeup: make(chan struct{}, 1)}
+		pending: map[types.NamespacedName]*gathering{}, wakeup: make(chan struct{}, 1)}
+}
+
+// gathering is the pending updates of one DeviceAction.
+type gathering struct {
+	updates []rowUpdate
+	// first is when they began to gather, last when the newest came.
+	first, last time.Time
+}
+
+// gathered reports whether the updates are to be written at now.
+func (g *gathering) gathered(now time.Time) bool {
+	return now.Sub(g.last) >= resultQuiet || now.Sub(g.first) >= resultGatherMax
+}
+
+func (w *resultWriter) clock() time.Time {
+	if w.now != nil {
+		return w.now()
+	}
+	return time.Now()
+}
+
+// addLocked adds updates to an action's gathering; ahead puts them before
+// those already there.
+func (w *resultWriter) addLocked(action types.NamespacedName, ahead bool, updates ...rowUpdate) {
+	now := w.clock()
+	g := w.pending[action]
+	if g == nil {
+		g = &gathering{first: now}
+		w.pending[action] = g
+	}
+	g.last = now
+	if ahead {
+		g.updates = append(updates, g.updates...)
+		return
+	}
+	g.updates = append(g.updates, updates...)
 }
 
 func (w *resultWriter) enqueue(action types.NamespacedName, u rowUpdate) {
@@ -94,31 +131,32 @@ func (w *resultWriter) enqueue(action types.NamespacedName, u rowUpdate) {
 		}
 		return
 	}
-	w.countLocked(1)
-	w.pending[action] = append(w.pending[action], u)
+	w.addLocked(action, false, u)
 	w.mu.Unlock()
 	w.wake()
 }
 
-func (w *resultWriter) countLocked(n int) {
-	if w.queued == 0 {
-		w.since = time.Now()
-	}
-	w.queued += n
-}
-
-// waiting is how many updates are pending, and since when the oldest is.
-func (w *resultWriter) waiting() (int, time.Time) {
+// giveBack returns updates whose write failed to an action's gathering,
+// before those that came meanwhile, which are newer.
+func (w *resultWriter) giveBack(action types.NamespacedName, updates []rowUpdate) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.queued, w.since
+	w.addLocked(action, true, updates...)
 }
 
-// gathered reports whether the pending updates are to be written now: none
-// arrived over the last wait (seen were pending before it, n are now), or
-// the oldest has waited long enough.
-func gathered(seen, n int, oldest, now time.Time) bool {
-	return n == seen || now.Sub(oldest) >= resultGatherMax
+// take removes and returns the updates of the actions that are gathered at
+// now, all of them when all is set, and says whether any are left.
+func (w *resultWriter) take(now time.Time, all bool) (map[types.NamespacedName][]rowUpdate, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	batch := map[types.NamespacedName][]rowUpdate{}
+	for key, g := range w.pending {
+		if all || g.gathered(now) {
+			batch[key] = g.updates
+			delete(w.pending, key)
+		}
+	}
+	return batch, len(w.pending) > 0
 }
 
 func (w *resultWriter) wake() {
@@ -137,30 +175,32 @@ func (w *resultWriter) run(ctx context.Context) {
 			return
 		case <-w.wakeup:
 		}
-		// Let a burst of updates join one patch.
-		for seen, _ := w.waiting(); ; {
+		// Each action's burst of updates joins one patch.
+		for left := true; left; {
 			select {
 			case <-ctx.Done():
 				w.stop()
 				return
-			case <-time.After(resultQuiet):
+			case <-time.After(resultTick):
 			}
-			n, oldest := w.waiting()
-			if gathered(seen, n, oldest, time.Now()) {
-				break
+			var batch map[types.NamespacedName][]rowUpdate
+			batch, left = w.take(w.clock(), false)
+			if len(batch) == 0 {
+				continue
 			}
-			seen = n
+			if w.flushBatch(ctx, batch) {
+				retry = resultRetryMin
+				continue
+			}
+			select {
+			case <-ctx.Done():
+				w.stop()
+				return
+			case <-time.After(retry):
+			}
+			retry = min(2*retry, resultRetryMax)
+			left = true
 		}
-		if w.flushPending(ctx) {
-			retry = resultRetryMin
-			continue
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(retry):
-			w.wake()
-		}
-		retry = min(2*retry, resultRetryMax)
 	}
 }
 
@@ -169,14 +209,17 @@ func (w *resultWriter) run(ctx context.Context) {
 // command waited for the writes of every other action pending with it.
 const resultWorkers = 8
 
-// flushPending writes every pending update, the actions in parallel, and
-// reports whether all writes succeeded. Failed updates that nobody waits
-// for go back to pending.
+// flushPending writes every pending update and reports whether all writes
+// succeeded.
 func (w *resultWriter) flushPending(ctx context.Context) bool {
-	w.mu.Lock()
-	batch := w.pending
-	w.pending, w.queued = map[types.NamespacedName][]rowUpdate{}, 0
-	w.mu.Unlock()
+	batch, _ := w.take(time.Time{}, true)
+	return w.flushBatch(ctx, batch)
+}
+
+// flushBatch writes the updates of each action, the actions in parallel,
+// and reports whether all writes succeeded. Failed updates that nobody
+// waits for go back to pending.
+func (w *resultWriter) flushBatch(ctx context.Context, batch map[types.NamespacedName][]rowUpdate) bool {
 	var failed atomic.Bool
 	inParallel(resultWorkers, slices.Collect(maps.Keys(batch)), func(key types.NamespacedName) {
 		if !w.flushAction(ctx, key, batch[key]) {
@@ -205,11 +248,7 @@ func (w *resultWriter) flushAction(ctx context.Context, key types.NamespacedName
 		}
 	}
 	if len(again) > 0 {
-		w.mu.Lock()
-		w.countLocked(len(again))
-		// Before the updates that came meanwhile, which are newer.
-		w.pending[key] = append(again, w.pending[key]...)
-		w.mu.Unlock()
+		w.giveBack(key, again)
 	}
 	return err == nil
 }

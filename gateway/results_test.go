@@ -3,12 +3,15 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mdmv1alpha1 "github.com/kubemdm/kubemdm/api/v1alpha1"
@@ -132,7 +135,7 @@ func TestResultWriter(t *testing.T) {
 		w := newResultWriter(c, c, (&errorLog{}).logger())
 		a := newQueued(t, "at-stop")
 		stop := start(w)
-		// Stop before the batch window ends: the final flush writes it.
+		// Stop before the updates are gathered: the final flush writes it.
 		w.enqueue(client.ObjectKeyFromObject(a), rowUpdate{device: "d1", phase: mdmv1alpha1.CommandDelivered, at: time.Now()})
 		stop()
 		if got := phase(a); got != mdmv1alpha1.CommandDelivered {
@@ -200,27 +203,64 @@ func (w barrierStatusWriter) Patch(ctx context.Context, obj client.Object, patch
 	return w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 }
 
-// TestGathered: updates are written once a wait brought no new one, or once
-// the oldest has waited resultGatherMax, however many keep coming.
+// TestGathered: each DeviceAction's updates are written once none came for
+// it for resultQuiet, or once its oldest has waited resultGatherMax, so a
+// burst is one write and a lone update waits for no other action's burst.
 func TestGathered(t *testing.T) {
-	oldest := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		name     string
-		seen, n  int
-		waited   time.Duration
-		gathered bool
-	}{
-		{"a lone update, nothing after it", 1, 1, resultQuiet, true},
-		{"a burst still arriving", 8, 40, 2 * resultQuiet, false},
-		{"a burst that stopped", 40, 40, 3 * resultQuiet, true},
-		{"a burst that keeps arriving, the oldest at the bound", 900, 950, resultGatherMax, true},
-		{"a burst that keeps arriving, the oldest just under the bound", 900, 950, resultGatherMax - time.Millisecond, false},
-		{"nothing pending", 0, 0, 0, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := gathered(tc.seen, tc.n, oldest, oldest.Add(tc.waited)); got != tc.gathered {
-				t.Errorf("gathered(%d, %d, waited %s) = %t", tc.seen, tc.n, tc.waited, got)
-			}
-		})
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	now := t0
+	w := newResultWriter(nil, nil, logr.Discard())
+	w.now = func() time.Time { return now }
+	lone := types.NamespacedName{Namespace: "default", Name: "lone"}
+	burst := types.NamespacedName{Namespace: "default", Name: "burst"}
+	at := func(d time.Duration) time.Time { now = t0.Add(d); return now }
+	taken := func(d time.Duration) map[types.NamespacedName][]rowUpdate {
+		t.Helper()
+		batch, _ := w.take(at(d), false)
+		return batch
+	}
+
+	// A burst that never pauses, one update every 4ms from the start.
+	next := time.Duration(0)
+	burstUntil := func(d time.Duration) {
+		for ; next <= d; next += 4 * time.Millisecond {
+			at(next)
+			w.enqueue(burst, rowUpdate{device: fmt.Sprintf("d%03d", next/(4*time.Millisecond))})
+		}
+	}
+	burstUntil(50 * time.Millisecond)
+	at(50 * time.Millisecond)
+	w.enqueue(lone, rowUpdate{device: "only"})
+	if batch := taken(55 * time.Millisecond); len(batch) != 0 {
+		t.Fatalf("written before any action went quiet: %v", batch)
+	}
+	burstUntil(60 * time.Millisecond)
+	batch := taken(60 * time.Millisecond)
+	if len(batch) != 1 || len(batch[lone]) != 1 {
+		t.Fatalf("a lone update %s after it came: written %v, want it alone", resultQuiet, batch)
+	}
+	burstUntil(resultGatherMax - time.Millisecond)
+	if batch := taken(resultGatherMax - time.Millisecond); len(batch) != 0 {
+		t.Fatalf("a burst still arriving was written before its oldest waited %s: %v", resultGatherMax, batch)
+	}
+	batch, left := w.take(at(resultGatherMax), false)
+	updates := batch[burst]
+	if len(batch) != 1 || len(updates) != 63 || left {
+		t.Fatalf("a burst whose oldest waited %s: written %d updates of %d actions, some left %t; want all 63 of it",
+			resultGatherMax, len(updates), len(batch), left)
+	}
+	for i, u := range updates {
+		if want := fmt.Sprintf("d%03d", i); u.device != want {
+			t.Fatalf("update %d is %s, want %s: the order they came in is lost", i, u.device, want)
+		}
+	}
+
+	// Updates a failed write gives back go before those that came meanwhile.
+	at(time.Second)
+	w.enqueue(burst, rowUpdate{device: "newer"})
+	w.giveBack(burst, []rowUpdate{{device: "older"}})
+	batch = taken(time.Second + resultQuiet)
+	if got := batch[burst]; len(got) != 2 || got[0].device != "older" || got[1].device != "newer" {
+		t.Fatalf("given back and newer updates written as %v", got)
 	}
 }
