@@ -30,7 +30,7 @@ import (
 // bursts; writing as soon as the first few had arrived cost a write of
 // every row for them, and the rest of the burst waited behind it.
 const (
-	resultQuiet     = 10 * time.Millisecond
+	resultQuiet     = 25 * time.Millisecond
 	resultGatherMax = 250 * time.Millisecond
 	// resultTick is how often gathering updates are looked at.
 	resultTick = 5 * time.Millisecond

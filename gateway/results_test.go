@@ -234,8 +234,8 @@ func TestGathered(t *testing.T) {
 	if batch := taken(55 * time.Millisecond); len(batch) != 0 {
 		t.Fatalf("written before any action went quiet: %v", batch)
 	}
-	burstUntil(60 * time.Millisecond)
-	batch := taken(60 * time.Millisecond)
+	burstUntil(50*time.Millisecond + resultQuiet)
+	batch := taken(50*time.Millisecond + resultQuiet)
 	if len(batch) != 1 || len(batch[lone]) != 1 {
 		t.Fatalf("a lone update %s after it came: written %v, want it alone", resultQuiet, batch)
 	}
