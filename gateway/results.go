@@ -64,8 +64,7 @@ type resultWriter struct {
 
 	mu      sync.Mutex
 	pending map[types.NamespacedName]*gathering
-	// now is the clock; nil means time.Now.
-	now func() time.Time
+	now     func() time.Time
 	// stopped refuses updates that arrive after the final flush.
 	stopped bool
 	wakeup  chan struct{}
@@ -81,8 +80,8 @@ const (
 
 var errGatewayStopping = errors.New("the gateway is stopping")
 
-func newResultWriter(c client.Client, apiReader client.Reader, log logr.Logger) *resultWriter {
-	return &resultWriter{client: c, apiReader: apiReader, log: log,
+func newResultWriter(c client.Client, apiReader client.Reader, log logr.Logger, now func() time.Time) *resultWriter {
+	return &resultWriter{client: c, apiReader: apiReader, log: log, now: now,
 		pending: map[types.NamespacedName]*gathering{}, wakeup: make(chan struct{}, 1)}
 }
 
@@ -98,17 +97,10 @@ func (g *gathering) gathered(now time.Time) bool {
 	return now.Sub(g.last) >= resultQuiet || now.Sub(g.first) >= resultGatherMax
 }
 
-func (w *resultWriter) clock() time.Time {
-	if w.now != nil {
-		return w.now()
-	}
-	return time.Now()
-}
-
 // addLocked adds updates to an action's gathering; ahead puts them before
 // those already there.
 func (w *resultWriter) addLocked(action types.NamespacedName, ahead bool, updates ...rowUpdate) {
-	now := w.clock()
+	now := w.now()
 	g := w.pending[action]
 	if g == nil {
 		g = &gathering{first: now}
@@ -184,7 +176,7 @@ func (w *resultWriter) run(ctx context.Context) {
 			case <-time.After(resultTick):
 			}
 			var batch map[types.NamespacedName][]rowUpdate
-			batch, left = w.take(w.clock(), false)
+			batch, left = w.take(w.now(), false)
 			if len(batch) == 0 {
 				continue
 			}

@@ -51,7 +51,7 @@ func TestResultWriter(t *testing.T) {
 	t.Run("a delivery whose write fails is written later, not dropped", func(t *testing.T) {
 		failures := &atomic.Int32{}
 		failures.Store(3)
-		w := newResultWriter(failingStatus{c, failures}, c, (&errorLog{}).logger())
+		w := newResultWriter(failingStatus{c, failures}, c, (&errorLog{}).logger(), time.Now)
 		defer start(w)()
 		a := newQueued(t, "delivered-late")
 		w.enqueue(client.ObjectKeyFromObject(a), rowUpdate{device: "d1", phase: mdmv1alpha1.CommandDelivered, at: time.Now()})
@@ -67,7 +67,7 @@ func TestResultWriter(t *testing.T) {
 	t.Run("a result whose write fails is reported to its waiter, and the next one lands", func(t *testing.T) {
 		failures := &atomic.Int32{}
 		failures.Store(1)
-		w := newResultWriter(failingStatus{c, failures}, c, (&errorLog{}).logger())
+		w := newResultWriter(failingStatus{c, failures}, c, (&errorLog{}).logger(), time.Now)
 		defer start(w)()
 		a := newQueued(t, "result-retried")
 		result := func() error {
@@ -87,7 +87,7 @@ func TestResultWriter(t *testing.T) {
 	})
 
 	t.Run("a result that arrives after its row ended otherwise is not acknowledged", func(t *testing.T) {
-		w := newResultWriter(c, c, (&errorLog{}).logger())
+		w := newResultWriter(c, c, (&errorLog{}).logger(), time.Now)
 		defer start(w)()
 		a := newQueued(t, "expired-first")
 		a.Status.Devices[0].Phase, a.Status.Devices[0].Code = mdmv1alpha1.CommandExpired, mdmv1alpha1.CodeDeadlineExceeded
@@ -112,7 +112,7 @@ func TestResultWriter(t *testing.T) {
 
 	t.Run("the results of two actions are written at once, not one after the other", func(t *testing.T) {
 		both := newBarrier(2)
-		w := newResultWriter(barrierStatus{c, both}, c, (&errorLog{}).logger())
+		w := newResultWriter(barrierStatus{c, both}, c, (&errorLog{}).logger(), time.Now)
 		actions := []*mdmv1alpha1.DeviceAction{newQueued(t, "parallel-a"), newQueued(t, "parallel-b")}
 		waits := make([]chan error, len(actions))
 		for i, a := range actions {
@@ -132,7 +132,7 @@ func TestResultWriter(t *testing.T) {
 	})
 
 	t.Run("a stopping writer writes what it holds and refuses the rest without panicking", func(t *testing.T) {
-		w := newResultWriter(c, c, (&errorLog{}).logger())
+		w := newResultWriter(c, c, (&errorLog{}).logger(), time.Now)
 		a := newQueued(t, "at-stop")
 		stop := start(w)
 		// Stop before the updates are gathered: the final flush writes it.
@@ -209,8 +209,7 @@ func (w barrierStatusWriter) Patch(ctx context.Context, obj client.Object, patch
 func TestGathered(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	now := t0
-	w := newResultWriter(nil, nil, logr.Discard())
-	w.now = func() time.Time { return now }
+	w := newResultWriter(nil, nil, logr.Discard(), func() time.Time { return now })
 	lone := types.NamespacedName{Namespace: "default", Name: "lone"}
 	burst := types.NamespacedName{Namespace: "default", Name: "burst"}
 	at := func(d time.Duration) time.Time { now = t0.Add(d); return now }

@@ -127,7 +127,7 @@ func New(c client.Client, apiReader client.Reader, deviceCA *pki.CA, recorder ev
 	lease := &replicaLease{client: c, reader: apiReader, namespace: opts.LeaseNamespace, replica: opts.Replica, duration: s.opts.LeaseDuration,
 		holder: string(uuid.NewUUID()), log: log.WithName("lease")}
 	s.sweeper = newSweeper(lease, s.presence, listedConnections{c}, log.WithName("sweeper"), s.opts.HandoverGrace, s.now)
-	s.results = newResultWriter(c, apiReader, log.WithName("results"))
+	s.results = newResultWriter(c, apiReader, log.WithName("results"), s.now)
 	s.hub = newHub()
 	s.arrivals = newArrivals()
 	s.enrolling = newAdmission(cmp.Or(opts.MaxConcurrentEnrollments, DefaultMaxConcurrentEnrollments))
