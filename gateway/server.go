@@ -245,12 +245,16 @@ func (s *Server) Start(ctx context.Context) error {
 			MaxEncoderHeaderTableSize: noHeaderTable},
 		ErrorLog: nil,
 	}
+	conns, err := newConnServer(srv, ln.Addr())
+	if err != nil {
+		return err
+	}
 	var background sync.WaitGroup
 	for _, run := range []func(context.Context){s.presence.run, s.results.run, s.sweeper.run} {
 		background.Go(func() { run(ctx) })
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- conns.serve(ln) }()
 	s.log.Info("Gateway serving", "address", s.addr.String(), "replica", s.opts.Replica)
 	select {
 	case err := <-errc:
@@ -259,11 +263,10 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.presence.stop()
 	endStreams()
+	_ = ln.Close()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		_ = srv.Close()
-	}
+	_ = conns.shutdown(shutdownCtx)
 	background.Wait()
 	// What the replica holds is written before it lets go: disconnects
 	// whose grace has passed and lastSeen not yet written. The streams the
