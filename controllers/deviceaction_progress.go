@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -24,6 +25,12 @@ const progressEvery = 2 * time.Second
 type progressWrites struct {
 	mu   sync.Mutex
 	last map[types.UID]time.Time
+	// swept is when entries older than progressEvery were last dropped.
+	// An entry that old holds nothing back; one whose action's deletion
+	// was seen before its pass recorded it (a delete during the first
+	// pass, before the finalizer is stored) would otherwise stay for the
+	// manager's life.
+	swept time.Time
 }
 
 // hold keeps the counts and conditions of a running action as they were
@@ -35,6 +42,10 @@ func (p *progressWrites) hold(read, action *mdmv1alpha1.DeviceAction, now time.T
 	defer p.mu.Unlock()
 	if p.last == nil {
 		p.last = map[types.UID]time.Time{}
+	}
+	if now.Sub(p.swept) >= progressEvery {
+		maps.DeleteFunc(p.last, func(_ types.UID, at time.Time) bool { return now.Sub(at) >= progressEvery })
+		p.swept = now
 	}
 	if action.Status.Phase != mdmv1alpha1.ActionRunning {
 		delete(p.last, action.UID)

@@ -76,4 +76,21 @@ func TestProgressWrites(t *testing.T) {
 	if wait := p.hold(read, read.DeepCopy(), now); wait != 0 {
 		t.Errorf("a pass that changed nothing is told to come back in %s", wait)
 	}
+
+	// An action deleted during its first pass, whose deletion was seen
+	// before the pass recorded its start, is not remembered for long.
+	var q progressWrites
+	q.forget("gone")
+	gone := read.DeepCopy()
+	gone.UID = "gone"
+	q.hold(pending, gone, now)
+	other := read.DeepCopy()
+	other.UID = "other"
+	q.hold(pending, other, now.Add(progressEvery))
+	if _, ok := q.last["gone"]; ok {
+		t.Errorf("the start of a deleted action is remembered %s later", progressEvery)
+	}
+	if _, ok := q.last["other"]; !ok {
+		t.Error("a running action's last write was forgotten")
+	}
 }
