@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 
+	"github.com/go-logr/logr"
 	"golang.org/x/net/http2"
 )
 
@@ -19,14 +20,19 @@ import (
 // connection frames (1.2 KiB) under the HTTP/2 loop for the connection's
 // whole life, and its ALPN wrapper (0.4 KiB) under every stream's handler.
 // Go halves a parked goroutine's stack only while it uses less than a
-// quarter of it, so those frames held the loop's stack, and the Subscribe
-// handler's, at 16 KiB instead of 8: at 1,000 streams the manager's stacks
-// took 33 KiB per connection through Serve and take 21 KiB now
-// (docs/scale.md). Anything else (HTTP/1.1, a client that offered no ALPN)
-// goes to the http.Server.
+// quarter of it, and those frames kept the stacks from halving: at 1,000
+// streams the manager's stacks took 33 KiB per connection through Serve
+// and take 21 KiB now (docs/scale.md). Anything else (HTTP/1.1, a client
+// that offered no ALPN) goes to the http.Server.
+//
+// This relies on x/net's own HTTP/2 server, which x/net builds for Go
+// before 1.27 (from 1.27 it wraps net/http's, per connection, without the
+// graceful shutdown this needs: TestConnServerShutdown fails then), and
+// HTTP/2 fixes arrive by updating golang.org/x/net, not Go (ADR 17).
 type connServer struct {
 	h1   *http.Server
 	h2   *http2.Server
+	log  logr.Logger
 	opts *http2.ServeConnOpts
 	rest *connQueue
 
@@ -39,7 +45,7 @@ type connServer struct {
 // newConnServer serves srv's handler, on srv's base context, to the
 // connections of a listener bound to addr. Shutdown of srv sends the
 // HTTP/2 connections a GOAWAY as well.
-func newConnServer(srv *http.Server, addr net.Addr) (*connServer, error) {
+func newConnServer(srv *http.Server, addr net.Addr, log logr.Logger) (*connServer, error) {
 	h2 := &http2.Server{}
 	if err := http2.ConfigureServer(srv, h2); err != nil {
 		return nil, fmt.Errorf("configuring HTTP/2: %w", err)
@@ -52,6 +58,7 @@ func newConnServer(srv *http.Server, addr net.Addr) (*connServer, error) {
 	return &connServer{
 		h1:    srv,
 		h2:    h2,
+		log:   log,
 		opts:  &http2.ServeConnOpts{Context: ctx, BaseConfig: srv, Handler: srv.Handler},
 		rest:  rest,
 		conns: map[net.Conn]struct{}{},
@@ -65,6 +72,7 @@ func (cs *connServer) serve(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
+			_ = cs.rest.Close()
 			return err
 		}
 		if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS {
@@ -86,10 +94,19 @@ func (cs *connServer) serveHTTP2(c net.Conn) {
 	}
 	cs.conns[c] = struct{}{}
 	cs.served.Go(func() {
+		defer func() {
+			// net/http's connection loop recovered a panic of the HTTP/2
+			// server and closed only that connection; so does this one,
+			// rather than let a peer's connection end the manager.
+			if p := recover(); p != nil {
+				cs.log.Error(fmt.Errorf("panic: %v", p), "Recovered from a panic serving an HTTP/2 connection", "remote", c.RemoteAddr().String())
+			}
+			_ = c.Close()
+			cs.mu.Lock()
+			delete(cs.conns, c)
+			cs.mu.Unlock()
+		}()
 		cs.h2.ServeConn(c, cs.opts)
-		cs.mu.Lock()
-		delete(cs.conns, c)
-		cs.mu.Unlock()
 	})
 }
 

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
 )
 
 // serveConns serves h on a handshake listener, the way Start does, and
@@ -21,7 +24,7 @@ func serveConns(t *testing.T, ctx context.Context, h http.Handler) (*connServer,
 	t.Cleanup(func() { _ = ln.Close() })
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
-	cs, err := newConnServer(srv, ln.Addr())
+	cs, err := newConnServer(srv, ln.Addr(), logr.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,28 +32,33 @@ func serveConns(t *testing.T, ctx context.Context, h http.Handler) (*connServer,
 	return cs, "https://" + ln.Addr().String() + "/", clientConf
 }
 
-// TestConnServerServesBothProtocols: an agent's HTTP/2 connection and an
-// HTTP/1.1 client (curl without --http2, a load balancer's probe) are both
-// answered, each in its own protocol, and the handlers see the server's
-// base context and the client's TLS state.
+// TestConnServerServesBothProtocols: an agent's HTTP/2 connection, served
+// on a goroutine of its own, and an HTTP/1.1 client (curl without --http2,
+// a load balancer's probe), served by the http.Server, are both answered,
+// each in its own protocol, and the handlers see the server's base context
+// and the client's TLS state.
 func TestConnServerServesBothProtocols(t *testing.T) {
 	type key struct{}
 	ctx := context.WithValue(t.Context(), key{}, "base")
-	_, url, clientConf := serveConns(t, ctx, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var cs *connServer
+	cs, url, clientConf := serveConns(t, ctx, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Context().Value(key{}) != "base" || r.TLS == nil || !r.TLS.HandshakeComplete {
 			http.Error(w, "no base context or TLS state", http.StatusInternalServerError)
 			return
 		}
-		_, _ = io.WriteString(w, r.Proto)
+		cs.mu.Lock()
+		own := len(cs.conns)
+		cs.mu.Unlock()
+		_, _ = fmt.Fprintf(w, "%s %d", r.Proto, own)
 	}))
 	for _, tc := range []struct {
 		name      string
 		transport *http.Transport
 		want      string
 	}{
-		{"HTTP/2", &http.Transport{TLSClientConfig: clientConf.Clone(), ForceAttemptHTTP2: true}, "HTTP/2.0"},
+		{"HTTP/2", &http.Transport{TLSClientConfig: clientConf.Clone(), ForceAttemptHTTP2: true}, "HTTP/2.0 1"},
 		// A non-nil, empty TLSNextProto keeps the client to HTTP/1.1.
-		{"HTTP/1.1", &http.Transport{TLSClientConfig: clientConf.Clone(), TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}, "HTTP/1.1"},
+		{"HTTP/1.1", &http.Transport{TLSClientConfig: clientConf.Clone(), TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}, "HTTP/1.1 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer tc.transport.CloseIdleConnections()
@@ -85,7 +93,7 @@ func TestConnServerShutdown(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	}))
 	client := func() *http.Client {
-		return &http.Client{Transport: &http.Transport{TLSClientConfig: clientConf.Clone(), ForceAttemptHTTP2: true}}
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: clientConf.Clone(), ForceAttemptHTTP2: true}}
 	}
 	idle := client()
 	resp, err := idle.Get(url)
@@ -146,4 +154,33 @@ func shutdownAsync(ctx context.Context, cs *connServer) <-chan error {
 	done := make(chan error, 1)
 	go func() { done <- cs.shutdown(ctx) }()
 	return done
+}
+
+// TestConnServerStreamsEndWithTheBaseContext: an HTTP/2 stream's context
+// ends when the server's base context does, which is how the gateway ends
+// its Subscribe streams at shutdown.
+func TestConnServerStreamsEndWithTheBaseContext(t *testing.T) {
+	base, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	ended := make(chan error, 1)
+	_, url, clientConf := serveConns(t, base, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			ended <- nil
+		case <-time.After(10 * time.Second):
+			ended <- errors.New("the stream outlived the base context")
+		}
+	}))
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: clientConf, ForceAttemptHTTP2: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	cancel()
+	if err := within(t, ended, 15*time.Second, "the stream's context"); err != nil {
+		t.Error(err)
+	}
 }

@@ -245,7 +245,7 @@ func (s *Server) Start(ctx context.Context) error {
 			MaxEncoderHeaderTableSize: noHeaderTable},
 		ErrorLog: nil,
 	}
-	conns, err := newConnServer(srv, ln.Addr())
+	conns, err := newConnServer(srv, ln.Addr(), s.log)
 	if err != nil {
 		return err
 	}
@@ -258,6 +258,10 @@ func (s *Server) Start(ctx context.Context) error {
 	s.log.Info("Gateway serving", "address", s.addr.String(), "replica", s.opts.Replica)
 	select {
 	case err := <-errc:
+		endStreams()
+		stopCtx, cancelStop := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancelStop()
+		_ = conns.shutdown(stopCtx)
 		return fmt.Errorf("gateway: %w", err)
 	case <-ctx.Done():
 	}
@@ -267,6 +271,7 @@ func (s *Server) Start(ctx context.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = conns.shutdown(shutdownCtx)
+	<-errc
 	background.Wait()
 	// What the replica holds is written before it lets go: disconnects
 	// whose grace has passed and lastSeen not yet written. The streams the
