@@ -255,22 +255,23 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- conns.serve(ln) }()
+	// stopServing ends the streams and closes the connections, within 10s.
+	stopServing := func() {
+		endStreams()
+		_ = ln.Close()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = conns.shutdown(shutdownCtx)
+	}
 	s.log.Info("Gateway serving", "address", s.addr.String(), "replica", s.opts.Replica)
 	select {
 	case err := <-errc:
-		endStreams()
-		stopCtx, cancelStop := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancelStop()
-		_ = conns.shutdown(stopCtx)
+		stopServing()
 		return fmt.Errorf("gateway: %w", err)
 	case <-ctx.Done():
 	}
 	s.presence.stop()
-	endStreams()
-	_ = ln.Close()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = conns.shutdown(shutdownCtx)
+	stopServing()
 	<-errc
 	background.Wait()
 	// What the replica holds is written before it lets go: disconnects
